@@ -1,0 +1,98 @@
+"""Config composition with OmegaConf: defaults <- data <- model <- experiment row <- CLI.
+
+Each file in ``conf/`` is a partial root config (``model:``, ``data:``, ``task:`` ...), so a
+model file may also carry the paper's training settings for that model. Keys under ``model:``
+and ``data:`` are exactly the constructor arguments of the registered class.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from inrbench.errors import ConfigError
+
+
+def conf_dir() -> Path:
+    """``$INRBENCH_CONF``, else the repository's ``conf/`` next to the package."""
+    env = os.environ.get("INRBENCH_CONF")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parent.parent / "conf")
+    for c in candidates:
+        if (c / "defaults.yaml").is_file():
+            return c
+    raise ConfigError("cannot find the conf/ folder; install inrbench from its repository with "
+                      "'pip install -e .' or set INRBENCH_CONF=/path/to/conf")
+
+
+def load_yaml(path: Path) -> DictConfig:
+    try:
+        return OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as e:
+        raise ConfigError(f"cannot parse {path}: {e}") from None
+
+
+def list_experiments() -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    for o in overrides:
+        if "=" not in o or o.startswith("="):
+            raise ConfigError(f"bad override {o!r}; write key=value, e.g. model.hidden_dim=128")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except (OmegaConfBaseException, ValueError) as e:
+        raise ConfigError(f"bad override in {overrides}: {e}") from None
+
+
+def check_keys(cfg: DictConfig, base: DictConfig, sections=("task", "trainer")) -> None:
+    """Task/trainer keys must exist in defaults.yaml (model/data keys are checked against
+    their constructors when built)."""
+    top = set(base.keys())
+    for key in cfg.keys():
+        if key not in top:
+            raise ConfigError(f"unknown config section {key!r}; valid sections: "
+                              f"{', '.join(sorted(top))}")
+    for section in sections:
+        for key in cfg.get(section, {}).keys():
+            if key not in base[section]:
+                raise ConfigError(f"unknown key {section}.{key}; valid keys: "
+                                  f"{', '.join(base[section].keys())}")
+
+
+def compose(model: str | None = None, data: str | None = None,
+            overrides: list[str] = (), extra: dict[str, Any] | None = None,
+            row: dict[str, Any] | None = None) -> DictConfig:
+    """Build the run config. ``extra`` holds CLI flags as dotted keys (``task.steps``)."""
+    root = conf_dir()
+    base = load_yaml(root / "defaults.yaml")
+    cli = parse_overrides(list(overrides))
+    row_cfg = OmegaConf.create(row or {})
+    model = model or OmegaConf.select(row_cfg, "model.name") or base.model.name
+    data = data or OmegaConf.select(row_cfg, "data.name") or base.data.name
+    layers = [base]
+    for kind, name in (("data", data), ("model", model)):
+        path = root / kind / f"{name}.yaml"
+        layer = load_yaml(path) if path.is_file() else OmegaConf.create({kind: {}})
+        if OmegaConf.select(layer, f"{kind}.name") not in (None, name):
+            layer = OmegaConf.create({kind: {}})  # a family file does not name a variant
+        # a different model/data replaces the section rather than mixing its keys in
+        layer[kind]["name"] = name
+        layers.append(layer)
+    cfg = OmegaConf.merge(base, layers[1])
+    cfg.model = layers[2].model
+    cfg = OmegaConf.merge(cfg, OmegaConf.masked_copy(layers[2], [k for k in layers[2]
+                                                                  if k != "model"]))
+    cfg = OmegaConf.merge(cfg, row_cfg)
+    for key, value in (extra or {}).items():
+        if value is not None:
+            OmegaConf.update(cfg, key, value, force_add=True)
+    check_keys(cli, base)
+    cfg = OmegaConf.merge(cfg, cli)
+    check_keys(cfg, base)
+    return cfg

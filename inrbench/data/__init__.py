@@ -1,0 +1,8 @@
+"""Data modules, one per modality; importing this package registers them all."""
+
+from inrbench.data import image  # noqa: F401  (registration side effects)
+from inrbench.data.base import SignalDataModule, SignalSpec
+from inrbench.data.registry import create_datamodule, list_datamodules, register_datamodule
+
+__all__ = ["SignalDataModule", "SignalSpec", "create_datamodule", "list_datamodules",
+           "register_datamodule"]

@@ -1,0 +1,146 @@
+"""Signals as LightningDataModules.
+
+Every data module describes its signal by a :class:`SignalSpec` known *without* reading files
+(profiling needs only the shape), loads it in ``setup`` as a float tensor ``(*shape, C)``, and
+serves either the whole signal every step (``sampling: full``, as the official ASMR code trains
+images) or random batches of samples (``sampling: random``) whose coordinates are computed on
+the fly, so large signals never materialise all their coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from inrbench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    shape: tuple[int, ...]  # the sample grid, e.g. (H, W)
+    channels: int
+    modality: str = "image"  # selects the metrics (inrbench.metrics)
+    data_range: float = 1.0  # max - min of the values, for PSNR
+
+    @property
+    def n_samples(self) -> int:
+        return math.prod(self.shape)
+
+
+def index_to_coords(flat: torch.Tensor, shape) -> torch.Tensor:
+    """Flat sample indices -> coordinates in [-1, 1] (the convention of ``make_grid``)."""
+    coords = []
+    for n in reversed(shape):
+        coords.append(flat % n)
+        flat = torch.div(flat, n, rounding_mode="floor")
+    idx = torch.stack(coords[::-1], dim=-1).float()
+    sizes = torch.tensor(shape, dtype=torch.float32)
+    return torch.where(sizes > 1, idx / (sizes - 1).clamp(min=1) * 2 - 1, torch.zeros_like(idx))
+
+
+class FullSignal(Dataset):
+    """The whole signal, ``length`` times: one item is one full-signal training step."""
+
+    def __init__(self, signal: torch.Tensor, length: int):
+        self.signal, self.length = signal, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        return {"values": self.signal}
+
+
+class RandomSamples(Dataset):
+    """Random batches of ``batch_size`` samples; coordinates computed only for the batch."""
+
+    def __init__(self, signal: torch.Tensor, shape, batch_size: int, length: int, seed: int = 0):
+        self.flat = signal.reshape(-1, signal.shape[-1])
+        self.shape, self.batch_size, self.length, self.seed = tuple(shape), batch_size, length, seed
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        # seeded by the global step index (see StepSampler), so a resumed run draws the same
+        # batches as an uninterrupted one
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        idx = torch.randint(self.flat.shape[0], (self.batch_size,), generator=g)
+        return {"coords": index_to_coords(idx, self.shape), "values": self.flat[idx]}
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Yields global step indices ``epoch * length + i``; Lightning calls ``set_epoch``."""
+
+    def __init__(self, length: int):
+        self.length, self.epoch = length, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.length
+
+    def __iter__(self):
+        return iter(range(self.epoch * self.length, (self.epoch + 1) * self.length))
+
+
+def _identity(x):
+    return x
+
+
+class SignalDataModule(L.LightningDataModule):
+    """Base class. Subclasses implement ``spec`` and ``load_signal`` (and ``prepare_data`` to
+    download). ``sampling``: ``full`` or ``random``; ``batch_size``: samples per random step."""
+
+    def __init__(self, sampling: str = "full", batch_size: int | None = None,
+                 steps_per_epoch: int = 100, seed: int = 0):
+        super().__init__()
+        if sampling not in ("full", "random"):
+            raise ConfigError(f"data.sampling must be 'full' or 'random', got {sampling!r}")
+        if sampling == "random" and (batch_size is None or batch_size < 1):
+            raise ConfigError("data.sampling=random needs data.batch_size (samples per step) >= 1")
+        self.sampling, self.batch_size = sampling, batch_size
+        self.steps_per_epoch, self.seed = steps_per_epoch, seed
+        self.signal: torch.Tensor | None = None
+
+    # -- to implement ---------------------------------------------------------------------
+    def spec(self) -> SignalSpec:
+        raise NotImplementedError
+
+    def load_signal(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.signal is not None:
+            return
+        signal = self.load_signal().float().contiguous()
+        spec = self.spec()
+        expected = (*spec.shape, spec.channels)
+        if tuple(signal.shape) != expected:
+            raise ConfigError(f"{self.describe()}: loaded signal has shape {tuple(signal.shape)}, "
+                              f"expected {expected}")
+        self.signal = signal
+
+    def _loader(self, dataset) -> DataLoader:
+        return DataLoader(dataset, batch_size=None, sampler=StepSampler(len(dataset)),
+                          num_workers=0, collate_fn=_identity)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        if self.sampling == "full":
+            return self._loader(FullSignal(self.signal, self.steps_per_epoch))
+        return self._loader(RandomSamples(self.signal, self.spec().shape, self.batch_size,
+                                          self.steps_per_epoch, self.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(FullSignal(self.signal, 1))

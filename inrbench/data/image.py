@@ -1,0 +1,148 @@
+"""Images: any local PNG/JPEG (``image``), scikit-image's Cameraman (``cameraman``), Kodak."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from inrbench.data.base import SignalDataModule, SignalSpec
+from inrbench.data.download import Manifest, data_root, download
+from inrbench.data.registry import register_datamodule
+from inrbench.errors import ConfigError, DataError
+
+
+def read_image_header(path: Path) -> tuple[tuple[int, int], int]:
+    """(H, W) and channel count from the file header, without decoding the pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image file {path} does not exist; pass an existing PNG/JPEG as "
+                        f"data.path=FILE")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            channels = 1 if im.mode in ("L", "I", "I;16", "F", "1") else 3
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read {path} as an image ({e}); is it a PNG/JPEG?") from None
+    return (h, w), channels
+
+
+def load_image(path: Path, crop: list[int] | None = None) -> torch.Tensor:
+    """``(H, W, C)`` float32 in [0, 1]; 1 channel for grayscale, 3 for colour (alpha dropped)."""
+    path = Path(path)
+    read_image_header(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I", "I;16"):
+                arr = np.asarray(im, dtype=np.float32) / 65535.0
+            elif im.mode in ("L", "1", "F"):
+                arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            else:
+                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is truncated or corrupt ({e}); replace the file") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if crop is not None:
+        arr = arr[: crop[0], : crop[1]]
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _check_crop(crop, shape):
+    if crop is None:
+        return shape
+    if len(crop) != 2 or any(c < 1 or c > n for c, n in zip(crop, shape)):
+        raise ConfigError(f"data.crop must be [H, W] within the image size {tuple(shape)}, "
+                          f"got {crop}")
+    return tuple(int(c) for c in crop)
+
+
+@register_datamodule(name="image")
+class ImageDataModule(SignalDataModule):
+    """Any local image file: ``--data image data.path=photo.png [data.crop=[H,W]]``."""
+
+    def __init__(self, path: str | None = None, crop: list[int] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if path is None:
+            raise ConfigError("data 'image' needs a file: add data.path=/path/to/image.png")
+        self.path, self.crop = Path(path).expanduser(), crop
+
+    def describe(self) -> str:
+        return f"image {self.path}"
+
+    def spec(self) -> SignalSpec:
+        shape, channels = read_image_header(self.path)
+        return SignalSpec(_check_crop(self.crop, shape), channels)
+
+    def load_signal(self) -> torch.Tensor:
+        return load_image(self.path, self.crop)
+
+
+@register_datamodule(name="cameraman")
+class CameramanDataModule(SignalDataModule):
+    """scikit-image's ``data.camera()``: 512x512 grayscale, the CC0 replacement of the classic
+    Cameraman photo and the image the ASMR paper's Table 2 was fitted on."""
+
+    def __init__(self, crop: list[int] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.crop = crop
+
+    def describe(self) -> str:
+        return "cameraman (skimage.data.camera)"
+
+    def spec(self) -> SignalSpec:
+        return SignalSpec(_check_crop(self.crop, (512, 512)), 1)
+
+    def load_signal(self) -> torch.Tensor:
+        from skimage import data
+
+        arr = torch.from_numpy(data.camera().astype(np.float32) / 255.0)[..., None]
+        if self.crop is not None:
+            arr = arr[: self.crop[0], : self.crop[1]].contiguous()
+        return arr
+
+
+KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
+KODAK_PORTRAIT = {4, 9, 10, 17, 18, 19}  # 768x512; the other 18 images are 512x768
+
+
+@register_datamodule(name="kodak")
+class KodakDataModule(SignalDataModule):
+    """One image of the Kodak suite (24 PNGs, 512x768 or 768x512 RGB; ASMR paper sec. 4.2).
+
+    Files live in ``<root>/kodak/kodimNN.png`` (root: ``$INRBENCH_DATA`` or
+    ``~/.cache/inrbench``); ``prepare_data`` downloads missing ones from r0k.us and records
+    their size and sha256, which later loads verify.
+    """
+
+    def __init__(self, image: int = 1, root: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 1 <= int(image) <= 24:
+            raise ConfigError(f"data.image must be 1..24 (kodim01..kodim24), got {image}")
+        self.image = int(image)
+        self.folder = Path(root).expanduser() if root else data_root() / "kodak"
+        self.file = self.folder / f"kodim{self.image:02d}.png"
+        self.url = KODAK_URL.format(self.image)
+        self.manifest = Manifest(self.folder)
+
+    def describe(self) -> str:
+        return f"kodak image {self.image:02d}"
+
+    def spec(self) -> SignalSpec:
+        shape = (768, 512) if self.image in KODAK_PORTRAIT else (512, 768)
+        return SignalSpec(shape, 3)
+
+    def prepare_data(self) -> None:
+        if not self.file.exists():
+            download(self.url, self.file)
+            self.manifest.record(self.file)
+
+    def load_signal(self) -> torch.Tensor:
+        if not self.file.exists():
+            raise DataError(f"Kodak image {self.file.name} is missing; download {self.url} "
+                            f"into {self.folder} (or run with network access)")
+        self.manifest.verify(self.file)
+        return load_image(self.file)

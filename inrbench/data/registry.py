@@ -1,0 +1,23 @@
+"""Data module registry: ``register_datamodule``, ``create_datamodule``, ``list_datamodules``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inrbench.registry import Registry, check_kwargs
+
+DATAMODULES = Registry("data module")
+
+
+def register_datamodule(cls=None, *, name: str | None = None):
+    return DATAMODULES.register(cls, name=name)
+
+
+def create_datamodule(name: str, **kwargs: Any):
+    builder = DATAMODULES.get(name)
+    check_kwargs(builder, kwargs, "data")
+    return builder(**kwargs)
+
+
+def list_datamodules(pattern: str = "*") -> list[str]:
+    return DATAMODULES.names(pattern)

@@ -1,0 +1,7 @@
+"""Coordinate networks, one file per family; importing this package registers them all."""
+
+from inrbench.models import asmr, siren  # noqa: F401  (registration side effects)
+from inrbench.models.base import INR, make_grid
+from inrbench.models.registry import create_model, list_models, register_model
+
+__all__ = ["INR", "create_model", "list_models", "make_grid", "register_model"]

@@ -1,0 +1,189 @@
+"""ASMR: Activation-Sharing Multi-Resolution coordinate networks (Li, Luo, Xu, Wong, ICLR 2024).
+
+Multi-resolution coordinates (sec. 3.1): each axis index x is decomposed into level
+coordinates x_l = floor(x / G_l) mod B_l, normalised to [0, 1] by B_l - 1 (0 when B_l = 1).
+Hierarchical modulation (sec. 3.2, eq. 1) on a SIREN backbone, one level per linear layer:
+
+    z_0 = x_0,   z_i = sin(omega_i (W_i z_{i-1} + b_i + M_i(x_i))),   y = W_L z_{L-1} + b_L
+
+with bias-free linear modulators ``M_i(c) = omega0 W_Mi c`` (or, ``modulator="nonlinear"``, a
+3-layer 32-unit SIREN per level, as the official code uses for megapixel images).
+Activation sharing (sec. 3.3, eq. 2): layer i only depends on levels 0..i, so it runs once
+per cell of level i and is broadcast; ``render`` does this, and folds the last sine and the
+last linear layer into one matrix product via sin(a + m) = sin a cos m + cos a sin m, so no
+full-resolution hidden tensor is ever built. ``forward`` is the per-sample path (any
+coordinates, any batch) and is the ground truth the shared path is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from inrbench.errors import ConfigError
+from inrbench.models.base import INR, coords_to_index
+from inrbench.models.bases import default_bases, validate_bases
+from inrbench.models.registry import register_model, register_variant
+from inrbench.models.siren import SIREN, check_positive, mlp_macs
+
+
+class LinearModulator(nn.Module):
+    """``M(c) = omega0 W c``: a bias-free projection of level coordinates (sec. 3.2)."""
+
+    def __init__(self, in_features: int, hidden_dim: int, omega0: float):
+        super().__init__()
+        self.omega0 = omega0
+        self.linear = nn.Linear(in_features, hidden_dim, bias=False)  # U(-1/sqrt(d0), 1/sqrt(d0))
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.omega0 * self.linear(c)
+
+    def macs(self) -> int:
+        return self.linear.in_features * self.linear.out_features
+
+
+class SirenModulator(nn.Module):
+    """Nonlinear modulator: a small SIREN from level coordinates to a bias (official 'nonlinear')."""
+
+    def __init__(self, in_features: int, hidden_dim: int, omega0: float, width: int = 32,
+                 layers: int = 3):
+        super().__init__()
+        self.net = SIREN(in_features, hidden_dim, hidden_dim=width, n_layers=layers,
+                         omega0=omega0, first_omega0=omega0)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.net(c)
+
+    def macs(self) -> int:
+        return self.net.macs_per_sample(include_bias=True)
+
+
+def _interleave_shape(outer: Sequence[int], inner: Sequence[int]) -> list[int]:
+    return [n for pair in zip(outer, inner) for n in pair]
+
+
+class ASMR(INR):
+    """ASMR with ``n_layers`` linear layers over a signal of ``signal_shape``.
+
+    ``bases[axis][level]`` are the partition bases (the official "dimensions"); when ``None``
+    a balanced factorisation with the large bases last is chosen (appendix K) and printed.
+    """
+
+    def __init__(self, in_features: int = 2, out_features: int = 1,
+                 signal_shape: Sequence[int] = (512, 512), bases=None, hidden_dim: int = 256,
+                 n_layers: int = 4, omega0: float = 30.0, first_omega0: float = 30.0,
+                 modulator: str = "linear", modulator_width: int = 32,
+                 modulator_layers: int = 3):
+        super().__init__()
+        check_positive(in_features=in_features, out_features=out_features,
+                       hidden_dim=hidden_dim, omega0=omega0, first_omega0=first_omega0)
+        if n_layers < 2:
+            raise ConfigError(f"model.n_layers must be >= 2 (one hidden layer), got {n_layers}")
+        signal_shape = [int(n) for n in signal_shape]
+        if len(signal_shape) != in_features:
+            raise ConfigError(
+                f"ASMR got a {len(signal_shape)}-D signal {tuple(signal_shape)} but "
+                f"model.in_features={in_features}; they must agree"
+            )
+        if bases is None:
+            bases = default_bases(signal_shape, n_layers)
+            print(f"ASMR: model.bases not given; using {bases} for signal {tuple(signal_shape)}",
+                  file=sys.stderr)
+        self.bases = validate_bases(bases, signal_shape, n_layers)
+        if modulator not in ("linear", "nonlinear"):
+            raise ConfigError(f"model.modulator must be 'linear' or 'nonlinear', got {modulator!r}")
+
+        self.in_features, self.out_features = in_features, out_features
+        self.signal_shape, self.hidden_dim, self.n_layers = signal_shape, hidden_dim, n_layers
+        self.modulator_kind = modulator
+        self.siren = SIREN(in_features, out_features, hidden_dim, n_layers, omega0, first_omega0)
+        if modulator == "linear":
+            mods = [LinearModulator(in_features, hidden_dim, omega0) for _ in range(n_layers - 1)]
+        else:
+            mods = [SirenModulator(in_features, hidden_dim, omega0, modulator_width,
+                                   modulator_layers) for _ in range(n_layers - 1)]
+        self.modulators = nn.ModuleList(mods)
+
+        # per level: bases B_l, cumulative bases C_l and grid sizes G_l = N / C_l, per axis
+        self.level_bases = [[axis[l] for axis in self.bases] for l in range(n_layers)]
+        self.level_cells = [[math.prod(axis[: l + 1]) for axis in self.bases]
+                            for l in range(n_layers)]
+        self.register_buffer("_grid_sizes", torch.tensor(
+            [[n // c for n, c in zip(signal_shape, cells)] for cells in self.level_cells]),
+            persistent=False)
+        self.register_buffer("_bases", torch.tensor(self.level_bases), persistent=False)
+        for l, bl in enumerate(self.level_bases):
+            self.register_buffer(f"_level_grid{l}", self._level_grid(bl), persistent=False)
+
+    @staticmethod
+    def _level_grid(level_bases: Sequence[int]) -> torch.Tensor:
+        """All level coordinates of one level: ``(*B_l, d)`` in [0, 1]."""
+        axes = [torch.arange(b, dtype=torch.float32) / max(b - 1, 1) for b in level_bases]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+    def level_coords(self, coords: torch.Tensor) -> torch.Tensor:
+        """``(..., L, d)`` normalised level coordinates of coordinates in [-1, 1] (sec. 3.1)."""
+        idx = coords_to_index(coords, self.signal_shape).unsqueeze(-2)  # (..., 1, d)
+        lvl = torch.div(idx, self._grid_sizes, rounding_mode="floor") % self._bases
+        return lvl.to(coords.dtype) / (self._bases - 1).clamp(min=1).to(coords.dtype)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """Per-sample forward, eq. (1): every layer runs on every coordinate."""
+        levels = self.level_coords(coords)
+        z = levels[..., 0, :]
+        for i, layer in enumerate(self.siren.net):
+            z = torch.sin(layer.omega * (layer.linear(z) + self.modulators[i](levels[..., i + 1, :])))
+        return self.siren.last_layer(z)
+
+    def render(self, shape: Sequence[int] | None = None, chunk: int | None = None) -> torch.Tensor:
+        """Activation-sharing full-signal forward, eq. (2): ``(*signal_shape, out_features)``."""
+        if shape is not None and list(shape) != self.signal_shape:
+            return super().render(shape, chunk)
+        d, net = self.in_features, self.siren.net
+        z = self._level_grid0
+        for i, layer in enumerate(net):
+            cells, bases = self.level_cells[i], self.level_bases[i + 1]
+            a = layer.omega * layer.linear(z)  # once per level-i cell: (*C_i, K)
+            m = layer.omega * self.modulators[i](getattr(self, f"_level_grid{i + 1}"))  # (*B_{i+1}, K)
+            if i < len(net) - 1:
+                # nearest upsampling of a by B_{i+1} and tiling of m by C_i, as one broadcast add
+                pre = (a.reshape(*_interleave_shape(cells, [1] * d), -1)
+                       + m.reshape(*_interleave_shape([1] * d, bases), -1))
+                z = torch.sin(pre.reshape(*self.level_cells[i + 1], -1))
+            else:
+                return self._fused_last(a.reshape(-1, a.shape[-1]), m.reshape(-1, m.shape[-1]),
+                                        cells, bases)
+        raise AssertionError("unreachable: ASMR has at least one hidden layer")
+
+    def _fused_last(self, a, m, cells, bases):
+        """y[p, q] = W sin(a_p + m_q) + b = [sin a_p, cos a_p] . [W cos m_q, W sin m_q] + b."""
+        last = self.siren.last_layer
+        left = torch.cat([torch.sin(a), torch.cos(a)], dim=-1)  # (P, 2K)
+        right = torch.cat([torch.cos(m), torch.sin(m)], dim=-1)  # (Q, 2K)
+        w2 = torch.cat([last.weight, last.weight], dim=-1)  # (O, 2K)
+        right = (right.unsqueeze(1) * w2).reshape(-1, w2.shape[-1])  # (Q*O, 2K)
+        y = (left @ right.T).reshape(*cells, *bases, self.out_features) + last.bias
+        d = len(cells)
+        perm = [p for k in range(d) for p in (k, d + k)] + [2 * d]
+        return y.permute(*perm).reshape(*self.signal_shape, self.out_features)
+
+    def macs_per_sample(self) -> float:
+        """The paper's count (official ``my_profiler.asmr_profiler``): layer i's weights and
+        biases on the C_i cells of its level, modulator l on its B_l grid, and one addition per
+        hidden unit per level-(l-1) cell for each modulation; divided by the signal size."""
+        dims = [self.in_features] + [self.hidden_dim] * (self.n_layers - 1) + [self.out_features]
+        cells = [math.prod(c) for c in self.level_cells]
+        total = sum(mlp_macs(dims[i:i + 2], include_bias=True) * cells[i]
+                    for i in range(self.n_layers))
+        for l in range(1, self.n_layers):
+            total += self.modulators[l - 1].macs() * math.prod(self.level_bases[l])
+            total += self.hidden_dim * cells[l - 1]
+        return total / math.prod(self.signal_shape)
+
+
+register_model(ASMR, name="asmr")
+register_variant("asmr_nonlinear", ASMR, modulator="nonlinear")

@@ -1,0 +1,60 @@
+"""Common interface of every coordinate network in inrbench.
+
+Coordinates follow SIREN's convention: sample ``j`` of an axis of size ``n`` sits at
+``-1 + 2 j / (n - 1)`` (a size-1 axis sits at 0). ``forward`` maps any batch of coordinates
+``(..., in_features)`` to ``(..., out_features)``; ``render(shape)`` returns the whole signal
+``(*shape, out_features)``. Grid-aware models (ASMR) override ``render`` with a cheaper path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def make_grid(shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Coordinates of every sample of a signal of ``shape``: ``(*shape, len(shape))`` in [-1, 1]."""
+    axes = [
+        torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype)
+        if n > 1
+        else torch.zeros(1, device=device, dtype=dtype)
+        for n in shape
+    ]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+
+def coords_to_index(coords: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`make_grid`: integer sample index per axis (rounded, clamped)."""
+    sizes = torch.tensor(list(shape), device=coords.device, dtype=coords.dtype)
+    idx = torch.round((coords + 1.0) * 0.5 * (sizes - 1).clamp(min=0))
+    idx = torch.minimum(idx.clamp(min=0), (sizes - 1).clamp(min=0))
+    return idx.long()
+
+
+class INR(nn.Module):
+    """Base class: a coordinate network with a per-sample forward and a full-signal render."""
+
+    in_features: int
+    out_features: int
+    #: the backend that actually runs (e.g. "torch" or "tcnn"); recorded in results.
+    backend: str = "torch"
+
+    def render(self, shape: Sequence[int], chunk: int | None = None) -> torch.Tensor:
+        """The whole signal, ``(*shape, out_features)``; ``chunk`` bounds memory without grad."""
+        device = next(self.parameters()).device
+        grid = make_grid(shape, device=device).reshape(-1, len(shape))
+        if chunk is None or grid.shape[0] <= chunk:
+            out = self(grid)
+        else:
+            out = torch.cat([self(part) for part in grid.split(chunk)])
+        return out.reshape(*shape, self.out_features)
+
+    def macs_per_sample(self) -> float:
+        """MACs per sample in the convention of the paper that introduced the model's table."""
+        raise NotImplementedError
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,72 @@
+"""Name -> builder registries, in the style of timm's ``register_model``/``create_model``."""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from inrbench.errors import ConfigError
+
+
+class Registry:
+    """A mapping from short names to builders, with glob listing and helpful errors."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Callable[..., Any]] = {}
+
+    def register(self, fn: Callable[..., Any] | None = None, *, name: str | None = None):
+        def deco(f):
+            key = name or f.__name__
+            if key in self._entries and self._entries[key] is not f:
+                raise ValueError(f"{self.kind} {key!r} is registered twice")
+            self._entries[key] = f
+            return f
+
+        return deco(fn) if fn is not None else deco
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._entries:
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
+            )
+        return self._entries[name]
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+
+def accepted_kwargs(builder: Callable[..., Any]) -> list[str] | None:
+    """Keyword names a builder accepts, following ``**kwargs`` up a class's MRO and through
+    registered variants; ``None`` when it accepts anything."""
+    target = getattr(builder, "__wrapped_class__", builder)
+    chain = target.__mro__ if inspect.isclass(target) else [target]
+    names: list[str] = []
+    for obj in chain:
+        fn = obj.__init__ if inspect.isclass(obj) else obj
+        if inspect.isclass(obj) and "__init__" not in vars(obj):
+            continue
+        params = inspect.signature(fn).parameters.values()
+        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                  and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
+def check_kwargs(builder: Callable[..., Any], kwargs: dict[str, Any], where: str) -> None:
+    """Raise a ConfigError naming any keyword the builder does not accept."""
+    valid = accepted_kwargs(builder)
+    if valid is None:
+        return
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(where + '.' + k for k in unknown)}; "
+            f"valid keys: {', '.join(valid)}"
+        )

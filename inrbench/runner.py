@@ -1,0 +1,226 @@
+"""One run: config -> data + model -> task -> Trainer -> results folder.
+
+The folder holds ``config.yaml`` (resolved), ``metrics.csv`` (one row per step, evaluations
+merged in), ``metrics.json`` (the summary), ``reconstruction.png`` and ``checkpoints/``.
+Every file is written atomically; ``resume=True`` continues from ``checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+import inrbench
+from inrbench.callbacks import LatencyCallback, ProfileCallback
+from inrbench.data import create_datamodule
+from inrbench.data.base import SignalSpec
+from inrbench.errors import ConfigError
+from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from inrbench.metrics import evaluate, headline_metric
+from inrbench.models import create_model
+from inrbench.models.registry import MODELS
+from inrbench.registry import accepted_kwargs
+from inrbench.tasks import FitTask
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints go to a temporary file first, so a kill never leaves half a checkpoint."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def build_datamodule(cfg: DictConfig):
+    kwargs = OmegaConf.to_container(cfg.data, resolve=True)
+    name = kwargs.pop("name")
+    if "seed" not in kwargs and "seed" in (accepted_kwargs(_dm_builder(name)) or []):
+        kwargs["seed"] = int(cfg.trainer.seed)
+    return create_datamodule(name, **kwargs)
+
+
+def _dm_builder(name):
+    from inrbench.data.registry import DATAMODULES
+
+    return DATAMODULES.get(name)
+
+
+def build_model(cfg: DictConfig, spec: SignalSpec):
+    """Instantiate ``cfg.model``; signal-dependent arguments come from the data's spec."""
+    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    name = kwargs.pop("name")
+    valid = accepted_kwargs(MODELS.get(name)) or []
+    derived = {"in_features": len(spec.shape), "out_features": spec.channels,
+               "signal_shape": list(spec.shape)}
+    for key, value in derived.items():
+        if key in valid and kwargs.get(key) is None:
+            kwargs[key] = value
+    if kwargs.get("out_features", spec.channels) != spec.channels:
+        raise ConfigError(f"model.out_features={kwargs['out_features']} but the data has "
+                          f"{spec.channels} channel(s); drop the override")
+    return create_model(name, **kwargs)
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(inrbench.__file__).parent, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    import lightning
+    import torchmetrics
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "lightning": lightning.__version__, "torchmetrics": torchmetrics.__version__,
+            "numpy": np.__version__, "inrbench": inrbench.__version__}
+
+
+def make_logger(cfg: DictConfig, out: Path):
+    kind = cfg.trainer.logger
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(out), name="logs", version="")
+    if kind == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        from lightning.pytorch.loggers import WandbLogger
+
+        return WandbLogger(project=cfg.trainer.wandb_project, save_dir=str(out),
+                           name=out.name, offline=os.environ["WANDB_MODE"] != "online",
+                           config=OmegaConf.to_container(cfg, resolve=True))
+    raise ConfigError(f"trainer.logger must be wandb, csv or none, got {kind!r}")
+
+
+def default_out(cfg: DictConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.model.name}-{cfg.data.name}-{stamp}"
+
+
+def save_image(path: Path, pred: torch.Tensor) -> None:
+    from PIL import Image
+
+    arr = (pred.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    im = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    buffer = io.BytesIO()
+    im.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_metrics_csv(path: Path, task: FitTask) -> None:
+    steps = pd.DataFrame(task.history)
+    evals = pd.DataFrame(task.evals)
+    if len(evals):
+        steps = steps.merge(evals, on="step", how="outer") if len(steps) else evals
+    atomic_write_text(path, steps.sort_values("step").to_csv(index=False) if len(steps) else "")
+
+
+class _WallClock(L.Callback):
+    """Training wall time, carried across resumes in the checkpoint."""
+
+    def __init__(self):
+        self.before, self.t0 = 0.0, time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def on_train_start(self, trainer, pl_module):
+        self.t0 = time.perf_counter()
+
+    def state_dict(self):
+        return {"wall_s": self.elapsed()}
+
+    def load_state_dict(self, state):
+        self.before = state.get("wall_s", 0.0)
+
+
+def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) -> dict:
+    """Train ``cfg`` into its results folder and return the summary written to metrics.json."""
+    out = Path(cfg.trainer.out) if cfg.trainer.out else default_out(cfg)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if resume and not last.exists():
+        print(f"inrbench: no checkpoint in {ckpt_dir}; starting from scratch")
+    elif not resume and last.exists():
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
+                          f"another --out")
+    cfg.trainer.out = str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    L.seed_everything(int(cfg.trainer.seed), workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    spec = dm.spec()
+    model = build_model(cfg, spec)
+    task = FitTask(model, spec, lr=cfg.task.lr, lr_min=cfg.task.lr_min, steps=cfg.task.steps,
+                   scheduler=cfg.task.scheduler)
+    results: dict = {}
+    clock = _WallClock()
+    steps = int(cfg.task.steps)
+    trainer = L.Trainer(
+        max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=1,
+        logger=make_logger(cfg, out),
+        callbacks=[
+            ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:06d}", save_last=True,
+                            every_n_train_steps=int(cfg.trainer.checkpoint_every),
+                            save_top_k=1, auto_insert_metric_name=False),
+            ProfileCallback(spec.shape, results),
+            LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
+                            int(cfg.trainer.latency_warmup)),
+            clock, *(callbacks or []),
+        ],
+        plugins=[AtomicCheckpointIO()],
+        val_check_interval=min(int(cfg.task.eval_every), steps), check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, log_every_n_steps=min(50, steps),
+        enable_progress_bar=bool(cfg.trainer.progress_bar), enable_model_summary=False,
+        default_root_dir=str(out),
+    )
+    trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume and last.exists() else None)
+    wall_s = clock.elapsed()
+    # the last checkpoint holds the final state, so a resume of a finished run is a no-op
+    trainer.save_checkpoint(last)
+
+    model.eval()
+    with torch.no_grad():
+        pred = model.render(spec.shape)
+        final = evaluate(pred, dm.signal.to(pred.device), spec)
+    if spec.modality == "image":
+        save_image(out / "reconstruction.png", pred)
+    task.best = max(task.best, {"psnr": final["psnr"], "step": steps}, key=lambda b: b["psnr"])
+    write_metrics_csv(out / "metrics.csv", task)
+    summary = {
+        "model": cfg.model.name, "data": cfg.data.name, "modality": spec.modality,
+        "signal_shape": list(spec.shape), "channels": spec.channels,
+        "metric": headline_metric(spec), **final,
+        "best_psnr": task.best["psnr"], "best_step": task.best["step"],
+        "params": results.get("params"), "macs": results.get("macs"),
+        "macs_measured": results.get("macs_measured"),
+        "latency_ms": results.get("latency_ms"), "latency_ms_all": results.get("latency_ms_all"),
+        "latency_device": results.get("latency_device"),
+        "backend": getattr(model, "backend", "torch"), "steps": int(trainer.global_step),
+        "seed": int(cfg.trainer.seed), "lr": float(cfg.task.lr), "wall_s": wall_s,
+        "versions": versions(), "git_sha": git_sha(), "out": str(out),
+        "finished_at": datetime.now().isoformat(timespec="seconds"),
+    }
+    atomic_write_json(out / "metrics.json", summary)
+    return summary

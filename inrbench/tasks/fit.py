@@ -1,0 +1,81 @@
+"""Fitting one signal with MSE (ASMR paper sec. 4 / appendix B).
+
+Adam with cosine annealing from ``lr`` to ``lr_min`` over ``steps``. A batch without
+coordinates means "the whole signal": the model renders it (ASMR through its
+activation-sharing path, so a step costs what its MACs say); a batch with coordinates is a
+random subset and goes through the per-sample forward. PSNR is logged on every full
+reconstruction, SSIM at each evaluation; the best PSNR seen is kept, as the official code
+reports it, beside the final one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from inrbench.data.base import SignalSpec
+from inrbench.metrics import evaluate, psnr
+
+
+class FitTask(L.LightningModule):
+    def __init__(self, model: torch.nn.Module, spec: SignalSpec, lr: float = 1e-4,
+                 lr_min: float = 1e-6, steps: int = 10_000, scheduler: str = "cosine"):
+        super().__init__()
+        self.model, self.spec = model, spec
+        self.lr, self.lr_min, self.steps, self.scheduler_name = lr, lr_min, steps, scheduler
+        self.best = {"psnr": -math.inf, "step": -1}
+        # one row per training step and one per evaluation, keyed by the number of updates
+        # the evaluated weights had seen; both are saved in checkpoints so a resumed run's
+        # metrics.csv is complete
+        self.history: list[dict] = []
+        self.evals: list[dict] = []
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        if self.scheduler_name == "none":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.steps, 1),
+                                                           eta_min=self.lr_min)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _predict(self, batch):
+        if "coords" in batch:
+            return self.model(batch["coords"])
+        return self.model.render(self.spec.shape)
+
+    def _update_best(self, value: float) -> None:
+        if value > self.best["psnr"]:
+            self.best = {"psnr": value, "step": int(self.global_step)}
+
+    def training_step(self, batch, batch_idx):
+        pred = self._predict(batch)
+        loss = F.mse_loss(pred, batch["values"])
+        row = {"step": int(self.global_step), "loss": float(loss.detach()),
+               "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        if "coords" not in batch:
+            row["psnr"] = psnr(pred.detach(), batch["values"], self.spec.data_range)
+            self._update_best(row["psnr"])
+            self.log("train/psnr", row["psnr"], prog_bar=True)
+        self.history.append(row)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        metrics = evaluate(self.model.render(self.spec.shape), batch["values"], self.spec)
+        self._update_best(metrics["psnr"])
+        self.evals.append({"step": int(self.global_step),
+                           **{f"val_{k}": v for k, v in metrics.items()}})
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["inrbench"] = {"best": self.best, "history": self.history,
+                                  "evals": self.evals}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("inrbench", {})
+        self.best = state.get("best", self.best)
+        self.history = state.get("history", [])
+        self.evals = state.get("evals", [])
