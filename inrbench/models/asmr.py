@@ -187,3 +187,5 @@ class ASMR(INR):
 
 register_model(ASMR, name="asmr")
 register_variant("asmr_nonlinear", ASMR, modulator="nonlinear")
+# ASMR paper Table 5 / appendix E (Pluto 8192x8192): 6 layers of 1024 units
+register_variant("asmr_big", ASMR, hidden_dim=1024, n_layers=6)
