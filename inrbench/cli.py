@@ -114,7 +114,14 @@ def cmd_list(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # key=value overrides may come before, between or after the flags
+    args, extra = parser.parse_known_args(argv)
+    flags = [e for e in extra if e.startswith("-")]
+    if flags or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(flags or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     # registering models/data is a side effect of importing the packages
     import inrbench.data  # noqa: F401
     import inrbench.models  # noqa: F401
