@@ -1,17 +1,31 @@
 """Per-modality reconstruction metrics, computed with torchmetrics' functional API.
 
-PSNR uses the clamped prediction and the signal's data range (1 for images in [0, 1]).
+- image: ``psnr``; also ``ssim``.
+- audio: ``psnr`` with data range 2 (waveform in [-1, 1], the ASMR Table 4 convention).
+- video: ``psnr`` = mean of per-frame PSNR; also ``psnr_std``, ``ssim`` (per-frame mean) and
+  ``ssim_std``.
+- occupancy: ``iou`` of the occupied voxels (the model outputs a logit, occupied where > 0);
+  also ``psnr`` of the probabilities and ``accuracy``.
+- sdf: ``iou`` of the inside (SDF < 0); also ``psnr`` (data range 2) and ``mae``.
+
+PSNR uses the prediction clamped to the signal's range (``[0, r]``, or ``[-r/2, r/2]`` for
+signals with negative values) and the spec's ``data_range``. Every modality reports ``psnr``
+(the fitting task tracks the best PSNR seen). Video statistics follow the ASMR paper
+(appendix F): each frame scored on its own, then mean and standard deviation over frames.
 """
 
 from __future__ import annotations
 
 import torch
+from torchmetrics.functional.classification import binary_jaccard_index
 from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
 
 from inrbench.data.base import SignalSpec
+
+HEADLINE = {"occupancy": "iou", "sdf": "iou"}
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
@@ -28,9 +42,51 @@ def ssim_2d(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -
                                                      data_range=data_range))
 
 
+def per_frame(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0,
+              chunk: int = 16) -> dict[str, torch.Tensor]:
+    """PSNR and SSIM of every frame of ``(T, H, W, C)`` videos: ``{"psnr": (T,), "ssim": (T,)}``.
+    Frames go through SSIM ``chunk`` at a time to bound memory on long videos."""
+    pred = pred.clamp(0.0, data_range)
+    mse = ((pred - target) ** 2).flatten(1).mean(1)
+    psnrs = 10 * torch.log10(data_range ** 2 / mse.clamp(min=1e-20))
+    ssims = []
+    for p, t in zip(pred.split(chunk), target.split(chunk)):
+        p, t = p.permute(0, 3, 1, 2), t.permute(0, 3, 1, 2)
+        small = min(p.shape[-2:]) < 11  # the 11x11 window needs frames at least that big
+        ssims.append(structural_similarity_index_measure(
+            p, t, data_range=data_range, reduction="none",
+            **({"kernel_size": 3, "gaussian_kernel": False} if small else {})))
+    return {"psnr": psnrs, "ssim": torch.cat(ssims)}
+
+
+def iou(pred_inside: torch.Tensor, target_inside: torch.Tensor) -> float:
+    """Intersection over union of two boolean masks (torchmetrics' binary Jaccard index)."""
+    return float(binary_jaccard_index(pred_inside.flatten().long(),
+                                      target_inside.flatten().long(), threshold=0.5,
+                                      zero_division=1.0))
+
+
+def prediction_to_signal(pred: torch.Tensor, spec: SignalSpec) -> torch.Tensor:
+    """The model output in the signal's units: probabilities for occupancy (logits out)."""
+    return torch.sigmoid(pred) if spec.modality == "occupancy" else pred
+
+
 def evaluate(pred: torch.Tensor, target: torch.Tensor, spec: SignalSpec) -> dict[str, float]:
     """The metrics that fit ``spec.modality``; the first key is the modality's headline metric."""
     pred, target = pred.detach().float(), target.detach().float()
+    if spec.modality == "video":
+        frames = per_frame(pred, target, spec.data_range)
+        std = (lambda x: float(x.std())) if len(frames["psnr"]) > 1 else (lambda x: 0.0)
+        return {"psnr": float(frames["psnr"].mean()), "psnr_std": std(frames["psnr"]),
+                "ssim": float(frames["ssim"].mean()), "ssim_std": std(frames["ssim"])}
+    if spec.modality == "occupancy":
+        prob, occupied = torch.sigmoid(pred), target > 0.5
+        return {"iou": iou(pred > 0, occupied),
+                "psnr": psnr(prob, target, spec.data_range),
+                "accuracy": float(((pred > 0) == occupied).float().mean())}
+    if spec.modality == "sdf":
+        return {"iou": iou(pred < 0, target < 0), "psnr": psnr(pred, target, spec.data_range),
+                "mae": float((pred.clamp(-1, 1) - target).abs().mean())}
     out = {"psnr": psnr(pred, target, spec.data_range)}
     if spec.modality == "image":
         out["ssim"] = ssim_2d(pred, target, spec.data_range)
@@ -38,4 +94,4 @@ def evaluate(pred: torch.Tensor, target: torch.Tensor, spec: SignalSpec) -> dict
 
 
 def headline_metric(spec: SignalSpec) -> str:
-    return {"occupancy": "iou"}.get(spec.modality, "psnr")
+    return HEADLINE.get(spec.modality, "psnr")

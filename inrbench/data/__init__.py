@@ -1,6 +1,13 @@
 """Data modules, one per modality; importing this package registers them all."""
 
-from inrbench.data import image  # noqa: F401  (registration side effects)
+from inrbench.data import (  # noqa: F401  (registration side effects)
+    audio,
+    cifar,
+    image,
+    megapixel,
+    shape3d,
+    video,
+)
 from inrbench.data.base import SignalDataModule, SignalSpec
 from inrbench.data.registry import create_datamodule, list_datamodules, register_datamodule
 

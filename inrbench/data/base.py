@@ -3,8 +3,9 @@
 Every data module describes its signal by a :class:`SignalSpec` known *without* reading files
 (profiling needs only the shape), loads it in ``setup`` as a float tensor ``(*shape, C)``, and
 serves either the whole signal every step (``sampling: full``, as the official ASMR code trains
-images) or random batches of samples (``sampling: random``) whose coordinates are computed on
-the fly, so large signals never materialise all their coordinates.
+images), random batches of samples (``sampling: random``) or random whole tiles (``sampling:
+tile``, a block of ``tile`` samples per axis) whose coordinates are computed on the fly, so
+large signals never materialise all their coordinates.
 """
 
 from __future__ import annotations
@@ -73,6 +74,30 @@ class RandomSamples(Dataset):
         return {"coords": index_to_coords(idx, self.shape), "values": self.flat[idx]}
 
 
+class RandomTiles(Dataset):
+    """One random axis-aligned block of ``tile`` samples per step (e.g. 512x512 pixels of a
+    megapixel image); only the tile's coordinates are computed."""
+
+    def __init__(self, signal: torch.Tensor, shape, tile, length: int, seed: int = 0):
+        self.signal, self.shape = signal, tuple(shape)
+        self.tile, self.length, self.seed = tuple(int(t) for t in tile), length, seed
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        starts = [int(torch.randint(n - t + 1, (1,), generator=g)) for n, t in
+                  zip(self.shape, self.tile)]
+        block = self.signal[tuple(slice(s, s + t) for s, t in zip(starts, self.tile))]
+        axes = [torch.arange(s, s + t) for s, t in zip(starts, self.tile)]
+        flat = torch.zeros(1, dtype=torch.long)
+        for n, ax in zip(self.shape, axes):  # row-major flat index of every tile sample
+            flat = (flat[:, None] * n + ax[None, :]).reshape(-1)
+        return {"coords": index_to_coords(flat, self.shape),
+                "values": block.reshape(-1, self.signal.shape[-1])}
+
+
 class StepSampler(torch.utils.data.Sampler):
     """Yields global step indices ``epoch * length + i``; Lightning calls ``set_epoch``."""
 
@@ -95,16 +120,21 @@ def _identity(x):
 
 class SignalDataModule(L.LightningDataModule):
     """Base class. Subclasses implement ``spec`` and ``load_signal`` (and ``prepare_data`` to
-    download). ``sampling``: ``full`` or ``random``; ``batch_size``: samples per random step."""
+    download). ``sampling``: ``full``, ``random`` or ``tile``; ``batch_size``: samples per
+    random step; ``tile``: block size per axis for ``sampling: tile``."""
 
     def __init__(self, sampling: str = "full", batch_size: int | None = None,
-                 steps_per_epoch: int = 100, seed: int = 0):
+                 steps_per_epoch: int = 100, seed: int = 0, tile: list[int] | None = None):
         super().__init__()
-        if sampling not in ("full", "random"):
-            raise ConfigError(f"data.sampling must be 'full' or 'random', got {sampling!r}")
+        if sampling not in ("full", "random", "tile"):
+            raise ConfigError(f"data.sampling must be 'full', 'random' or 'tile', got "
+                              f"{sampling!r}")
         if sampling == "random" and (batch_size is None or batch_size < 1):
             raise ConfigError("data.sampling=random needs data.batch_size (samples per step) >= 1")
-        self.sampling, self.batch_size = sampling, batch_size
+        if sampling == "tile" and (not tile or any(int(t) < 1 for t in tile)):
+            raise ConfigError("data.sampling=tile needs data.tile, the block size per axis, "
+                              "e.g. data.tile=[512,512]")
+        self.sampling, self.batch_size, self.tile = sampling, batch_size, tile
         self.steps_per_epoch, self.seed = steps_per_epoch, seed
         self.signal: torch.Tensor | None = None
 
@@ -138,6 +168,13 @@ class SignalDataModule(L.LightningDataModule):
         self.setup()
         if self.sampling == "full":
             return self._loader(FullSignal(self.signal, self.steps_per_epoch))
+        if self.sampling == "tile":
+            shape = self.spec().shape
+            if len(self.tile) != len(shape) or any(t > n for t, n in zip(self.tile, shape)):
+                raise ConfigError(f"data.tile={list(self.tile)} must give one size per axis, "
+                                  f"each within the signal {tuple(shape)}")
+            return self._loader(RandomTiles(self.signal, shape, self.tile,
+                                            self.steps_per_epoch, self.seed))
         return self._loader(RandomSamples(self.signal, self.spec().shape, self.batch_size,
                                           self.steps_per_epoch, self.seed))
 
