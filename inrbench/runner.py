@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 import inrbench
@@ -187,7 +187,8 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
             ProfileCallback(spec.shape, results),
             LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
                             int(cfg.trainer.latency_warmup)),
-            clock, *(callbacks or []),
+            clock, *([TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []),
+            *(callbacks or []),
         ],
         plugins=[AtomicCheckpointIO()],
         val_check_interval=min(int(cfg.task.eval_every), steps), check_val_every_n_epoch=None,

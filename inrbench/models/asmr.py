@@ -37,7 +37,8 @@ class LinearModulator(nn.Module):
     def __init__(self, in_features: int, hidden_dim: int, omega0: float):
         super().__init__()
         self.omega0 = omega0
-        self.linear = nn.Linear(in_features, hidden_dim, bias=False)  # U(-1/sqrt(d0), 1/sqrt(d0))
+        # PyTorch's default init is the paper's U(-1/sqrt(d0), 1/sqrt(d0))
+        self.linear = nn.Linear(in_features, hidden_dim, bias=False)
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         return self.omega0 * self.linear(c)
@@ -136,7 +137,8 @@ class ASMR(INR):
         levels = self.level_coords(coords)
         z = levels[..., 0, :]
         for i, layer in enumerate(self.siren.net):
-            z = torch.sin(layer.omega * (layer.linear(z) + self.modulators[i](levels[..., i + 1, :])))
+            mod = self.modulators[i](levels[..., i + 1, :])
+            z = torch.sin(layer.omega * (layer.linear(z) + mod))
         return self.siren.last_layer(z)
 
     def render(self, shape: Sequence[int] | None = None, chunk: int | None = None) -> torch.Tensor:
@@ -148,7 +150,8 @@ class ASMR(INR):
         for i, layer in enumerate(net):
             cells, bases = self.level_cells[i], self.level_bases[i + 1]
             a = layer.omega * layer.linear(z)  # once per level-i cell: (*C_i, K)
-            m = layer.omega * self.modulators[i](getattr(self, f"_level_grid{i + 1}"))  # (*B_{i+1}, K)
+            # once per level-(i+1) grid point: (*B_{i+1}, K)
+            m = layer.omega * self.modulators[i](getattr(self, f"_level_grid{i + 1}"))
             if i < len(net) - 1:
                 # nearest upsampling of a by B_{i+1} and tiling of m by C_i, as one broadcast add
                 pre = (a.reshape(*_interleave_shape(cells, [1] * d), -1)

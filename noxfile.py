@@ -1,0 +1,27 @@
+"""nox sessions: tests, lint (ruff), bench."""
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+TORCH = "torch==2.13.0"  # the CPU build on this project's machines; PyPI's default elsewhere
+
+
+@nox.session
+def tests(session):
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session):
+    session.install("ruff")
+    session.run("ruff", "check", "inrbench", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def bench(session):
+    session.install(TORCH)
+    session.install("-e", ".")
+    for script in ("render.py", "train_step.py"):
+        session.run("python", f"benchmarks/{script}", *session.posargs)
