@@ -48,7 +48,8 @@ class LinearModulator(nn.Module):
 
 
 class SirenModulator(nn.Module):
-    """Nonlinear modulator: a small SIREN from level coordinates to a bias (official 'nonlinear')."""
+    """Nonlinear modulator: a small SIREN from level coordinates to a bias (official
+    'nonlinear')."""
 
     def __init__(self, in_features: int, hidden_dim: int, omega0: float, width: int = 32,
                  layers: int = 3):
