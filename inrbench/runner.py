@@ -27,6 +27,7 @@ import inrbench
 from inrbench.callbacks import LatencyCallback, ProfileCallback
 from inrbench.data import create_datamodule
 from inrbench.data.base import SignalSpec
+from inrbench.data.export import save_reconstruction
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from inrbench.metrics import evaluate, headline_metric
@@ -207,6 +208,8 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         final = evaluate(pred, dm.signal.to(pred.device), spec)
     if spec.modality == "image":
         save_image(out / "reconstruction.png", pred)
+    else:  # WAV for audio, a few PNG frames for video, a PLY surface for 3D shapes
+        save_reconstruction(out, pred, spec)
     task.best = max(task.best, {"psnr": final["psnr"], "step": steps}, key=lambda b: b["psnr"])
     write_metrics_csv(out / "metrics.csv", task)
     summary = {

@@ -92,7 +92,8 @@ class AudioDataModule(SignalDataModule):
         return start, length
 
     def spec(self) -> SignalSpec:
-        return SignalSpec((self._window()[1],), 1, "audio", AUDIO_RANGE)
+        return SignalSpec((self._window()[1],), 1, "audio", AUDIO_RANGE,
+                          audio_info(self.path)[1])
 
     def load_signal(self) -> torch.Tensor:
         start, length = self._window()
@@ -161,7 +162,7 @@ class LibriSpeechDataModule(PaperDataModule):
         return [self.index]
 
     def paper_spec(self) -> SignalSpec:
-        return SignalSpec((self.frames,), 1, "audio", AUDIO_RANGE)
+        return SignalSpec((self.frames,), 1, "audio", AUDIO_RANGE, LIBRISPEECH_RATE)
 
     def fetch(self) -> None:
         if not self.archive.exists():

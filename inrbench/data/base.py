@@ -26,6 +26,7 @@ class SignalSpec:
     channels: int
     modality: str = "image"  # selects the metrics (inrbench.metrics)
     data_range: float = 1.0  # max - min of the values, for PSNR
+    rate: float | None = None  # samples per second along the first axis (audio), for exports
 
     @property
     def n_samples(self) -> int:

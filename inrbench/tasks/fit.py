@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from inrbench.data.base import SignalSpec
-from inrbench.metrics import evaluate, psnr
+from inrbench.metrics import evaluate, prediction_to_signal, psnr
 
 
 class FitTask(L.LightningModule):
@@ -50,13 +50,20 @@ class FitTask(L.LightningModule):
         if value > self.best["psnr"]:
             self.best = {"psnr": value, "step": int(self.global_step)}
 
+    def _loss(self, pred, target):
+        """MSE; occupancy (values in {0, 1}) uses BCE on the model's logits, as ACORN does."""
+        if self.spec.modality == "occupancy":
+            return F.binary_cross_entropy_with_logits(pred, target)
+        return F.mse_loss(pred, target)
+
     def training_step(self, batch, batch_idx):
         pred = self._predict(batch)
-        loss = F.mse_loss(pred, batch["values"])
+        loss = self._loss(pred, batch["values"])
         row = {"step": int(self.global_step), "loss": float(loss.detach()),
                "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if "coords" not in batch:
-            row["psnr"] = psnr(pred.detach(), batch["values"], self.spec.data_range)
+            row["psnr"] = psnr(prediction_to_signal(pred.detach(), self.spec), batch["values"],
+                               self.spec.data_range)
             self._update_best(row["psnr"])
             self.log("train/psnr", row["psnr"], prog_bar=True)
         self.history.append(row)
