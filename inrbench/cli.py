@@ -3,6 +3,8 @@
     inrbench run --model asmr --data cameraman [--steps N] [--seed S] [--out DIR]
                  [--logger wandb|csv|none] [--resume] [key=value ...]
     inrbench profile --model M --data D [key=value ...] [--json]
+    inrbench run --experiment E [--rows r1,r2] [--steps N] [--out DIR] [key=value ...]
+    inrbench profile --experiment E [--json]
     inrbench list
 
 User errors (unknown names, bad overrides, bad bases, missing files) exit with status 2 and
@@ -34,11 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--logger", choices=["wandb", "csv", "none"], help="trainer.logger")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its last checkpoint")
+    run.add_argument("--experiment", help="train the rows of conf/experiment/E.yaml into "
+                     "--out/<row id>/ (see 'inrbench list')")
+    run.add_argument("--rows", help="with --experiment: comma-separated row ids (default all)")
     run.add_argument("overrides", nargs="*", help="config overrides key=value")
 
     prof = sub.add_parser("profile", help="print params, macs and macs_measured")
     prof.add_argument("--model")
     prof.add_argument("--data")
+    prof.add_argument("--experiment", help="every row of conf/experiment/E.yaml beside the "
+                      "paper's printed figures")
     prof.add_argument("--json", action="store_true", help="print JSON")
     prof.add_argument("overrides", nargs="*", help="config overrides key=value")
 
@@ -56,6 +63,8 @@ def cmd_run(args) -> int:
     from inrbench.config import load_yaml
     from inrbench.runner import run
 
+    if args.experiment or args.rows:
+        return cmd_run_experiment(args)
     extra = {"task.steps": args.steps, "trainer.seed": args.seed, "trainer.out": args.out,
              "trainer.logger": args.logger}
     if args.resume:
@@ -76,19 +85,79 @@ def cmd_run(args) -> int:
     else:
         cfg = _compose_from(args, extra)
     summary = run(cfg, resume=args.resume)
-    print(f"\n{summary['model']} on {summary['data']}: {summary['metric']} final "
-          f"{summary[summary['metric']]:.2f}, best PSNR {summary['best_psnr']:.2f} dB, "
-          f"{summary['steps']} steps in {summary['wall_s']:.0f} s; "
-          f"params {summary['params']:,}, MACs/sample {summary['macs']:,.1f}, "
-          f"render {summary['latency_ms']:.1f} ms")
+    print(f"\n{_summary_line(summary)}")
     print(f"results: {summary['out']}")
     return 0
+
+
+def _summary_line(summary: dict) -> str:
+    return (f"{summary['model']} on {summary['data']}: {summary['metric']} final "
+            f"{summary[summary['metric']]:.2f}, best PSNR {summary['best_psnr']:.2f} dB, "
+            f"{summary['steps']} steps in {summary['wall_s']:.0f} s; "
+            f"params {summary['params']:,}, MACs/sample {summary['macs']:,.1f}, "
+            f"render {summary['latency_ms']:.1f} ms")
+
+
+def _experiment_only(args) -> None:
+    if args.model or args.data:
+        raise InrbenchError("give either --experiment (its rows name the models and data) or "
+                            "--model/--data, not both")
+    if not args.experiment:
+        raise InrbenchError("--rows needs --experiment E (see 'inrbench list')")
+
+
+def cmd_run_experiment(args) -> int:
+    """Train the experiment's rows one after another into ``--out/<row id>/``; a row that
+    fails is reported and the next one runs; exit 1 when any row failed."""
+    from inrbench.experiments import (
+        default_out,
+        load_experiment,
+        row_config,
+        run_experiment,
+        select_rows,
+    )
+
+    _experiment_only(args)
+    exp = load_experiment(args.experiment)
+    ids = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    rows = select_rows(exp, ids)
+    if args.resume and not args.out:
+        raise InrbenchError("--resume needs --out DIR, the results folder of the experiment")
+    out = Path(args.out) if args.out else default_out(exp)
+    extra = {"task.steps": args.steps, "trainer.seed": args.seed, "trainer.logger": args.logger}
+    for row in rows:  # bad overrides or sections stop here, before anything trains
+        row_config(exp, row, args.overrides, extra)
+
+    def done(entry):
+        if entry["status"] == "ok":
+            print(f"\n[{entry['id']}] {_summary_line(entry['summary'])}")
+
+    results = run_experiment(exp, rows, out, args.overrides, extra, resume=args.resume,
+                             on_done=done)
+    failed = [r for r in results if r["status"] != "ok"]
+    print(f"\n{exp.name}: {len(results) - len(failed)} of {len(results)} rows trained; "
+          f"results: {out}")
+    for r in results:
+        if r["status"] == "ok":
+            s, paper = r["summary"], r["paper"]
+            metric = s["metric"]
+            line = f"  {r['id']}: ok, best PSNR {s['best_psnr']:.2f} dB"
+            if metric != "psnr":
+                line += f", {metric} {s[metric]:.2f}"
+            if paper.get(metric):
+                line += f" (paper {paper[metric]})"
+        else:
+            line = f"  {r['id']}: FAILED: {r['error']}"
+        print(line)
+    return 1 if failed else 0
 
 
 def cmd_profile(args) -> int:
     from inrbench.profiling import profile
     from inrbench.runner import build_datamodule, build_model
 
+    if args.experiment:
+        return cmd_profile_experiment(args)
     cfg = _compose_from(args)
     spec = build_datamodule(cfg).spec()
     stats = profile(build_model(cfg, spec), spec.shape)
@@ -99,6 +168,20 @@ def cmd_profile(args) -> int:
         print(f"params         {stats['params']:,}")
         print(f"macs           {stats['macs']:,.2f}  (per sample, paper convention)")
         print(f"macs_measured  {stats['macs_measured']:,.2f}  (matmul MACs a full render runs)")
+    return 0
+
+
+def cmd_profile_experiment(args) -> int:
+    """Our params/MACs of every row beside the paper's printed figures (exit 0 on mismatch)."""
+    from inrbench.experiments import format_profile, load_experiment, profile_experiment
+
+    _experiment_only(args)
+    if args.overrides:
+        raise InrbenchError("profile --experiment compares the rows as the paper prints them; "
+                            "it takes no key=value overrides")
+    exp = load_experiment(args.experiment)
+    results = profile_experiment(exp)
+    print(json.dumps(results, indent=1) if args.json else format_profile(exp, results))
     return 0
 
 

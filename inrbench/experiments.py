@@ -414,6 +414,7 @@ def profile_row(exp: Experiment, row: dict) -> dict:
         if value is None:
             result["figures"][key] = "not printed"
             notes.append(f"{key}: no printed figure ({doc_note.strip()})")
+            documented = True
             continue
         if ours[key] is None:
             result["figures"][key] = "no such count"
@@ -448,8 +449,7 @@ def profile_row(exp: Experiment, row: dict) -> dict:
             result["figures"][key] = "documented"
             notes.append(text)
             documented = True
-    result["match"] = all(v == "match" for k, v in result["figures"].items()
-                          if paper.get(k) is not None)
+    result["match"] = all(v == "match" for v in result["figures"].values())
     result["status"] = "mismatch" if bad else "documented" if documented else "match"
     result["note"] = "; ".join(notes)
     return result
