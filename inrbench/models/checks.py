@@ -1,0 +1,53 @@
+"""Argument checks shared by the baseline models: each raises a ConfigError naming the key."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from inrbench.errors import ConfigError
+
+
+def check_int(key: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or int(value) < minimum:
+        raise ConfigError(f"model.{key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_number(key: str, value, positive: bool = True) -> float:
+    """``value`` as a float (> 0 when ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        kind = "a positive number" if positive else "a finite number"
+        raise ConfigError(f"model.{key} must be {kind}, got {value!r}")
+    return float(value)
+
+
+def check_choice(key: str, value, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(f"model.{key} must be one of {', '.join(map(repr, choices))}, "
+                          f"got {value!r}")
+    return value
+
+
+def per_axis(key: str, value, dims: int, integer: bool = True) -> list:
+    """A scalar (used on every axis) or one positive value per axis, as a list of ``dims``."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * dims
+    if len(values) != dims:
+        raise ConfigError(f"model.{key} has {len(values)} entries but the signal has {dims} "
+                          f"axes; give one value per axis or a single value for all axes")
+    check = check_int if integer else check_number
+    return [check(key, v) for v in values]
+
+
+def signal_shape_of(signal_shape, in_features: int) -> list[int]:
+    """``signal_shape`` checked against ``in_features`` (one size per coordinate axis)."""
+    if not isinstance(signal_shape, (list, tuple)) or len(signal_shape) == 0:
+        raise ConfigError(f"model.signal_shape must be a list of axis sizes, got {signal_shape!r}")
+    shape = [check_int("signal_shape", n) for n in signal_shape]
+    if len(shape) != in_features:
+        raise ConfigError(f"the signal {tuple(shape)} has {len(shape)} axes but "
+                          f"model.in_features={in_features}; they must agree")
+    return shape
