@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="continue the run in --out from its last checkpoint")
     run.add_argument("--experiment", help="train the rows of conf/experiment/E.yaml into "
                      "--out/<row id>/ (see 'inrbench list')")
-    run.add_argument("--rows", help="with --experiment: comma-separated row ids (default all)")
+    run.add_argument("--rows", help="with --experiment: comma-separated row ids (default all; "
+                     "they run in the table's order)")
     run.add_argument("overrides", nargs="*", help="config overrides key=value")
 
     prof = sub.add_parser("profile", help="print params, macs and macs_measured")

@@ -86,6 +86,27 @@ def test_row_matches_the_paper_or_documents_why_not(name, row_id):
     assert result["match"] is (not documented)
 
 
+@pytest.mark.parametrize("rows", [
+    [("table2", "loe4"), ("table8", "loe_h24")],  # 2.07K vs 1.992K
+    [("table2", "siren3"), ("table7", "siren3")],  # 66.3K vs 66.8K
+    [("table2", "siren4"), ("table7", "siren4")],  # 132K vs 132.6K
+    [("table2", "asmr4"), ("table7", "asmr4"), ("table12", "b4448")],  # 1.35K vs 1.3K, 1.34K
+])
+def test_paper_prints_one_model_with_different_macs(rows):
+    """The same network appears in several tables with MACs that disagree; each row states
+    the count its table used, and under that count every printed figure is ours."""
+    picked = [(load_experiment(name), row_id) for name, row_id in rows]
+    picked = [(exp, get_row(exp, row_id)) for exp, row_id in picked]
+    assert all(row["model"] == picked[0][1]["model"] for _, row in picked)
+    assert len({row["paper"]["macs"] for _, row in picked}) == len(picked)
+    assert len({row.get("macs_count", "model") for _, row in picked}) > 1
+    results = [profile_row(exp, row) for exp, row in picked]
+    assert len({r["params"] for r in results}) == 1
+    for (_, row), r in zip(picked, results):
+        assert r["figures"]["macs"] == "match", r["note"]
+        assert r["macs"] == r["macs_counts"][row.get("macs_count", "model")]
+
+
 def test_row_profile_is_the_rows_model():
     """The experiment path builds the row's own model, not a default one."""
     exp = load_experiment("table3")
