@@ -56,7 +56,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from inrbench.config import compose, conf_dir, list_experiments, load_yaml
-from inrbench.errors import ConfigError, InrbenchError
+from inrbench.errors import ConfigError, DataError, InrbenchError
 
 UNITS = {"": 1, "K": 10**3, "M": 10**6}
 COMPARED = ("params", "macs")  # the figures profiling can reproduce without training
@@ -123,10 +123,6 @@ def load_experiment(name: str) -> Experiment:
             raise ConfigError(f"{where}: row id {row['id']!r} is used twice")
         seen.add(row["id"])
     return exp
-
-
-def load_all() -> list[Experiment]:
-    return [load_experiment(name) for name in list_experiments()]
 
 
 def _check_keys(d: Any, valid, where: str) -> None:
@@ -292,7 +288,7 @@ def row_signal(exp: Experiment, row: dict, cfg: DictConfig):
             dm = build_datamodule(cfg)
             # a paper data set's own shape, never the stand-in sample used when it is missing
             spec = dm.paper_spec() if hasattr(dm, "paper_spec") else dm.spec()
-        except InrbenchError:
+        except DataError:  # e.g. a user file's header: the declared signal still profiles
             if declared is None:
                 raise
     if declared is None:
@@ -477,6 +473,8 @@ def format_profile(exp: Experiment, results: list[dict]) -> str:
     if signal:
         head += f"  [signal {'x'.join(map(str, signal['shape']))}x{signal['channels']}]"
     lines = [head, f"source: {exp.source}"]
+    if exp.notes:
+        lines.append(f"table notes: {' '.join(exp.notes.split())}")
     cols = ("id", "params (ours)", "= ours", "paper", "MACs/sample (ours)", "= ours", "paper",
             "measured", "status")
     table = [cols]

@@ -172,6 +172,14 @@ def test_mismatches_are_flagged(scratch_conf):
     assert "reproduced by our macs:weights: 1.28K" in results["explained"]["note"]
 
 
+def test_unregistered_data_profiles_from_the_declared_signal(scratch_conf):
+    name = scratch_conf("later", [{"data": {"name": "not_written_yet"}}])
+    exp = load_experiment(name)
+    result = profile_row(exp, exp.rows[0])
+    assert result["status"] == "match", result["note"]
+    assert result["signal"] == [512, 512, 1]
+
+
 @pytest.mark.parametrize("row,message", [
     ({"paper": {"params": 67.8, "macs": "1.29"}}, "quoted as printed"),
     ({"paper": {"params": "67.8"}}, "paper.macs is missing"),
