@@ -38,24 +38,45 @@ def audio_info(path: Path) -> tuple[int, int]:
         info = sf.info(str(path))
     except (RuntimeError, sf.LibsndfileError) as e:
         raise DataError(f"cannot read {path} as audio ({e}); is it a WAV/FLAC file?") from None
-    return int(info.frames), int(info.samplerate)
+    frames = int(info.frames)
+    declared = _wav_declared_frames(path) if info.format == "WAV" else None
+    if frames == 0 or (declared is not None and declared != frames):
+        raise DataError(f"{path} is truncated or corrupt: {frames} samples readable"
+                        + (f", its header declares {declared}" if declared else "")
+                        + "; replace the file")
+    return frames, int(info.samplerate)
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """The frame count a PCM WAV header declares (libsndfile reports what the file holds)."""
+    import wave
+
+    try:
+        with wave.open(str(path)) as w:
+            return w.getnframes()
+    except (wave.Error, EOFError, OSError):
+        return None
 
 
 def read_audio(path: Path, frames: int | None = None, offset: int = 0) -> torch.Tensor:
-    """``(T, 1)`` float32 in [-1, 1], channels averaged to mono; a corrupt or short file raises
-    a DataError naming it."""
+    """``(T, 1)`` float32 in [-1, 1], channels averaged to mono. The whole file is decoded (a
+    clip is small), so a truncated or corrupt file raises a DataError naming it even when the
+    requested window would still decode."""
     path = Path(path)
+    declared, _ = audio_info(path)
     try:
-        data, _ = sf.read(str(path), frames=-1 if frames is None else frames, start=offset,
-                          dtype="float32", always_2d=True)
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as e:
         raise DataError(f"{path} is truncated or corrupt ({e}); replace the file") from None
-    if frames is not None and data.shape[0] < frames:
-        raise DataError(f"{path} decoded to {data.shape[0]} samples from sample {offset}, "
-                        f"expected {frames} (truncated or corrupt file?)")
+    if data.shape[0] != declared:
+        raise DataError(f"{path} decoded to {data.shape[0]} samples, its header declares "
+                        f"{declared} (truncated or corrupt file); replace the file")
+    end = declared if frames is None else offset + frames
+    if end > declared:
+        raise DataError(f"{path} has {declared} samples, {end} needed")
     if not np.isfinite(data).all():
         raise DataError(f"{path} decodes to non-finite samples (corrupt file)")
-    return torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, keepdims=True)))
+    return torch.from_numpy(np.ascontiguousarray(data[offset:end].mean(axis=1, keepdims=True)))
 
 
 @register_datamodule(name="audio")

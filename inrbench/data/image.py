@@ -36,6 +36,8 @@ def load_image(path: Path, crop: list[int] | None = None) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             im.load()
+            if crop is not None:  # before the float conversion: a crop of a large photo is cheap
+                im = im.crop((0, 0, int(crop[1]), int(crop[0])))
             if im.mode in ("I", "I;16"):
                 arr = np.asarray(im, dtype=np.float32) / 65535.0
             elif im.mode in ("L", "1", "F"):
@@ -46,8 +48,6 @@ def load_image(path: Path, crop: list[int] | None = None) -> torch.Tensor:
         raise DataError(f"{path} is truncated or corrupt ({e}); replace the file") from None
     if arr.ndim == 2:
         arr = arr[..., None]
-    if crop is not None:
-        arr = arr[: crop[0], : crop[1]]
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 

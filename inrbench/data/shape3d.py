@@ -2,7 +2,7 @@
 sec. 4.3, Table 6, appendix H) and signed distance (``sdf``; appendix M).
 
 A mesh (OFF/OBJ/PLY/STL, read with trimesh) is centred, scaled uniformly so its longest side
-spans the cube [-1, 1]^3 less one voxel on each side, and sampled at the ``R^3`` voxel centres
+spans the cube [-1, 1]^3 less 1.5 voxels on each side, and sampled at the ``R^3`` voxel centres
 of the grid convention (``make_grid``: centre ``j`` at ``-1 + 2 j / (R - 1)``). A centre is
 inside when rays cast through it along x, y and z agree by majority on an odd number of
 surface crossings (exact for a watertight mesh; the vote makes small holes, common in
@@ -52,13 +52,14 @@ def load_mesh(path: Path):
 
 
 def normalised_triangles(mesh, resolution: int) -> np.ndarray:
-    """``(F, 3, 3)`` triangles centred and scaled into [-1 + 2/(R-1), 1 - 2/(R-1)]^3."""
+    """``(F, 3, 3)`` triangles centred and scaled so the longest side spans [-h, h], h = 1 - 1.5
+    voxel pitches: a margin of empty voxels, and no bounding face through a row of centres."""
     v = np.asarray(mesh.vertices, dtype=np.float64)
     lo, hi = v.min(0), v.max(0)
     extent = float((hi - lo).max())
     if extent <= 0:
         raise DataError("the mesh is degenerate (all vertices coincide)")
-    half = 1.0 - 2.0 / (resolution - 1)
+    half = 1.0 - 1.5 * 2.0 / (resolution - 1)
     v = (v - (lo + hi) / 2) * (2 * half / extent)
     return v[np.asarray(mesh.faces)]
 

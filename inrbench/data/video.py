@@ -95,6 +95,23 @@ def mp4_header(path: Path) -> tuple[int, int, int]:
     return frames, h, w
 
 
+def check_mp4(path: Path) -> None:
+    """Demux every packet (no decoding): a file cut short has fewer packets than its header
+    lists frames, even when the frames asked for would still decode."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            declared = int(s.frames)
+            packets = sum(1 for p in c.demux(s) if p.size)
+    except av.error.FFmpegError as e:
+        raise DataError(f"{path} is truncated or corrupt ({e}); replace the file") from None
+    if declared and packets < declared:
+        raise DataError(f"{path} holds {packets} video packets, its header lists {declared} "
+                        f"frames (truncated file); replace the file")
+
+
 def read_mp4(path: Path, indices, resize=None) -> np.ndarray:
     """Decoded frames ``indices`` (sorted) as ``(T, H, W, 3)`` uint8 RGB."""
     import av
@@ -196,6 +213,7 @@ class VideoDataModule(SignalDataModule):
         if self.raw:
             frames = read_yuv(self.path, self.frame_size, indices, self.matrix, self.resize)
         else:
+            check_mp4(self.path)
             frames = read_mp4(self.path, indices, self.resize)
         return to_signal(frames, crop_shape)
 
@@ -287,6 +305,7 @@ class CatVideoDataModule(_VideoPaper):
             frames, h, w = mp4_header(path)
             if frames < self.shape[0] or (h, w) != self.shape[1:]:
                 raise DataError(f"{path} is {frames}x{h}x{w}, expected {self.shape}")
+            check_mp4(path)
             arr = read_mp4(path, range(self.shape[0]))
         if self.manifest._load().get(path.name) is None:
             self.manifest.record(path)  # first good load: later corruption is detected
