@@ -52,7 +52,9 @@ def test_render_equals_forward_on_the_full_grid(name, dims):
         flat = grid.reshape(-1, dims)
         pick = torch.randperm(flat.shape[0], generator=torch.Generator().manual_seed(1))[:37]
         subset = model(flat[pick])
+        chunked = model.render(shape, chunk=50)
     assert full.shape == (*shape, 2)
+    torch.testing.assert_close(chunked, full, atol=1e-5, rtol=1e-5)
     assert full.abs().sum() > 0
     torch.testing.assert_close(full, per_sample, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(subset, full.reshape(-1, 2)[pick], atol=1e-5, rtol=1e-5)

@@ -2,8 +2,8 @@
 Ma, CVPR 2023), benchmarked as in "ANI: extreme compression of adaptive neural images"
 (Hoshikawa et al., Table 1: Kodak, SIREN-style MLP of 4 layers x 128 neurons).
 
-DINER (sec. 3, eq. 4) replaces the coordinate input by a learned hash table with one entry
-per sample of the signal: sample ``i`` (its index in the signal, row-major) is mapped to a
+DINER replaces the coordinate input by a learned hash table with one entry per sample of the
+signal: sample ``i`` (its index in the signal, row-major) is mapped to a
 learned low-dimensional coordinate ``H[i]`` in R^m, and an MLP decodes it,
 
     y(x_i) = f_theta(H[i]),   f_theta = SIREN (DINER's main variant)
@@ -72,8 +72,9 @@ class DINER(INR):
 
     def render(self, shape: Sequence[int] | None = None, chunk: int | None = None) -> torch.Tensor:
         """The table in signal order through the MLP (no index arithmetic)."""
-        if shape is not None and list(shape) != self.signal_shape:
-            return super().render(shape, chunk)
+        if (shape is not None and list(shape) != self.signal_shape) or \
+                (chunk is not None and math.prod(self.signal_shape) > chunk):
+            return super().render(shape or self.signal_shape, chunk)
         return self.mlp(self.table).reshape(*self.signal_shape, self.out_features)
 
     def macs_per_sample(self, include_bias: bool | None = None) -> float:

@@ -8,7 +8,7 @@ KiloNeRF and LoE as the ASMR paper's appendix B says (10 and 8 frequencies):
 applied to every coordinate, so ``d`` inputs become ``d (1 + 2F)`` features (the raw input
 is kept, as the official ASMR baselines do).
 
-``GaussianFourierFeatures``: Tancik et al. 2020, sec. 5 ("Gaussian RFF"):
+``GaussianFourierFeatures``: Tancik et al. 2020, the Gaussian random Fourier feature mapping:
 
     gamma(v) = (cos(2 pi B v), sin(2 pi B v)),   B in R^{m x d},  B_ij ~ N(0, sigma^2)
 

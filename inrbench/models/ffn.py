@@ -2,7 +2,8 @@
 ASMR paper's Table 3 baseline (sec. 4.2, appendix C: embedding size 128, sigma 10,
 3 layers x 256, lr 1e-3).
 
-    gamma(v) = [cos(2 pi B v), sin(2 pi B v)],  B_ij ~ N(0, sigma^2)   (Tancik et al. sec. 5)
+    gamma(v) = [cos(2 pi B v), sin(2 pi B v)],  B_ij ~ N(0, sigma^2)   (Tancik et al.'s
+                                                                     Gaussian Fourier mapping)
     y = W_L phi(... phi(W_1 gamma(v) + b_1) ...) + b_L,   phi = ReLU
 
 with v in [-1, 1] (the ASMR repository's FFN uses coordinates in [-1, 1]). ``n_layers``

@@ -2,7 +2,7 @@
 benchmarks it on signals (ASMR paper sec. 4.1, 4.3; appendices A, B, D-G).
 
 The signal's domain is cut into a regular grid of ``prod(grid)`` cells; cell ``c`` owns an
-independent MLP f_c (KiloNeRF sec. 3.1: "a large number of independent and small MLPs"):
+independent tiny MLP f_c (KiloNeRF's "thousands of tiny MLPs", one per grid cell):
 
     y(x) = f_{c(x)}(gamma(x)),   f_c = W_L^c o phi o W_{L-1}^c o ... o phi o W_1^c   (affine W)
 
@@ -110,7 +110,7 @@ class KiloNeRF(INR):
     def render(self, shape: Sequence[int] | None = None, chunk: int | None = None) -> torch.Tensor:
         """Full grid with samples grouped by cell per axis (``AxisGrouping``), no sort."""
         shape = list(self.signal_shape if shape is None else shape)
-        if len(shape) != self.in_features:
+        if len(shape) != self.in_features or (chunk is not None and math.prod(shape) > chunk):
             return super().render(shape, chunk)
         device = self.layers[0].weight.device
         labels = [i * g // n for i, g, n in zip(self.axis_index(shape), self.grid,

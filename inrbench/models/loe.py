@@ -1,11 +1,13 @@
 """Levels-of-Experts (LoE): position-dependent, tiled weights (Hao, Mallya, Belongie, Liu,
 NeurIPS 2022), as the ASMR paper benchmarks it (ASMR paper sec. 3.3, 4.1; appendices A, B).
-There is no official LoE code; this follows LoE's sec. 3 and the ASMR repository's LoE.
+There is no official LoE code; this follows the LoE paper's tiling and the ASMR repository's
+LoE (whose counts the paper prints).
 
 Layer i (i = 1..L-1) owns a grid of ``prod_k t_{i,k}`` weight tiles; which tile a sample uses
-is the i-th digit of its position in the mixed-radix decomposition of LoE's eq. (3) (the
-ASMR paper's "weight tile dimensions", its appendix A). For a sample with index ``x`` on an axis
-of size N, with C_i = t_1 ... t_i the cumulative tile product on that axis:
+is the i-th digit of its position in a mixed-radix decomposition of the domain (LoE's
+multi-resolution weight tiling; the ASMR paper's "weight tile dimensions", its appendix A).
+For a sample with index ``x`` on an axis of size N, with C_i = t_1 ... t_i the cumulative
+tile product on that axis:
 
     tile_i(x) = floor(x C_i / N) mod t_i
     z_0 = gamma(x),   z_i = phi(W_i^{tile_i(x)} z_{i-1} + b_i)  (i < L),   y = W_L z_{L-1} + b_L
@@ -138,7 +140,7 @@ class LoE(INR):
     def render(self, shape: Sequence[int] | None = None, chunk: int | None = None) -> torch.Tensor:
         """Full grid; layer i groups samples by tile per axis (``AxisGrouping``), no sort."""
         shape = list(self.signal_shape if shape is None else shape)
-        if len(shape) != self.in_features:
+        if len(shape) != self.in_features or (chunk is not None and math.prod(shape) > chunk):
             return super().render(shape, chunk)
         device = self.last_layer.weight.device
         index = [coords_to_index(make_grid([n]), [size])[:, 0]

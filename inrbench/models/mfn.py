@@ -2,12 +2,12 @@
 GaborNet; the ASMR paper's Table 3 baseline is FourierNet (sec. 4.2, appendix C: input scale
 256, weight scale 1, 4 layers x 256, lr 1e-2).
 
-MFN (Fathony et al. eq. 3): filters are multiplied into a linear recursion,
+MFN (Fathony et al. sec. 3): filters are multiplied into a linear recursion,
 
     z_1 = g_1(x),   z_{i+1} = (W_i z_i + b_i) * g_{i+1}(x)  (i = 1..k-1),   y = W_k z_k + b_k
 
-FourierNet (eq. 5):  g_i(x) = sin(Omega_i x + phi_i)
-GaborNet (eq. 7):    g_i(x)_j = exp(-gamma_ij / 2 ||x - mu_ij||^2) sin(Omega_ij x + phi_ij)
+FourierNet:  g_i(x) = sin(Omega_i x + phi_i)
+GaborNet:    g_i(x)_j = exp(-gamma_ij / 2 ||x - mu_ij||^2) sin(Omega_ij x + phi_ij)
 
 Initialisation (Fathony et al. sec. 3 and their reference code): Omega_i scaled by
 ``input_scale / sqrt(k)`` (times sqrt(gamma_ij) for Gabor) over PyTorch's default linear

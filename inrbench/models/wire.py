@@ -2,7 +2,7 @@
 LeJeune, Tan, Balakrishnan, Veeraraghavan, Baraniuk, CVPR 2023), the ASMR paper's Table 3
 baseline (sec. 4.2, appendix C: omega0 20, s0 20, 4 layers x 212, lr 1e-3).
 
-Each Gabor layer applies the complex Gabor wavelet (WIRE eq. 5) to an affine map:
+Each Gabor layer applies WIRE's complex Gabor wavelet nonlinearity to an affine map:
 
     z_i = psi(W_i z_{i-1} + b_i),   psi(u) = exp(j omega0 u) exp(-|s0 u|^2)
     y = Re(W_out z_n + b_out)
