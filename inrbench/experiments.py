@@ -314,32 +314,13 @@ def _accepts(fn, name: str) -> bool:
         return False
 
 
-def _asmr_weight_macs(model) -> float:
-    """ASMR weights only (official ``my_profiler.taco_profiler``): layer i's weight MACs on
-    its level's cells plus each modulator's weight MACs on its level's grid, per sample."""
-    dims = [model.in_features] + [model.hidden_dim] * (model.n_layers - 1) + [model.out_features]
-    total = sum(dims[i] * dims[i + 1] * math.prod(model.level_cells[i])
-                for i in range(model.n_layers))
-    for level, mod in enumerate(model.modulators, start=1):
-        net = getattr(mod, "net", None)  # nonlinear modulator: a small SIREN
-        weights = net.macs_per_sample(include_bias=False) if net is not None else mod.macs()
-        total += weights * math.prod(model.level_bases[level])
-    return total / math.prod(model.signal_shape)
-
-
 def macs_counts(model) -> dict[str, float | None]:
     """Our MACs per sample under each count; None where the model cannot give that count."""
-    from inrbench.models.asmr import ASMR
 
     counts: dict[str, float | None] = {"model": float(model.macs_per_sample())}
     fn = model.macs_per_sample
     for name, bias in (("weights", False), ("weights+biases", True)):
-        if _accepts(fn, "include_bias"):
-            counts[name] = float(fn(include_bias=bias))
-        elif isinstance(model, ASMR) and not bias:
-            counts[name] = float(_asmr_weight_macs(model))
-        else:
-            counts[name] = None
+        counts[name] = float(fn(include_bias=bias)) if _accepts(fn, "include_bias") else None
     return counts
 
 

@@ -43,8 +43,8 @@ class LinearModulator(nn.Module):
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         return self.omega0 * self.linear(c)
 
-    def macs(self) -> int:
-        return self.linear.in_features * self.linear.out_features
+    def macs(self, include_bias: bool = True) -> int:
+        return self.linear.in_features * self.linear.out_features  # bias-free
 
 
 class SirenModulator(nn.Module):
@@ -60,8 +60,8 @@ class SirenModulator(nn.Module):
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         return self.net(c)
 
-    def macs(self) -> int:
-        return self.net.macs_per_sample(include_bias=True)
+    def macs(self, include_bias: bool = True) -> int:
+        return self.net.macs_per_sample(include_bias=include_bias)
 
 
 def _interleave_shape(outer: Sequence[int], inner: Sequence[int]) -> list[int]:
@@ -175,17 +175,20 @@ class ASMR(INR):
         perm = [p for k in range(d) for p in (k, d + k)] + [2 * d]
         return y.permute(*perm).reshape(*self.signal_shape, self.out_features)
 
-    def macs_per_sample(self) -> float:
-        """The paper's count (official ``my_profiler.asmr_profiler``): layer i's weights and
-        biases on the C_i cells of its level, modulator l on its B_l grid, and one addition per
-        hidden unit per level-(l-1) cell for each modulation; divided by the signal size."""
+    def macs_per_sample(self, include_bias: bool = True) -> float:
+        """The paper's count, per sample. ``include_bias=True`` (Tables 2-5, 10, 11; official
+        ``my_profiler.asmr_profiler``): layer i's weights and biases on the C_i cells of its
+        level, modulator l on its B_l grid, and one addition per hidden unit per level-(l-1)
+        cell for each modulation. ``include_bias=False`` (Tables 7, 12; official
+        ``taco_profiler``): layer and modulator weights only."""
         dims = [self.in_features] + [self.hidden_dim] * (self.n_layers - 1) + [self.out_features]
         cells = [math.prod(c) for c in self.level_cells]
-        total = sum(mlp_macs(dims[i:i + 2], include_bias=True) * cells[i]
+        total = sum(mlp_macs(dims[i:i + 2], include_bias) * cells[i]
                     for i in range(self.n_layers))
         for l in range(1, self.n_layers):
-            total += self.modulators[l - 1].macs() * math.prod(self.level_bases[l])
-            total += self.hidden_dim * cells[l - 1]
+            total += self.modulators[l - 1].macs(include_bias) * math.prod(self.level_bases[l])
+            if include_bias:
+                total += self.hidden_dim * cells[l - 1]
         return total / math.prod(self.signal_shape)
 
 
