@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -51,13 +52,21 @@ def sample_file(relative: str) -> Path:
     return path
 
 
+# some servers (Wikimedia) refuse urllib's default agent; say who is asking
+USER_AGENT = "inrbench/0.1 (INR benchmark data download; Python urllib)"
+
+
 def reachable(url: str, timeout: float = 5.0) -> bool:
-    """Whether ``url`` answers a HEAD request (a cheap probe; offline it fails at once)."""
+    """Whether ``url``'s server answers a HEAD request (a cheap probe; offline it fails at
+    once). An HTTP error other than 404/410 still means the server is there (some refuse
+    HEAD); the download itself then reports what goes wrong."""
     try:
-        req = urllib.request.Request(url, method="HEAD")
+        req = urllib.request.Request(url, method="HEAD", headers={"User-Agent": USER_AGENT})
         with urllib.request.urlopen(req, timeout=timeout):
             return True
-    except Exception:  # noqa: BLE001 - any failure means "cannot download now"
+    except urllib.error.HTTPError as e:
+        return e.code not in (404, 410)
+    except Exception:  # noqa: BLE001 - no answer at all means "cannot download now"
         return False
 
 
@@ -71,7 +80,7 @@ def fetch_url(url: str, dest: Path, size: int | None = None, md5: str | None = N
     h_md5, h_sha = hashlib.md5(), hashlib.sha256()
     got = 0
     try:
-        req = urllib.request.Request(url, headers=headers or {})
+        req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
         with urllib.request.urlopen(req, timeout=timeout) as r, open(part, "wb") as f:
             for block in iter(lambda: r.read(1 << 22), b""):
                 f.write(block)
