@@ -1,4 +1,4 @@
-"""``inrbench`` command line: run, profile, list.
+"""``inrbench`` command line: run, profile, list, report, compare, sweep.
 
     inrbench run --model asmr --data cameraman [--steps N] [--seed S] [--out DIR]
                  [--logger wandb|csv|none] [--resume] [key=value ...]
@@ -6,6 +6,11 @@
     inrbench run --experiment E [--rows r1,r2] [--steps N] [--out DIR] [key=value ...]
     inrbench profile --experiment E [--json]
     inrbench list
+    inrbench run ... --seeds 0,1,2 [--devices N --strategy ddp]
+    inrbench report RESULTS_DIR [--out reports/NAME] [--format md,html,png] [--tables 2,12]
+    inrbench compare RUN [RUN ...] [--format text|md|csv|json]
+    inrbench sweep conf/sweep/X.yaml [--local [--trials N] [--out DIR]]
+    inrbench agent-run          (started by 'wandb agent' for each sweep trial)
 
 User errors (unknown names, bad overrides, bad bases, missing files) exit with status 2 and
 one line naming the problem; no traceback.
@@ -40,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
                      "--out/<row id>/ (see 'inrbench list')")
     run.add_argument("--rows", help="with --experiment: comma-separated row ids (default all; "
                      "they run in the table's order)")
+    run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3,4: one run per seed "
+                     "in --out/seed<N>/")
+    run.add_argument("--devices", type=int, help="processes (CPU) or GPUs to train on "
+                     "(trainer.devices; >1 needs data.sampling=random or tile)")
+    run.add_argument("--strategy", help="Lightning strategy for --devices > 1 (trainer.strategy;"
+                     " ddp: gloo on CPU, NCCL on GPU)")
     run.add_argument("overrides", nargs="*", help="config overrides key=value")
 
     prof = sub.add_parser("profile", help="print params, macs and macs_measured")
@@ -51,7 +62,133 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("overrides", nargs="*", help="config overrides key=value")
 
     sub.add_parser("list", help="list models, data modules and experiments")
+    _add_report_commands(sub)
     return p
+
+
+# -- report, compare, sweep, agent-run (inrbench.reports, inrbench.compare, inrbench.sweep) --
+
+def _add_report_commands(sub) -> None:
+    rep = sub.add_parser("report", help="the paper's tables and figures from run results")
+    rep.add_argument("results", help="folder searched recursively for run results")
+    rep.add_argument("--out", help="report folder (default reports/<results folder name>)")
+    rep.add_argument("--format", default="md,html,png", help="comma-separated: md,html,png")
+    rep.add_argument("--tables", help="comma-separated tables, e.g. 2,12 or table2 (default: "
+                     "the paper's tables 2-6 and 10-12)")
+    rep.add_argument("--title", help="report title")
+
+    cmp = sub.add_parser("compare", help="runs side by side (mean ± std over seeds)")
+    cmp.add_argument("runs", nargs="+", help="run folders, or folders holding runs")
+    cmp.add_argument("--format", default="text", choices=["text", "md", "csv", "json"])
+
+    sw = sub.add_parser("sweep", help="a W&B-format sweep (conf/sweep/*.yaml)")
+    sw.add_argument("file", help="sweep file, e.g. conf/sweep/table12_bases.yaml")
+    sw.add_argument("--local", action="store_true", help="run the trials here, no W&B server")
+    sw.add_argument("--trials", type=int, help="with --local: number of trials (grid: default "
+                    "the whole grid)")
+    sw.add_argument("--out", help="with --local: sweep folder (trial-NNN/ run folders inside)")
+    sw.add_argument("--seed", type=int, default=0, help="with --local: seed of the search")
+    sw.add_argument("--steps", type=int, help="training steps of every trial (task.steps)")
+    sw.add_argument("--logger", choices=["wandb", "csv", "none"], help="trainer.logger")
+    sw.add_argument("--project", help="online: W&B project (default the file's, or inrbench)")
+    sw.add_argument("--entity", help="online: W&B entity (default your default entity)")
+    sw.add_argument("overrides", nargs="*", help="config overrides key=value for every trial")
+
+    agent = sub.add_parser("agent-run", help="one sweep trial, as started by 'wandb agent'")
+    agent.add_argument("--out", default="runs/sweeps", help="parent of the trial folders")
+    agent.add_argument("overrides", nargs="*", help="config overrides key=value")
+
+
+def cmd_report(args) -> int:
+    from inrbench.reports.build import make_report
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    tables = None
+    if args.tables:
+        tables = [t.strip() if t.strip().startswith("table") else f"table{t.strip()}"
+                  for t in args.tables.split(",") if t.strip()]
+    results = Path(args.results)
+    out = Path(args.out) if args.out else Path("reports") / (results.resolve().name or "report")
+    done = make_report(results, out, formats, tables, args.title)
+    print(f"report of {done['runs']} run(s): {out}")
+    for f in done["files"]:
+        print(f"  {f}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from inrbench.compare import compare
+
+    print(compare(args.runs, args.format))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from inrbench import sweep
+
+    if not args.local:
+        if args.trials or args.out or args.overrides or args.steps or args.logger:
+            raise InrbenchError("--trials/--out/--steps/--logger and overrides apply to --local "
+                                "sweeps; an online sweep takes its settings from the file")
+        made = sweep.create_online(args.file, project=args.project, entity=args.entity)
+        print(f"created W&B sweep {made['id']} in {made['entity']}/{made['project']}")
+        print(f"start workers with:\n  {made['command']}")
+        return 0
+    extra = {"task.steps": args.steps, "trainer.logger": args.logger}
+
+    def done(rec):
+        value = "-" if rec["value"] is None else f"{rec['value']:.4g}"
+        print(f"\n[trial {rec['trial']}] {rec['status']}: {rec['metric']}={value} "
+              f"{rec['params']} -> {rec['out']}")
+
+    records = sweep.run_local(args.file, trials=args.trials, out=args.out, seed=args.seed,
+                              extra=extra, cli_overrides=args.overrides, on_trial=done)
+    out = Path(records[0]["out"]).parent if records else args.out
+    finished = [r for r in records if r["status"] == "finished"]
+    print(f"\nsweep: {len(finished)} of {len(records)} trials finished; summary: "
+          f"{out}/sweep.csv, {out}/sweep.json")
+    return 0 if records and len(finished) == len(records) else 1
+
+
+def cmd_agent_run(args) -> int:
+    from inrbench.sweep import agent_run
+
+    return agent_run(["--out", args.out, *args.overrides])
+
+
+def cmd_run_seeds(args) -> int:
+    """``--seeds 0,1,2``: the same run once per seed, into ``--out/seed<N>/``."""
+    import copy
+
+    if args.seed is not None:
+        raise InrbenchError("give either --seed S or --seeds S1,S2,..., not both")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise InrbenchError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InrbenchError(f"--seeds needs distinct integers, e.g. 0,1,2; got {args.seeds!r}")
+    if args.out:
+        base = Path(args.out)
+    elif args.experiment:
+        from inrbench.experiments import default_out, load_experiment
+
+        base = default_out(load_experiment(args.experiment))
+    else:
+        from inrbench.runner import default_out
+
+        base = default_out(_compose_from(args))
+    status = 0
+    for seed in seeds:
+        one = copy.copy(args)
+        one.seeds, one.seed, one.out = None, seed, str(base / f"seed{seed}")
+        print(f"\n== seed {seed}: {one.out}")
+        status = max(status, cmd_run(one))
+    if status == 0:
+        from inrbench.compare import compare
+
+        print(f"\n{len(seeds)} seeds in {base}:\n{compare([str(base)])}")
+    return status
 
 
 def _compose_from(args, extra=None):
@@ -64,10 +201,12 @@ def cmd_run(args) -> int:
     from inrbench.config import load_yaml
     from inrbench.runner import run
 
+    if args.seeds is not None:
+        return cmd_run_seeds(args)
     if args.experiment or args.rows:
         return cmd_run_experiment(args)
     extra = {"task.steps": args.steps, "trainer.seed": args.seed, "trainer.out": args.out,
-             "trainer.logger": args.logger}
+             "trainer.logger": args.logger, **_parallel_flags(args)}
     if args.resume:
         if not args.out:
             raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
@@ -89,6 +228,11 @@ def cmd_run(args) -> int:
     print(f"\n{_summary_line(summary)}")
     print(f"results: {summary['out']}")
     return 0
+
+
+def _parallel_flags(args) -> dict:
+    return {"trainer.devices": getattr(args, "devices", None),
+            "trainer.strategy": getattr(args, "strategy", None)}
 
 
 def _summary_line(summary: dict) -> str:
@@ -125,7 +269,8 @@ def cmd_run_experiment(args) -> int:
     if args.resume and not args.out:
         raise InrbenchError("--resume needs --out DIR, the results folder of the experiment")
     out = Path(args.out) if args.out else default_out(exp)
-    extra = {"task.steps": args.steps, "trainer.seed": args.seed, "trainer.logger": args.logger}
+    extra = {"task.steps": args.steps, "trainer.seed": args.seed, "trainer.logger": args.logger,
+             **_parallel_flags(args)}
     for row in rows:  # bad overrides or sections stop here, before anything trains
         row_config(exp, row, args.overrides, extra)
 
@@ -211,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     import inrbench.models  # noqa: F401
 
     try:
-        return {"run": cmd_run, "profile": cmd_profile, "list": cmd_list}[args.command](args)
+        return {"run": cmd_run, "profile": cmd_profile, "list": cmd_list, "report": cmd_report,
+                "compare": cmd_compare, "sweep": cmd_sweep,
+                "agent-run": cmd_agent_run}[args.command](args)
     except InrbenchError as e:
         print(f"inrbench: error: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
@@ -136,6 +137,36 @@ def write_metrics_csv(path: Path, task: FitTask) -> None:
     atomic_write_text(path, steps.sort_values("step").to_csv(index=False) if len(steps) else "")
 
 
+class _GlobalLoss(L.Callback):
+    """Multi-process training: each process computes the loss on its share of the batch;
+    the recorded loss is their mean (the loss of the whole batch, as one process sees it)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.world_size > 1 and pl_module.history and isinstance(outputs, dict):
+            loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
+            pl_module.history[-1]["loss"] = float(loss)
+
+
+def _parallel(cfg: DictConfig) -> tuple[int, str]:
+    """``trainer.devices`` and ``trainer.strategy``, checked before any process starts."""
+    devices = int(cfg.trainer.get("devices") or 1)
+    strategy = str(cfg.trainer.get("strategy") or "auto")
+    if devices < 1:
+        raise ConfigError(f"trainer.devices must be >= 1, got {devices}")
+    if devices == 1:
+        return devices, strategy
+    if strategy == "auto":
+        strategy = "ddp"
+    if strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")):
+        raise ConfigError(f"--strategy {strategy} trains in child processes whose history "
+                          f"never reaches the results folder; use --strategy ddp")
+    if cfg.data.get("sampling", "full") == "full":
+        raise ConfigError(f"--devices {devices} needs data.sampling=random (or tile): "
+                          f"full-signal training renders the whole grid in one pass and stays "
+                          f"single-process")
+    return devices, strategy
+
+
 class _WallClock(L.Callback):
     """Training wall time, carried across resumes in the checkpoint."""
 
@@ -166,8 +197,10 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
                           f"another --out")
     cfg.trainer.out = str(out)
+    devices, strategy = _parallel(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if rank_zero_only.rank == 0:  # multi-process: the other processes write nothing
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     L.seed_everything(int(cfg.trainer.seed), workers=True, verbose=False)
     dm = build_datamodule(cfg)
@@ -179,7 +212,8 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     clock = _WallClock()
     steps = int(cfg.task.steps)
     trainer = L.Trainer(
-        max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=1,
+        max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=devices,
+        strategy=strategy, use_distributed_sampler=False,  # data modules shard (data/base.py)
         logger=make_logger(cfg, out),
         callbacks=[
             ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:06d}", save_last=True,
@@ -188,7 +222,8 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
             ProfileCallback(spec.shape, results),
             LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
                             int(cfg.trainer.latency_warmup)),
-            clock, *([TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []),
+            clock, _GlobalLoss(),
+            *([TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []),
             *(callbacks or []),
         ],
         plugins=[AtomicCheckpointIO()],
@@ -201,6 +236,8 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     wall_s = clock.elapsed()
     # the last checkpoint holds the final state, so a resume of a finished run is a no-op
     trainer.save_checkpoint(last)
+    if not trainer.is_global_zero:  # rank 0 evaluates and writes; the others get its summary
+        return trainer.strategy.broadcast(None, src=0)
 
     model.eval()
     with torch.no_grad():
@@ -223,8 +260,11 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         "latency_device": results.get("latency_device"),
         "backend": getattr(model, "backend", "torch"), "steps": int(trainer.global_step),
         "seed": int(cfg.trainer.seed), "lr": float(cfg.task.lr), "wall_s": wall_s,
+        "devices": devices, "strategy": strategy,
         "versions": versions(), "git_sha": git_sha(), "out": str(out),
         "finished_at": datetime.now().isoformat(timespec="seconds"),
     }
     atomic_write_json(out / "metrics.json", summary)
+    if trainer.world_size > 1:
+        trainer.strategy.broadcast(summary, src=0)
     return summary

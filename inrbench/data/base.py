@@ -6,11 +6,21 @@ serves either the whole signal every step (``sampling: full``, as the official A
 images), random batches of samples (``sampling: random``) or random whole tiles (``sampling:
 tile``, a block of ``tile`` samples per axis) whose coordinates are computed on the fly, so
 large signals never materialise all their coordinates.
+
+Random sampling walks a fresh pseudo-random permutation of the samples each epoch (an epoch
+is one pass over every sample, as the paper's epochs are), so every sample is seen once per
+epoch; the permutation is evaluated on the fly (:func:`permute`), never stored. Under
+multi-process training (``--devices N``) every process iterates the same steps and takes its
+own contiguous slice of each step's batch (or tile), so N processes together draw exactly
+the samples one process would, and averaged gradients equal the single-process ones.
+Full-signal training stays single-process: a full render is one pass over the whole grid
+(ASMR's activation sharing needs all of it), which does not split across processes.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
 import lightning as L
@@ -57,21 +67,58 @@ class FullSignal(Dataset):
         return {"values": self.signal}
 
 
-class RandomSamples(Dataset):
-    """Random batches of ``batch_size`` samples; coordinates computed only for the batch."""
+def permute(k: torch.Tensor, n: int, key: int) -> torch.Tensor:
+    """Position ``k`` (int64) of a pseudo-random permutation of ``[0, n)`` chosen by ``key``:
+    a 4-round Feistel network on the smallest even bit width covering ``n``, cycle-walked back
+    into ``[0, n)`` (a bijection; under 4 walks on average). O(1) memory, any ``n``."""
+    bits = max(2, (n - 1).bit_length())
+    bits += bits % 2
+    half, mask = bits // 2, (1 << (bits // 2)) - 1
+    rng = random.Random(key)
+    keys = [rng.getrandbits(31) for _ in range(4)]
 
-    def __init__(self, signal: torch.Tensor, shape, batch_size: int, length: int, seed: int = 0):
+    def once(x):
+        left, right = x >> half, x & mask
+        for rk in keys:
+            f = ((right * 0x2545F491 + rk) ^ (right >> 3)) * 0x9E3779B1
+            left, right = right, (left ^ (f >> 7)) & mask
+        return (left << half) | right
+
+    x = once(k)
+    outside = x >= n
+    while bool(outside.any()):
+        x = torch.where(outside, once(x), x)
+        outside = x >= n
+    return x
+
+
+class RandomSamples(Dataset):
+    """Batches of ``batch_size`` samples walking a new random permutation of all samples
+    every epoch (so each is seen once per epoch); coordinates computed only for the batch.
+    Process ``rank`` of ``world`` gets its contiguous ``batch_size // world`` share."""
+
+    def __init__(self, signal: torch.Tensor, shape, batch_size: int, length: int, seed: int = 0,
+                 rank: int = 0, world: int = 1):
         self.flat = signal.reshape(-1, signal.shape[-1])
         self.shape, self.batch_size, self.length, self.seed = tuple(shape), batch_size, length, seed
+        if batch_size % world:
+            raise ConfigError(f"data.batch_size={batch_size} must split evenly over {world} "
+                              f"processes; choose a multiple of {world}")
+        self.rank, self.world = rank, world
 
     def __len__(self):
         return self.length
 
     def __getitem__(self, i):
-        # seeded by the global step index (see StepSampler), so a resumed run draws the same
-        # batches as an uninterrupted one
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        idx = torch.randint(self.flat.shape[0], (self.batch_size,), generator=g)
+        # a function of the global step index only (see StepSampler), so a resumed run draws
+        # the same batches as an uninterrupted one
+        n, share = self.flat.shape[0], self.batch_size // self.world
+        pos = i * self.batch_size + self.rank * share + torch.arange(share, dtype=torch.long)
+        epoch, k = pos // n, pos % n
+        idx = torch.empty_like(k)
+        for e in torch.unique(epoch).tolist():  # a batch spans at most a few epochs
+            sel = epoch == e
+            idx[sel] = permute(k[sel], n, self.seed * 1_000_003 + e)
         return {"coords": index_to_coords(idx, self.shape), "values": self.flat[idx]}
 
 
@@ -79,9 +126,14 @@ class RandomTiles(Dataset):
     """One random axis-aligned block of ``tile`` samples per step (e.g. 512x512 pixels of a
     megapixel image); only the tile's coordinates are computed."""
 
-    def __init__(self, signal: torch.Tensor, shape, tile, length: int, seed: int = 0):
+    def __init__(self, signal: torch.Tensor, shape, tile, length: int, seed: int = 0,
+                 rank: int = 0, world: int = 1):
         self.signal, self.shape = signal, tuple(shape)
         self.tile, self.length, self.seed = tuple(int(t) for t in tile), length, seed
+        if math.prod(self.tile) % world:
+            raise ConfigError(f"data.tile={list(self.tile)} holds {math.prod(self.tile)} "
+                              f"samples, which do not split evenly over {world} processes")
+        self.rank, self.world = rank, world
 
     def __len__(self):
         return self.length
@@ -95,8 +147,10 @@ class RandomTiles(Dataset):
         flat = torch.zeros(1, dtype=torch.long)
         for n, ax in zip(self.shape, axes):  # row-major flat index of every tile sample
             flat = (flat[:, None] * n + ax[None, :]).reshape(-1)
-        return {"coords": index_to_coords(flat, self.shape),
-                "values": block.reshape(-1, self.signal.shape[-1])}
+        share = slice(self.rank * flat.numel() // self.world,
+                      (self.rank + 1) * flat.numel() // self.world)
+        return {"coords": index_to_coords(flat[share], self.shape),
+                "values": block.reshape(-1, self.signal.shape[-1])[share]}
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -165,6 +219,13 @@ class SignalDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=None, sampler=StepSampler(len(dataset)),
                           num_workers=0, collate_fn=_identity)
 
+    def _shard(self) -> dict:
+        """This process's rank and the number of processes (multi-process training)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {"rank": 0, "world": 1}
+        return {"rank": int(trainer.global_rank), "world": int(trainer.world_size)}
+
     def train_dataloader(self) -> DataLoader:
         self.setup()
         if self.sampling == "full":
@@ -175,9 +236,9 @@ class SignalDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.tile={list(self.tile)} must give one size per axis, "
                                   f"each within the signal {tuple(shape)}")
             return self._loader(RandomTiles(self.signal, shape, self.tile,
-                                            self.steps_per_epoch, self.seed))
+                                            self.steps_per_epoch, self.seed, **self._shard()))
         return self._loader(RandomSamples(self.signal, self.spec().shape, self.batch_size,
-                                          self.steps_per_epoch, self.seed))
+                                          self.steps_per_epoch, self.seed, **self._shard()))
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

@@ -1,0 +1,305 @@
+"""``inrbench report RESULTS_DIR``: the paper's tables and curves regenerated from run results.
+
+Reads only results folders (``metrics.json``, ``metrics.csv``, ``config.yaml``,
+``reconstruction.png``) found recursively under RESULTS_DIR, plus the experiment files in
+``conf/experiment/`` (which rows exist and what the paper printed). Writes, atomically:
+
+* ``report.md``: tables and figure links (every figure of ours links to its run folder);
+* ``report.html``: one self-contained file, figures embedded as base64 PNG;
+* ``*.png``: the figures; ``runs.csv``: one line per run found.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from inrbench.errors import InrbenchError
+from inrbench.io import atomic_write_bytes, atomic_write_text
+from inrbench.reports import figures as F
+from inrbench.reports.runs import Run, find_runs, fmt_mean_std, mean_std
+from inrbench.reports.tables import REPORT_TABLES, Cell, build_table, table_cells
+
+FORMATS = ("md", "html", "png")
+
+
+@dataclass
+class Figure:
+    name: str  # file name, e.g. figure2.png
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: tuple[list[str], list[list[Cell]]] | None = None
+    figures: list[Figure] = field(default_factory=list)
+    level: int = 2
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _paper_steps(exp) -> str:
+    """What the paper's training was, in the experiment's own terms."""
+    steps = {str((exp.common.get("task") or {}).get("steps"))} - {"None"}
+    for row in exp.rows:
+        if "epochs" in row:
+            steps.add(f"{row['epochs']} epochs")
+        elif (row.get("task") or {}).get("steps"):
+            steps.add(str(row["task"]["steps"]))
+    return ", ".join(f"{int(s):,} steps" if s.isdigit() else s for s in sorted(steps)) or "?"
+
+
+def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], dict]:
+    from inrbench.experiments import load_experiment, profile_experiment
+
+    sections: list[Section] = []
+    matched: dict[str, list[str]] = {}
+    results = {}
+    for name in tables:
+        exp = load_experiment(name)
+        table = build_table(exp, runs)
+        results[name] = (exp, table)
+        for res in table.rows:
+            for r in res.all_runs:
+                matched.setdefault(str(r.path), []).append(f"{name}/{res.id}")
+
+    shown = [n for n in tables if results[n][1].n_with_runs]
+    empty = [n for n in tables if not results[n][1].n_with_runs]
+    for name in shown:
+        exp, table = results[name]
+        steps = sorted({r.steps for res in table.rows for r in res.runs if r.steps})
+        ours = (f"{steps[0]:,}" if len(steps) == 1 else f"{steps[0]:,} to {steps[-1]:,}")
+        sec = Section(exp.title)
+        sec.paragraphs.append(
+            f"Source: {exp.source}. {table.n_with_runs} of {len(table.rows)} rows have runs. "
+            f"The paper trains {_paper_steps(exp)}; our runs had {ours} steps (column "
+            f"*steps*), so PSNR differences mostly measure training length.")
+        if exp.notes:
+            sec.paragraphs.append(f"Experiment notes: {exp.notes.strip()}")
+        sec.table = table_cells(table)
+        groups = [(res.label, res.runs) for res in table.rows if res.runs]
+        png = F.training_curves(groups, f"{exp.name}: PSNR vs step (our runs)")
+        if png:
+            sec.figures.append(Figure(f"{name}_curves.png", f"{exp.name}: PSNR during "
+                                      f"training, one line per row (seeds averaged)", png))
+        items = [(res.label, res.runs[0]) for res in table.rows if res.runs]
+        png = F.reconstruction_grid(items, f"{exp.name}: reconstructions (centre crop enlarged)")
+        if png:
+            sec.figures.append(Figure(f"{name}_reconstructions.png", f"{exp.name}: saved "
+                                      f"reconstruction of each row (seed {items[0][1].seed} "
+                                      f"of the first row), centre quarter enlarged below", png))
+        sections.append(sec)
+    if empty:
+        sections.append(Section("Tables without runs", [
+            "No run under the results folder matches a row of "
+            + ", ".join(results[n][0].title.split(":")[0] for n in empty)
+            + " (train them with `inrbench run --experiment tableN`)."]))
+
+    # Figure 2: computed from configs (Table 7's rows), never trained
+    fig_sec = Section("Figures")
+    try:
+        profiles = profile_experiment(load_experiment("table7"))
+    except InrbenchError:
+        profiles = []
+    png = F.figure2(profiles)
+    if png:
+        fig_sec.figures.append(Figure(
+            "figure2.png", "Figure 2: MACs per sample vs #params as depth grows (Table 7's "
+            "configurations), profiled from the configs, not trained; hollow squares are the "
+            "paper's printed Table 7 figures", png))
+    # Figure 3: our runs of Table 2 / Table 9 rows
+    rows3 = []
+    for name in ("table2", "table9"):
+        exp = results[name][0] if name in results else load_experiment(name)
+        table = results[name][1] if name in results else build_table(exp, runs)
+        rows3 += table.rows
+        for res in table.rows:
+            for r in res.all_runs:
+                if f"{name}/{res.id}" not in matched.setdefault(str(r.path), []):
+                    matched[str(r.path)].append(f"{name}/{res.id}")
+    png = F.figure3(F.figure3_points(rows3))
+    if png:
+        fig_sec.figures.append(Figure(
+            "figure3.png", "Figure 3: best PSNR vs MACs per sample of our runs of Table 2 and "
+            "Table 9 rows (marker area ∝ #params; each point labelled with its steps)", png))
+    else:
+        fig_sec.paragraphs.append("Figure 3 needs runs of Table 2 or Table 9 rows; none found.")
+    sections.append(fig_sec)
+    return sections, matched
+
+
+def runs_section(runs: list[Run], matched: dict) -> Section:
+    header = ["run folder", "model", "data", "rows", "steps", "seed", "best PSNR", "final",
+              "params", "MACs", "latency ms", "wall s", "backend"]
+    body = []
+    for r in runs:
+        link = str(r.path)
+        metric = r.summary.get("metric", "psnr")
+        final = r.value(metric)
+        body.append([
+            Cell(r.path.name, link), Cell(r.model), Cell(r.data),
+            Cell(", ".join(matched.get(link, [])) or "—"),
+            Cell(f"{r.steps:,}" if r.steps is not None else "—", link),
+            Cell(str(r.seed)), Cell(fmt_mean_std(r.value("best_psnr"), None), link),
+            Cell(f"{metric} {final:.4g}" if final is not None else "—", link),
+            Cell(f"{int(r.value('params')):,}" if r.value("params") is not None else "—", link),
+            Cell(f"{r.value('macs'):,.1f}" if r.value("macs") is not None else "—", link),
+            Cell(fmt_mean_std(r.value("latency_ms"), None, 1), link),
+            Cell(fmt_mean_std(r.value("wall_s"), None, 0), link),
+            Cell(str(r.summary.get("backend", "—")))])
+    return Section("Runs", ["Every results folder found; *rows* names the table rows it "
+                            "matched (same model, data and learning rate)."], (header, body))
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+def _rel(href: str, out: Path) -> str:
+    return quote(os.path.relpath(href, out.resolve()).replace(os.sep, "/"))
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_md(title: str, intro: list[str], sections: list[Section], out: Path) -> str:
+    lines = [f"# {title}", ""]
+    lines += [p + "\n" for p in intro]
+    for sec in sections:
+        lines += [f"{'#' * sec.level} {sec.title}", ""]
+        lines += [p + "\n" for p in sec.paragraphs]
+        if sec.table:
+            header, body = sec.table
+            lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+            lines.append("|" + "|".join("---" for _ in header) + "|")
+            for row in body:
+                cells = [f"[{_md_escape(c.text)}]({_rel(c.href, out)})" if c.href
+                         else _md_escape(c.text) for c in row]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        for fig in sec.figures:
+            lines += [f"![{fig.caption}]({fig.name})", "", f"*{fig.caption}*", ""]
+    return "\n".join(lines)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid
+#ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3}img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:13px;
+color:#555}a{color:#0645ad;text-decoration:none}"""
+
+
+def render_html(title: str, intro: list[str], sections: list[Section], out: Path) -> str:
+    e = html.escape
+    parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+             f"<title>{e(title)}</title><style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
+    parts += [f"<p>{_inline(p)}</p>" for p in intro]
+    for sec in sections:
+        h = f"h{sec.level}"
+        parts.append(f"<{h}>{e(sec.title)}</{h}>")
+        parts += [f"<p>{_inline(p)}</p>" for p in sec.paragraphs]
+        if sec.table:
+            header, body = sec.table
+            parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in header) + "</tr>")
+            for row in body:
+                cells = [f"<a href='{e(_rel(c.href, out))}'>{e(c.text)}</a>" if c.href
+                         else e(c.text) for c in row]
+                parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            parts.append("</table>")
+        for fig in sec.figures:
+            data = base64.b64encode(fig.png).decode()
+            parts.append(f"<figure><img alt='{e(fig.caption)}' src='data:image/png;base64,"
+                         f"{data}'><figcaption>{e(fig.caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn `code` spans into <code>."""
+    out, code = [], False
+    for piece in html.escape(text).split("`"):
+        out.append(f"<code>{piece}</code>" if code else piece)
+        code = not code
+    return "".join(out)
+
+
+def runs_csv(runs: list[Run], matched: dict) -> str:
+    import pandas as pd
+
+    keys = ("model", "data", "steps", "seed", "best_psnr", "psnr", "ssim", "iou", "params",
+            "macs", "macs_measured", "latency_ms", "latency_device", "wall_s", "backend", "lr")
+    df = pd.DataFrame([{"path": str(r.path), "rows": " ".join(matched.get(str(r.path), [])),
+                        **{k: r.summary.get(k) for k in keys}} for r in runs])
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    return buf.getvalue()
+
+
+def make_report(results_dir, out, formats=("md", "html", "png"), tables=None,
+                title: str | None = None) -> dict:
+    """Build the report of every run under ``results_dir`` into ``out``; returns
+    ``{"runs": n, "files": [...]}``."""
+    results_dir, out = Path(results_dir), Path(out)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise InrbenchError(f"--format takes a comma-separated subset of {','.join(FORMATS)}, "
+                            f"got {','.join(formats) or 'nothing'}")
+    tables = list(tables or REPORT_TABLES)
+    from inrbench.config import list_experiments
+
+    unknown = [t for t in tables if t not in list_experiments()]
+    if unknown:
+        raise InrbenchError(f"unknown table(s) {', '.join(unknown)}; choose from "
+                            f"{', '.join(REPORT_TABLES)}")
+    runs = find_runs(results_dir)
+    if not runs:
+        raise InrbenchError(f"no run results (metrics.json) under {results_dir}; train with "
+                            f"'inrbench run ... --out {results_dir}/NAME' first")
+    sections, matched = build_sections(runs, tables)
+    sections.append(runs_section(runs, matched))
+    title = title or f"inrbench report: {results_dir.name or results_dir}"
+    mean_steps, _, _ = mean_std([r.steps for r in runs])
+    intro = [
+        f"Generated by `inrbench report {results_dir}` on "
+        f"{datetime.now().strftime('%Y-%m-%d %H:%M')} (inrbench {_git_sha() or '?'}) from "
+        f"{len(runs)} run folder(s); every figure of ours links to the run folder it comes "
+        f"from.",
+        "How to read the tables: *ours* is read from the runs' `metrics.json` (PSNR is the best "
+        "PSNR seen during training, as the official code reports it; MACs are counted in the "
+        "row's convention, see `inrbench profile --experiment`), *paper* is the figure as "
+        "printed (± the paper's spread over its images where printed), Δ is ours − paper at the "
+        "printed precision. A row without a run shows —. Several seeds of one configuration "
+        "show mean ± sample std. Latency is ours, on the machine that ran the run.",
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    if "png" in formats:
+        for sec in sections:
+            for fig in sec.figures:
+                atomic_write_bytes(out / fig.name, fig.png)
+                files.append(str(out / fig.name))
+    if "md" in formats:
+        atomic_write_text(out / "report.md", render_md(title, intro, sections, out))
+        files.append(str(out / "report.md"))
+    if "html" in formats:
+        atomic_write_text(out / "report.html", render_html(title, intro, sections, out))
+        files.append(str(out / "report.html"))
+    atomic_write_text(out / "runs.csv", runs_csv(runs, matched))
+    files.append(str(out / "runs.csv"))
+    return {"runs": len(runs), "files": files, "tables": [s.title for s in sections]}

@@ -1,0 +1,234 @@
+"""The paper's tables with our figures: runs matched to experiment rows, beside the printed
+figures, with the difference.
+
+A run belongs to a row when it fitted the same thing the row describes: the same ``model``
+section, the same ``data`` (every key except the sampling ones, which only choose how samples
+are drawn) and the same learning rate. Steps may differ (short CPU runs) and are shown.
+When several runs match a row, the ones with the most steps are used and their seeds averaged
+(mean ± sample std). A row with no run shows "—".
+
+Figures and where ours come from:
+
+* ``params``: ``metrics.json`` ``params``;
+* ``macs``: in the row's counting convention (``macs_count``): ``metrics.json`` ``macs`` for
+  the model's own count, otherwise recounted from the model the run's ``config.yaml`` builds
+  (on the shape recorded in ``metrics.json``; no data is read);
+* ``psnr``: ``best_psnr`` (the best full-signal PSNR seen, as the official code reports it);
+* ``ssim``, ``iou``: the final value in ``metrics.json`` (IoU printed in %);
+* ``*_std``: the paper's spread across its images/clips/objects, printed beside its figure;
+* ``latency_*``: the paper's hardware; ours (``latency_ms``) is measured on whatever ran the
+  run and is shown in its own column, never differenced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from inrbench.reports.runs import SAMPLING_KEYS, Run, _normalise, mean_std
+
+REPORT_TABLES = ("table2", "table3", "table4", "table5", "table6", "table10", "table11",
+                 "table12")
+FIGURE_ORDER = ("params", "macs", "psnr", "ssim", "iou")
+SUMMARY_KEY = {"params": "params", "macs": "macs", "psnr": "best_psnr", "ssim": "ssim",
+               "iou": "iou"}
+SCALE = {"": 1, "K": 1e3, "M": 1e6, "%": 0.01, "dB": 1, "ms": 1}
+
+
+@dataclass
+class Cell:
+    text: str
+    href: str | None = None  # a run folder (made relative by the renderer)
+
+
+@dataclass
+class RowResult:
+    id: str
+    label: str
+    row: dict
+    runs: list[Run] = field(default_factory=list)  # the runs the figures come from
+    all_runs: list[Run] = field(default_factory=list)  # every matching run
+    ours: dict = field(default_factory=dict)  # figure -> (mean, std, n) in the table's unit
+    macs_by_run: dict = field(default_factory=dict)
+
+
+@dataclass
+class TableResult:
+    name: str
+    title: str
+    source: str
+    notes: str | None
+    units: dict
+    figures: list[str]
+    paper_only: list[str]
+    rows: list[RowResult]
+
+    @property
+    def n_with_runs(self) -> int:
+        return sum(bool(r.runs) for r in self.rows)
+
+
+# -- matching ------------------------------------------------------------------------------
+
+def _identity(cfg: dict) -> tuple:
+    data = {k: v for k, v in (cfg.get("data") or {}).items() if k not in SAMPLING_KEYS}
+    lr = (cfg.get("task") or {}).get("lr")
+    return _normalise({"model": cfg.get("model") or {}, "data": data,
+                       "lr": None if lr is None else float(lr)})
+
+
+def row_identity(exp, row) -> tuple | None:
+    from omegaconf import OmegaConf
+
+    from inrbench.experiments import row_config
+
+    try:
+        cfg = OmegaConf.to_container(row_config(exp, row), resolve=True)
+    except Exception:  # a row that does not compose cannot have runs
+        return None
+    return _identity(cfg)
+
+
+def match_runs(exp, row, runs: list[Run], identity: tuple | None = None) -> list[Run]:
+    identity = row_identity(exp, row) if identity is None else identity
+    if identity is None:
+        return []
+    return [r for r in runs if _identity(r.config) == identity]
+
+
+def pick_runs(matching: list[Run]) -> list[Run]:
+    """The runs a row's figures come from: those with the most steps (seeds of one
+    configuration), in seed order."""
+    if not matching:
+        return []
+    most = max(r.steps or 0 for r in matching)
+    chosen = [r for r in matching if (r.steps or 0) == most]
+    return sorted(chosen, key=lambda r: (r.seed is None, r.seed, str(r.path)))
+
+
+# -- our figures -----------------------------------------------------------------------------
+
+def run_macs(run: Run, count: str) -> float | None:
+    """The run's MACs per sample in the row's counting convention."""
+    if count == "model":
+        return run.value("macs")
+    from omegaconf import OmegaConf
+
+    from inrbench.data.base import SignalSpec
+    from inrbench.experiments import macs_counts
+    from inrbench.runner import build_model
+
+    shape, channels = run.summary.get("signal_shape"), run.summary.get("channels")
+    if not shape or not channels:
+        return None
+    try:
+        model = build_model(OmegaConf.create(run.config), SignalSpec(tuple(shape), int(channels)))
+        return macs_counts(model).get(count)
+    except Exception:
+        return None
+
+
+def _our_value(run: Run, figure: str, count: str) -> float | None:
+    if figure == "macs":
+        return run_macs(run, count)
+    return run.value(SUMMARY_KEY[figure])
+
+
+def decimals_of(template: str | None, default: int = 2) -> int:
+    if template is None:
+        return default
+    try:
+        exp = Decimal(template).as_tuple().exponent
+    except ArithmeticError:
+        return default
+    return max(0, -int(exp))
+
+
+def fmt_number(value: float | None, decimals: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    q = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return f"{q:,}"
+
+
+def is_number(text: str | None) -> bool:
+    if text is None:
+        return False
+    try:
+        Decimal(text)
+        return True
+    except ArithmeticError:
+        return False
+
+
+def build_table(exp, runs: list[Run]) -> TableResult:
+    units = dict(exp.units)
+    printed_keys = {k for row in exp.rows for k, v in (row.get("paper") or {}).items()
+                    if v is not None}
+    figures = [f for f in FIGURE_ORDER if f in printed_keys]
+    paper_only = sorted(k for k in printed_keys
+                        if k not in figures and not k.endswith("_std"))
+    rows = []
+    for row in exp.rows:
+        res = RowResult(id=row["id"], label=row.get("label", row["id"]), row=row)
+        res.all_runs = match_runs(exp, row, runs)
+        res.runs = pick_runs(res.all_runs)
+        count = row.get("macs_count", "model")
+        row_units = {**units, **(row.get("units") or {})}
+        for fig in figures:
+            values = [_our_value(r, fig, count) for r in res.runs]
+            if fig == "macs":
+                res.macs_by_run = {str(r.path): v for r, v in zip(res.runs, values)}
+            scale = SCALE.get(row_units.get(fig, ""), 1)
+            values = [None if v is None else v / scale for v in values]
+            res.ours[fig] = mean_std(values)
+        rows.append(res)
+    return TableResult(name=exp.name, title=exp.title, source=exp.source, notes=exp.notes,
+                       units=units, figures=figures, paper_only=paper_only, rows=rows)
+
+
+def table_cells(table: TableResult) -> tuple[list[str], list[list[Cell]]]:
+    """Header and cells: per figure ours / paper / ours − paper, then steps, seeds, our
+    latency and the paper-only figures."""
+    header = ["row"]
+    for fig in table.figures:
+        unit = table.units.get(fig, "")
+        u = f" ({unit})" if unit else ""
+        header += [f"{fig}{u} ours", f"{fig}{u} paper", f"{fig} Δ"]
+    header += ["steps", "seeds", "latency ms (ours)"]
+    header += [f"{k} ({table.units[k]}) paper" if table.units.get(k) else f"{k} paper"
+               for k in table.paper_only]
+    body = []
+    for res in table.rows:
+        paper = res.row.get("paper") or {}
+        link = str(res.runs[0].path) if res.runs else None
+        cells = [Cell(res.label)]
+        for fig in table.figures:
+            printed = paper.get(fig)
+            dec = decimals_of(printed if is_number(printed) else None,
+                              default=3 if fig in ("ssim",) else 2)
+            mean, std, n = res.ours.get(fig, (None, None, 0))
+            ours = fmt_number(mean, dec)
+            if std:  # seeds that differ (identical figures, e.g. params, show no ± 0)
+                ours += f" ± {fmt_number(std, dec)}"
+            cells.append(Cell(ours, link if mean is not None else None))
+            paper_text = printed if printed is not None else "—"
+            if printed is not None and paper.get(f"{fig}_std"):
+                paper_text += f" ± {paper[f'{fig}_std']}"
+            cells.append(Cell(paper_text))
+            if mean is not None and is_number(printed):
+                ours_q = Decimal(fmt_number(mean, dec).replace(",", ""))
+                diff = ours_q - Decimal(printed)
+                cells.append(Cell(f"{diff:+,.{dec}f}", link))
+            else:
+                cells.append(Cell("—"))
+        steps = sorted({r.steps for r in res.runs if r.steps is not None})
+        cells.append(Cell(", ".join(f"{s:,}" for s in steps) or "—", link))
+        cells.append(Cell(", ".join(str(r.seed) for r in res.runs) or "—", link))
+        lat, lat_std, _ = mean_std([r.value("latency_ms") for r in res.runs])
+        lat_text = fmt_number(lat, 1) + (f" ± {fmt_number(lat_std, 1)}" if lat_std else "")
+        cells.append(Cell(lat_text, link if lat is not None else None))
+        cells += [Cell(paper.get(k) or "—") for k in table.paper_only]
+        body.append(cells)
+    return header, body

@@ -1,0 +1,141 @@
+"""``inrbench report`` and ``inrbench compare`` on real (very short) runs of paper rows.
+
+Two seeds of Table 2's ASMR (3) row and one of KiloNeRF (3), 2 steps each on the real
+512x512 Cameraman, plus a run of the same ASMR with another learning rate (which no row
+describes). Expected figures are read from the runs' metrics.json and the experiment loader,
+never typed in.
+"""
+
+import base64
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from inrbench.cli import main
+from inrbench.experiments import get_row, load_experiment
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    from inrbench.experiments import row_config
+    from inrbench.runner import run
+
+    root = tmp_path_factory.mktemp("results")
+    exp = load_experiment("table2")
+    quick = ["trainer.latency_repeats=1", "trainer.latency_warmup=0", "task.eval_every=2",
+             "trainer.progress_bar=false"]
+    for row_id, seed, extra in (("asmr3", 0, []), ("asmr3", 1, []), ("kilonerf3", 0, []),
+                                ("asmr3", 0, ["task.lr=3e-4"])):
+        name = f"{row_id}-lr" if extra else row_id
+        cfg = row_config(exp, get_row(exp, row_id), [*quick, *extra],
+                         {"task.steps": 2, "trainer.seed": seed, "trainer.logger": "none",
+                          "trainer.out": str(root / f"seed{seed}" / name)})
+        run(cfg)
+    return root
+
+
+def _summary(path: Path) -> dict:
+    return json.loads((path / "metrics.json").read_text())
+
+
+def _table_lines(md: str, title: str) -> list[str]:
+    section = md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| ")]
+
+
+def test_report_tables_figures_and_links(results, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(results), "--out", str(out), "--tables", "2,12"]) == 0
+    md = (out / "report.md").read_text()
+    exp = load_experiment("table2")
+    lines = _table_lines(md, exp.title)
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in lines[1:]}
+    col = {name: i for i, name in enumerate(header)}
+
+    # ASMR (3): two seeds -> mean ± std of best PSNR, linked to a run folder
+    asmr = get_row(exp, "asmr3")
+    cells = rows[asmr["label"]]
+    psnrs = [_summary(results / f"seed{s}" / "asmr3")["best_psnr"] for s in (0, 1)]
+    mean = sum(psnrs) / 2
+    ours = cells[col["psnr (dB) ours"]]
+    assert " ± " in ours
+    shown = re.match(r"\[([-\d.,]+) ± [\d.]+\]\(([^)]+)\)", ours)
+    assert shown and Decimal(shown.group(1)) == Decimal(f"{mean:.2f}")
+    assert (out / shown.group(2)).resolve() == (results / "seed0" / "asmr3").resolve()
+    assert cells[col["psnr (dB) paper"]] == asmr["paper"]["psnr"]
+    delta = re.match(r"\[([-+\d.,]+)\]", cells[col["psnr Δ"]]).group(1)
+    assert Decimal(delta) == Decimal(f"{mean:.2f}") - Decimal(asmr["paper"]["psnr"])
+    assert cells[col["steps"]].startswith("[2]")
+    assert cells[col["seeds"]].startswith("[0, 1]")
+    # params and MACs are the run's, in the table's units and printed precision
+    params = _summary(results / "seed0" / "asmr3")["params"]
+    assert cells[col["params (K) ours"]].startswith(f"[{Decimal(params) / 1000:.1f}]")
+
+    # KiloNeRF (3): MACs in the row's convention (weights+biases), here the paper's figure
+    kilo = get_row(exp, "kilonerf3")
+    cells = rows[kilo["label"]]
+    assert cells[col["macs (K) ours"]].startswith(f"[{kilo['paper']['macs']}]")
+    # rows without a run: a dash for every figure of ours, the paper's figures as printed
+    siren = get_row(exp, "siren3")
+    cells = rows[siren["label"]]
+    assert cells[col["psnr (dB) ours"]] == "—" and cells[col["psnr Δ"]] == "—"
+    assert cells[col["psnr (dB) paper"]] == siren["paper"]["psnr"]
+    # the run with another learning rate matches no row of any table
+    import pandas as pd
+
+    listed = pd.read_csv(out / "runs.csv").fillna("")
+    by_name = {Path(p).name: r for p, r in zip(listed["path"], listed["rows"])}
+    assert by_name["asmr3-lr"] == "" and "table2/asmr3" in by_name["asmr3"].split()
+
+    # Table 12 has no run with its bases/lr... ASMR (3) is not one of its rows
+    t12 = load_experiment("table12")
+    assert "No run under the results folder matches a row of " in md
+    assert t12.title.split(":")[0] in md.split("## Tables without runs")[1]
+
+    for name in ("table2_curves.png", "table2_reconstructions.png", "figure2.png",
+                 "figure3.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in md
+    # every link resolves, relative to the report
+    for target in re.findall(r"\]\(([^)]+)\)", md):
+        assert (out / target).exists(), target
+
+
+def test_html_is_self_contained(results, tmp_path):
+    out = tmp_path / "r"
+    assert main(["report", str(results), "--out", str(out), "--format", "html",
+                 "--tables", "2"]) == 0
+    assert not (out / "report.md").exists() and not list(out.glob("*.png"))
+    html = (out / "report.html").read_text()
+    sources = re.findall(r"src='([^']*)'", html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    for s in sources:
+        assert base64.b64decode(s.split(",", 1)[1])[:4] == b"\x89PNG"
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html
+
+
+def test_report_of_a_folder_without_runs_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "no run results" in capsys.readouterr().err
+
+
+def test_compare_averages_seeds_of_one_configuration(results, capsys):
+    assert main(["compare", str(results), "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 3  # asmr3 (2 seeds), asmr3 at another lr, kilonerf3
+    asmr = next(r for r in records if r["n"] == 2)
+    assert asmr["seeds"] == [0, 1]
+    psnrs = [_summary(results / f"seed{s}" / "asmr3")["best_psnr"] for s in (0, 1)]
+    assert asmr["best_psnr"]["mean"] == pytest.approx(sum(psnrs) / 2)
+    assert asmr["best_psnr"]["std"] == pytest.approx(abs(psnrs[0] - psnrs[1]) / 2 ** 0.5)
+    assert asmr["params"]["std"] == 0
+    assert main(["compare", str(results / "seed0" / "kilonerf3"),
+                 str(results / "seed0" / "asmr3")]) == 0
+    text = capsys.readouterr().out
+    assert "kilonerf" in text and "asmr" in text and "±" not in text
