@@ -139,3 +139,19 @@ def test_compare_averages_seeds_of_one_configuration(results, capsys):
                  str(results / "seed0" / "asmr3")]) == 0
     text = capsys.readouterr().out
     assert "kilonerf" in text and "asmr" in text and "±" not in text
+
+
+def test_run_seeds_writes_one_folder_per_seed_and_compares_them(tmp_path, small_png, capsys):
+    out = tmp_path / "seeds"
+    argv = ["run", "--model", "siren", "--data", "image", f"data.path={small_png}",
+            "model.hidden_dim=16", "model.n_layers=2", "--steps", "3", "task.eval_every=3",
+            "trainer.latency_repeats=1", "trainer.latency_warmup=0",
+            "trainer.progress_bar=false", "--logger", "none", "--out", str(out)]
+    assert main([*argv, "--seeds", "0,1"]) == 0
+    summaries = [_summary(out / f"seed{s}") for s in (0, 1)]
+    assert [s["seed"] for s in summaries] == [0, 1]
+    assert summaries[0]["best_psnr"] != summaries[1]["best_psnr"]  # the seed took effect
+    table = capsys.readouterr().out.split("2 seeds in", 1)[1]
+    assert "±" in table and "0,1" in table
+    assert main([*argv, "--seeds", "0,1", "--seed", "3"]) == 2
+    assert main([*argv, "--seeds", "0,x"]) == 2
