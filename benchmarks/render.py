@@ -1,10 +1,11 @@
-"""Full-signal render latency of SIREN(4) and ASMR(4) on a 512x768 RGB signal (Kodak size).
+"""Full-signal render latency of every model of the ASMR paper's Table 3 on one 512x768 RGB
+signal (Kodak size), configured exactly as the rows of ``conf/experiment/table3.yaml``.
 
-Target (2 CPU cores): ASMR at least 20x faster than SIREN. Both are timed side by side in
-this run (median of N renders after warm-up, inference mode); the MAC ratio is printed
-beside the time ratio so the two can be compared.
+Target (2 CPU cores): ASMR at least 20x faster than SIREN. All models are timed side by side
+in this run (median of N renders after warm-up, inference mode); params, MACs and the MAC
+ratio to SIREN are printed beside the time ratio so the two can be compared.
 
-    python benchmarks/render.py [--repeats 10]
+    python benchmarks/render.py [--repeats 10] [--rows siren,asmr]
 """
 
 from __future__ import annotations
@@ -14,37 +15,42 @@ import argparse
 import torch
 from common import device, machine, median_ms
 
-from inrbench.models import create_model
+from inrbench.experiments import load_experiment, row_config, row_signal, select_rows
 from inrbench.profiling import profile
-
-SHAPE, CHANNELS = (512, 768), 3
-
-
-def models():
-    yield "SIREN(4)", create_model("siren", out_features=CHANNELS, n_layers=4, hidden_dim=256)
-    yield "ASMR(4)", create_model("asmr", out_features=CHANNELS, signal_shape=SHAPE, n_layers=4,
-                                  hidden_dim=256, bases=[[4, 4, 4, 8], [4, 4, 6, 8]])
+from inrbench.runner import build_model
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--rows", help="comma-separated Table 3 row ids (default: all)")
     args = ap.parse_args()
+    exp = load_experiment("table3")
+    rows = select_rows(exp, args.rows.split(",") if args.rows else None)
     dev = device()
-    print(f"render {SHAPE[0]}x{SHAPE[1]}x{CHANNELS} on {machine()}")
-    rows = []
-    for name, model in models():
-        stats = profile(model, SHAPE)
+    results = []
+    for row in rows:
+        cfg = row_config(exp, row)
+        spec = row_signal(exp, row, cfg)
+        torch.manual_seed(0)
+        model = build_model(cfg, spec)
+        stats = profile(model, spec.shape)
         model = model.to(dev).eval()
         with torch.inference_mode():
-            ms = median_ms(lambda m=model: m.render(SHAPE), repeats=args.repeats)
-        rows.append((name, stats, ms))
-    base = rows[0]
-    print(f"{'model':10s} {'params':>9s} {'MACs/px':>10s} {'median ms':>10s} "
-          f"{'speed-up':>9s} {'MAC ratio':>10s}")
-    for name, stats, ms in rows:
-        print(f"{name:10s} {stats['params']:9,d} {stats['macs']:10,.1f} {ms:10.1f} "
-              f"{base[2] / ms:8.1f}x {base[1]['macs'] / stats['macs']:9.1f}x")
+            # slow models get fewer repeats; each is still a median after a warm-up render
+            slow = stats["macs_measured"] > 1e4
+            ms = median_ms(lambda m=model, s=spec.shape: m.render(s),
+                           repeats=max(3, args.repeats // 3) if slow else args.repeats,
+                           warmup=1 if slow else 3)
+        results.append((row.get("label", row["id"]), stats, ms, getattr(model, "backend", "")))
+    print(f"render {spec.shape[0]}x{spec.shape[1]}x{spec.channels} on {machine()}")
+    base = next((r for r in results if r[0] == "SIREN"), results[0])
+    print(f"{'model':8s} {'params':>9s} {'MACs/px':>10s} {'measured':>10s} {'median ms':>10s} "
+          f"{'speed-up vs SIREN':>18s} {'MAC ratio':>10s}")
+    for name, stats, ms, _ in results:
+        print(f"{name:8s} {stats['params']:9,d} {stats['macs']:10,.1f} "
+              f"{stats['macs_measured']:10,.1f} {ms:10.1f} {base[2] / ms:17.1f}x "
+              f"{base[1]['macs'] / stats['macs']:9.1f}x")
 
 
 if __name__ == "__main__":
