@@ -115,6 +115,7 @@ class LoE(INR):
             for t, a, b in zip(self.layer_tiles, dims[:-1], dims[1:]))
         self.act = nn.LeakyReLU(slope) if slope else nn.ReLU()
         self.last_layer = nn.Linear(hidden_dim, out_features)
+        nn.init.kaiming_uniform_(self.last_layer.weight)  # as the ASMR repository's LoE
         nn.init.zeros_(self.last_layer.bias)
         self.register_buffer("_sizes", torch.tensor(self.signal_shape), persistent=False)
         self.register_buffer("_tiles", torch.tensor(self.layer_tiles), persistent=False)

@@ -23,8 +23,10 @@ from torch import nn
 
 class TiledLinear(nn.Module):
     """``T`` independent ``in -> out`` linear maps; ``bias``: "tile" (one per tile), "shared"
-    (one for all tiles) or "none". Weights: Kaiming-uniform for the given leaky-ReLU slope,
-    per tile's true fan-in; biases zero (the official ASMR baselines zero them)."""
+    (one for all tiles) or "none". Weights: Kaiming-uniform for the given leaky-ReLU slope with
+    each tile's true fan-in ``in`` (the ASMR repository calls ``kaiming_uniform_`` on the 3-D
+    ``(T, in, out)`` tensor, which takes fan-in ``in * out``; we do not copy that quirk);
+    biases zero, as there."""
 
     def __init__(self, n_tiles: int, in_features: int, out_features: int, bias: str = "tile",
                  negative_slope: float = 0.0):
