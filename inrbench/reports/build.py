@@ -15,6 +15,7 @@ import base64
 import html
 import io
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,7 +166,8 @@ def runs_section(runs: list[Run], matched: dict) -> Section:
             Cell(fmt_mean_std(r.value("wall_s"), None, 0), link),
             Cell(str(r.summary.get("backend", "—")))])
     return Section("Runs", ["Every results folder found; *rows* names the table rows it "
-                            "matched (same model, data and learning rate)."], (header, body))
+                            "matched (same model, data and learning-rate schedule)."],
+                   (header, body))
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -231,10 +233,11 @@ def render_html(title: str, intro: list[str], sections: list[Section], out: Path
 
 
 def _inline(text: str) -> str:
-    """Escape, then turn `code` spans into <code>."""
+    """Escape, then turn `code` spans into <code> and *emphasis* into <em>."""
     out, code = [], False
     for piece in html.escape(text).split("`"):
-        out.append(f"<code>{piece}</code>" if code else piece)
+        out.append(f"<code>{piece}</code>" if code else re.sub(r"\*([^*]+)\*", r"<em>\1</em>",
+                                                                piece))
         code = not code
     return "".join(out)
 

@@ -3,7 +3,8 @@ figures, with the difference.
 
 A run belongs to a row when it fitted the same thing the row describes: the same ``model``
 section, the same ``data`` (every key except the sampling ones, which only choose how samples
-are drawn) and the same learning rate. Steps may differ (short CPU runs) and are shown.
+are drawn) and the same learning-rate schedule (lr, lr_min, scheduler). Steps may differ
+(short CPU runs) and are shown.
 When several runs match a row, the ones with the most steps are used and their seeds averaged
 (mean ± sample std). A row with no run shows "—".
 
@@ -72,10 +73,11 @@ class TableResult:
 # -- matching ------------------------------------------------------------------------------
 
 def _identity(cfg: dict) -> tuple:
+    """What a row fixes: the model, the signal and the optimiser's schedule (not its length)."""
     data = {k: v for k, v in (cfg.get("data") or {}).items() if k not in SAMPLING_KEYS}
-    lr = (cfg.get("task") or {}).get("lr")
+    task = cfg.get("task") or {}
     return _normalise({"model": cfg.get("model") or {}, "data": data,
-                       "lr": None if lr is None else float(lr)})
+                       **{k: task.get(k) for k in ("lr", "lr_min", "scheduler")}})
 
 
 def row_identity(exp, row) -> tuple | None:
