@@ -76,6 +76,8 @@ def _add_report_commands(sub) -> None:
     rep.add_argument("--tables", help="comma-separated tables, e.g. 2,12 or table2 (default: "
                      "the paper's tables 2-6 and 10-12)")
     rep.add_argument("--title", help="report title")
+    rep.add_argument("--note", action="append", help="a paragraph for the report's "
+                     "introduction (repeatable)")
 
     cmp = sub.add_parser("compare", help="runs side by side (mean ± std over seeds)")
     cmp.add_argument("runs", nargs="+", help="run folders, or folders holding runs")
@@ -109,7 +111,7 @@ def cmd_report(args) -> int:
                   for t in args.tables.split(",") if t.strip()]
     results = Path(args.results)
     out = Path(args.out) if args.out else Path("reports") / (results.resolve().name or "report")
-    done = make_report(results, out, formats, tables, args.title)
+    done = make_report(results, out, formats, tables, args.title, args.note)
     print(f"report of {done['runs']} run(s): {out}")
     for f in done["files"]:
         print(f"  {f}")

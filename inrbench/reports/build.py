@@ -254,8 +254,25 @@ def runs_csv(runs: list[Run], matched: dict) -> str:
     return buf.getvalue()
 
 
+def _lengths(runs: list[Run]) -> str:
+    """Per model: the steps its runs had, how many runs, and seconds per step."""
+    by_model: dict[str, list[Run]] = {}
+    for r in runs:
+        by_model.setdefault(r.model, []).append(r)
+    parts = []
+    for model, rs in by_model.items():
+        steps = sorted({r.steps for r in rs if r.steps})
+        per_step, _, _ = mean_std([r.value("wall_s") / r.steps for r in rs
+                                   if r.steps and r.value("wall_s") is not None])
+        text = f"{model} {'/'.join(f'{s:,}' for s in steps) or '?'} steps ({len(rs)} run"
+        text += "s" if len(rs) > 1 else ""
+        text += f", {per_step:.2f} s/step)" if per_step is not None else ")"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def make_report(results_dir, out, formats=("md", "html", "png"), tables=None,
-                title: str | None = None) -> dict:
+                title: str | None = None, notes: list[str] | None = None) -> dict:
     """Build the report of every run under ``results_dir`` into ``out``; returns
     ``{"runs": n, "files": [...]}``."""
     results_dir, out = Path(results_dir), Path(out)
@@ -290,6 +307,9 @@ def make_report(results_dir, out, formats=("md", "html", "png"), tables=None,
         "printed precision. A row without a run shows —. Several seeds of one configuration "
         "show mean ± sample std. Latency is ours, on the machine that ran the run.",
     ]
+    intro.append("Training length of the runs found (wall time per step measured on the "
+                 "machine that ran them): " + _lengths(runs) + ".")
+    intro += list(notes or [])
     out.mkdir(parents=True, exist_ok=True)
     files = []
     if "png" in formats:
