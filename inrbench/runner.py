@@ -131,6 +131,8 @@ def save_image(path: Path, pred: torch.Tensor) -> None:
 
 def write_metrics_csv(path: Path, task: FitTask) -> None:
     steps = pd.DataFrame(task.history)
+    if len(steps):  # micro-batches of one optimizer step (task.accumulate > 1) -> their mean
+        steps = steps.groupby("step", as_index=False).mean()
     evals = pd.DataFrame(task.evals)
     if len(evals):
         steps = steps.merge(evals, on="step", how="outer") if len(steps) else evals
@@ -227,7 +229,10 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
             *(callbacks or []),
         ],
         plugins=[AtomicCheckpointIO()],
-        val_check_interval=min(int(cfg.task.eval_every), steps), check_val_every_n_epoch=None,
+        # eval_every counts optimizer steps; Lightning's interval counts (micro-)batches
+        accumulate_grad_batches=int(cfg.task.accumulate),
+        val_check_interval=min(int(cfg.task.eval_every), steps) * int(cfg.task.accumulate),
+        check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=min(50, steps),
         enable_progress_bar=bool(cfg.trainer.progress_bar), enable_model_summary=False,
         default_root_dir=str(out),
