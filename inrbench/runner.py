@@ -200,14 +200,14 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
                           f"another --out")
     cfg.trainer.out = str(out)
     devices, strategy = _parallel(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    if rank_zero_only.rank == 0:  # multi-process: the other processes write nothing
-        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
+    # everything that can reject the config runs before the results folder is created
     L.seed_everything(int(cfg.trainer.seed), workers=True, verbose=False)
     dm = build_datamodule(cfg)
     spec = dm.spec()
     model = build_model(cfg, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:  # multi-process: the other processes write nothing
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     task = FitTask(model, spec, lr=cfg.task.lr, lr_min=cfg.task.lr_min, steps=cfg.task.steps,
                    scheduler=cfg.task.scheduler)
     results: dict = {}

@@ -38,3 +38,9 @@ def tiny_cfg():
 @pytest.fixture
 def rng_image():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path, monkeypatch):
+    """Each test runs in its own folder, so default run folders never land in the checkout."""
+    monkeypatch.chdir(tmp_path)

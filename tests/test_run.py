@@ -130,10 +130,11 @@ def test_list_names_models_data_and_experiments(capsys):
      "does not exist"),
     (["run", "--out", "/nonexistent-run", "--resume"], "does not exist"),
 ])
-def test_bad_input_exits_2_with_one_line(argv, needle):
+def test_bad_input_exits_2_with_one_line(argv, needle, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "inrbench.cli", *argv], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
+    assert not list(tmp_path.iterdir())  # rejected before any results folder is written
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert needle in lines[0]
