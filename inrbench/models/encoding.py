@@ -58,3 +58,13 @@ class GaussianFourierFeatures(nn.Module):
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         proj = 2.0 * math.pi * (v @ self.B.T)
         return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
+
+
+def relu_mlp(dims: list[int]) -> nn.Sequential:
+    """Linear layers of widths ``dims`` with a ReLU between each pair (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)

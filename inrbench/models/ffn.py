@@ -18,11 +18,10 @@ biases it would be 132.4K, and the projection B v (m d MACs) is not counted by t
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from inrbench.models.base import INR
 from inrbench.models.checks import check_int
-from inrbench.models.encoding import GaussianFourierFeatures
+from inrbench.models.encoding import GaussianFourierFeatures, relu_mlp
 from inrbench.models.registry import register_model
 from inrbench.models.siren import mlp_macs
 
@@ -40,13 +39,7 @@ class FFN(INR):
         self.n_layers = check_int("n_layers", n_layers, minimum=2)
         self.macs_bias = bool(macs_bias)
         self.encoding = GaussianFourierFeatures(in_features, embedding_size, sigma)
-        dims = self._dims()
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(dims) - 2:
-                layers.append(nn.ReLU())
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = relu_mlp(self._dims())
 
     def _dims(self) -> list[int]:
         return [self.encoding.out_features] + [self.hidden_dim] * (self.n_layers - 1) \

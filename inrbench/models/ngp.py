@@ -48,6 +48,7 @@ from torch import nn
 from inrbench.errors import ConfigError
 from inrbench.models.base import INR
 from inrbench.models.checks import check_choice, check_int, check_number, per_axis
+from inrbench.models.encoding import relu_mlp
 from inrbench.models.registry import register_model
 from inrbench.models.siren import mlp_macs
 
@@ -182,13 +183,7 @@ class InstantNGP(INR):
             self.encoding = HashGrid(d, self.n_levels, self.n_features_per_level,
                                      self.log2_hashmap_size, self.resolutions)
         enc = self.n_levels * self.n_features_per_level
-        dims = [enc] + [self.hidden_dim] * (self.n_layers - 1) + [self.out_features]
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(dims) - 2:
-                layers.append(nn.ReLU())
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = relu_mlp([enc] + [self.hidden_dim] * (self.n_layers - 1) + [self.out_features])
 
     def _tcnn_encoding(self):
         """tiny-cuda-nn's HashGrid, or ``None`` (with a note) when it cannot run here."""
