@@ -33,6 +33,7 @@ from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from inrbench.metrics import evaluate, headline_metric
 from inrbench.models import create_model
+from inrbench.models.base import EVAL_CHUNK
 from inrbench.models.registry import MODELS
 from inrbench.registry import accepted_kwargs
 from inrbench.tasks import FitTask
@@ -246,7 +247,7 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
 
     model.eval()
     with torch.no_grad():
-        pred = model.render(spec.shape)
+        pred = model.render(spec.shape, chunk=EVAL_CHUNK)
         final = evaluate(pred, dm.signal.to(pred.device), spec)
     if spec.modality == "image":
         save_image(out / "reconstruction.png", pred)

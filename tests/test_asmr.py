@@ -25,6 +25,21 @@ def test_shared_render_matches_per_sample_forward(shape, bases, channels, modula
     torch.testing.assert_close(shared, per_sample, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("shape,bases", [
+    ((24, 30), [[2, 3, 4], [5, 3, 2]]),
+    ((8, 12, 10), [[2, 2, 2], [3, 2, 2], [5, 1, 2]]),
+    ((64,), [[4, 4, 4]]),
+])
+@pytest.mark.parametrize("chunk", [1, 7, 50, 200])
+def test_chunked_render_matches_per_sample_forward(shape, bases, chunk):
+    torch.manual_seed(0)
+    model = create_model("asmr", in_features=len(shape), out_features=3, signal_shape=shape,
+                         bases=bases, n_layers=len(bases[0]), hidden_dim=16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.render(chunk=chunk), model(make_grid(shape)),
+                                   atol=1e-4, rtol=0)
+
+
 def test_shared_render_gradients_match_per_sample():
     torch.manual_seed(0)
     model = create_model("asmr", out_features=3, signal_shape=(16, 24),

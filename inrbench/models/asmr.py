@@ -143,37 +143,67 @@ class ASMR(INR):
         return self.siren.last_layer(z)
 
     def render(self, shape: Sequence[int] | None = None, chunk: int | None = None) -> torch.Tensor:
-        """Activation-sharing full-signal forward, eq. (2): ``(*signal_shape, out_features)``."""
+        """Activation-sharing full-signal forward, eq. (2): ``(*signal_shape, out_features)``.
+
+        With ``chunk``, levels 0..k run once for the whole signal and the subtrees of the
+        level-k cells (k: the first level whose cells hold at most ``chunk`` samples) run a
+        group at a time, so peak memory follows ``chunk``, not the signal's size.
+        """
         if shape is not None and list(shape) != self.signal_shape:
             return super().render(shape, chunk)
+        z0 = self._level_grid0.unsqueeze(0)  # one block holding the whole signal
+        n_samples = math.prod(self.signal_shape)
+        if chunk is None or n_samples <= chunk:
+            return self._forward_blocks(z0, 0)[0]
+        k = next((l for l in range(self.n_layers - 1)
+                  if n_samples // math.prod(self.level_cells[l]) <= chunk), self.n_layers - 2)
+        z = self._forward_blocks(z0, 0, stop=k)[0]  # activations entering layer k: (*C_k, K)
+        d, cells = self.in_features, self.level_cells[k]
+        sub = [n // c for n, c in zip(self.signal_shape, cells)]  # samples per level-k cell
+        blocks = z.reshape(-1, *[1] * d, z.shape[-1])
+        per_group = max(1, chunk // math.prod(sub))
+        y = torch.cat([self._forward_blocks(g, k) for g in blocks.split(per_group)])
+        y = y.reshape(*cells, *sub, self.out_features)
+        perm = [p for j in range(d) for p in (j, d + j)] + [2 * d]
+        return y.permute(*perm).reshape(*self.signal_shape, self.out_features)
+
+    def _forward_blocks(self, z: torch.Tensor, start: int, stop: int | None = None):
+        """Run layers ``start..stop-1`` (to the output when ``stop`` is None) on ``n`` blocks.
+
+        ``z``: ``(n, *c, K_in)``, the activations entering layer ``start`` on the ``c`` cells
+        (per axis) of each block. Returns ``(n, *c', K)`` activations, or the output
+        ``(n, *c', out_features)`` when run to the end.
+        """
         d, net = self.in_features, self.siren.net
-        z = self._level_grid0
-        for i, layer in enumerate(net):
-            cells, bases = self.level_cells[i], self.level_bases[i + 1]
-            a = layer.omega * layer.linear(z)  # once per level-i cell: (*C_i, K)
+        ones = [1] * d
+        for i in range(start, len(net) if stop is None else stop):
+            layer, bases = net[i], self.level_bases[i + 1]
+            n, cells = z.shape[0], list(z.shape[1:-1])
+            a = layer.omega * layer.linear(z)  # once per level-i cell: (n, *c, K)
             # once per level-(i+1) grid point: (*B_{i+1}, K)
             m = layer.omega * self.modulators[i](getattr(self, f"_level_grid{i + 1}"))
             if i < len(net) - 1:
                 # nearest upsampling of a by B_{i+1} and tiling of m by C_i, as one broadcast add
-                pre = (a.reshape(*_interleave_shape(cells, [1] * d), -1)
-                       + m.reshape(*_interleave_shape([1] * d, bases), -1))
-                z = torch.sin(pre.reshape(*self.level_cells[i + 1], -1))
+                pre = (a.reshape(n, *_interleave_shape(cells, ones), -1)
+                       + m.reshape(1, *_interleave_shape(ones, bases), -1))
+                z = torch.sin(pre.reshape(n, *[c * b for c, b in zip(cells, bases)], -1))
             else:
-                return self._fused_last(a.reshape(-1, a.shape[-1]), m.reshape(-1, m.shape[-1]),
-                                        cells, bases)
-        raise AssertionError("unreachable: ASMR has at least one hidden layer")
+                y = self._fused_last(a.reshape(-1, a.shape[-1]), m.reshape(-1, m.shape[-1]))
+                y = y.reshape(n, *cells, *bases, self.out_features)
+                perm = [0] + [p for j in range(d) for p in (1 + j, 1 + d + j)] + [1 + 2 * d]
+                return y.permute(*perm).reshape(n, *[c * b for c, b in zip(cells, bases)],
+                                                self.out_features)
+        return z
 
-    def _fused_last(self, a, m, cells, bases):
-        """y[p, q] = W sin(a_p + m_q) + b = [sin a_p, cos a_p] . [W cos m_q, W sin m_q] + b."""
+    def _fused_last(self, a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """y[p, q] = W sin(a_p + m_q) + b = [sin a_p, cos a_p] . [W cos m_q, W sin m_q] + b,
+        for P coarse cells and Q last-level grid points: ``(P, Q * out_features)``."""
         last = self.siren.last_layer
         left = torch.cat([torch.sin(a), torch.cos(a)], dim=-1)  # (P, 2K)
         right = torch.cat([torch.cos(m), torch.sin(m)], dim=-1)  # (Q, 2K)
         w2 = torch.cat([last.weight, last.weight], dim=-1)  # (O, 2K)
         right = (right.unsqueeze(1) * w2).reshape(-1, w2.shape[-1])  # (Q*O, 2K)
-        y = (left @ right.T).reshape(*cells, *bases, self.out_features) + last.bias
-        d = len(cells)
-        perm = [p for k in range(d) for p in (k, d + k)] + [2 * d]
-        return y.permute(*perm).reshape(*self.signal_shape, self.out_features)
+        return left @ right.T + last.bias.repeat(right.shape[0] // self.out_features)
 
     def macs_per_sample(self, include_bias: bool = True) -> float:
         """The paper's count, per sample. ``include_bias=True`` (Tables 2-5, 10, 11; official

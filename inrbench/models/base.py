@@ -33,6 +33,11 @@ def coords_to_index(coords: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return idx.long()
 
 
+#: samples per piece when a whole signal is rendered without gradients (evaluation, latency):
+#: signals up to this size render in one piece; larger ones keep memory bounded.
+EVAL_CHUNK = 2**20
+
+
 class INR(nn.Module):
     """Base class: a coordinate network with a per-sample forward and a full-signal render."""
 

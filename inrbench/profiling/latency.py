@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import torch
 
+from inrbench.models.base import EVAL_CHUNK
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -24,7 +26,7 @@ def render_latency_ms(model, shape: Sequence[int], repeats: int = 10, warmup: in
         for i in range(warmup + repeats):
             _sync(device)
             t0 = time.perf_counter()
-            model.render(shape)
+            model.render(shape, chunk=EVAL_CHUNK)
             _sync(device)
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)

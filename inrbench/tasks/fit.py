@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from inrbench.data.base import SignalSpec
 from inrbench.metrics import evaluate, prediction_to_signal, psnr
+from inrbench.models.base import EVAL_CHUNK
 
 
 class FitTask(L.LightningModule):
@@ -71,7 +72,8 @@ class FitTask(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        metrics = evaluate(self.model.render(self.spec.shape), batch["values"], self.spec)
+        pred = self.model.render(self.spec.shape, chunk=EVAL_CHUNK)
+        metrics = evaluate(pred, batch["values"], self.spec)
         self._update_best(metrics["psnr"])
         self.evals.append({"step": int(self.global_step),
                            **{f"val_{k}": v for k, v in metrics.items()}})
