@@ -16,15 +16,17 @@ process) through the real code path: the ``image`` data module with ``sampling: 
   accumulated before the one optimizer step (``accumulate_grad_batches=8``). MSE is a mean
   over pixels, so the accumulated gradient is the 2^18-pixel gradient (up to float
   summation order); activations are 8x smaller.
-- ``render``: one full activation-sharing render of the photo (what evaluation does).
+- ``render``: one full activation-sharing render of the photo in ``EVAL_CHUNK`` pieces (what
+  evaluation and the final reconstruction do).
 
     python benchmarks/memory.py                     # micro-batched fit, 3 steps (< 4 GiB)
     python benchmarks/memory.py --only single --only render   # the two that need more
 
 Measured on the 2-core CPU box (Nov 2026, torch 2.13): micro-batched 2^18-pixel steps peak at
 1.67 GiB RSS (0.68 GiB of it the photo as float32 plus the model); the single 2^18 pass at
-7.37 GiB; one full render (``ASMR.render``: the last hidden level has 675x1200 cells x 512
-units, and the fused output layer concatenates sin/cos of them) at 11.5 GiB.
+7.37 GiB. One full render in one piece took 11.5 GiB (the last hidden level has 675x1200
+cells x 512 units, and the fused output layer concatenates sin/cos of them); rendered in
+2^20-sample pieces (``EVAL_CHUNK``, as evaluation now does) it peaks at 1.52 GiB (34 s).
 """
 
 from __future__ import annotations
@@ -106,11 +108,13 @@ def worker_fit(steps: int, micro: int) -> dict:
 def worker_render() -> dict:
     import torch
 
+    from inrbench.models.base import EVAL_CHUNK
+
     dm, spec, model = build(1, BATCH)
     after_setup = rss_gib()
     t0 = time.perf_counter()
     with torch.no_grad():
-        pred = model.render()
+        pred = model.render(chunk=EVAL_CHUNK)
     seconds = time.perf_counter() - t0
     return {"mode": "render", "signal": list(spec.shape), "output": list(pred.shape),
             "rss_after_data_and_model_gib": round(after_setup, 3),
