@@ -79,10 +79,17 @@ def build_model(cfg: DictConfig, spec: SignalSpec):
 
 
 def git_sha() -> str | None:
+    """The checkout's commit, with ``-dirty`` when tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                              cwd=Path(inrbench.__file__).parent)
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(inrbench.__file__).parent, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else None
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -206,6 +213,7 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     dm = build_datamodule(cfg)
     spec = dm.spec()
     model = build_model(cfg, spec)
+    sha = git_sha()  # the code this run starts with
     out.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:  # multi-process: the other processes write nothing
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -267,7 +275,7 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         "backend": getattr(model, "backend", "torch"), "steps": int(trainer.global_step),
         "seed": int(cfg.trainer.seed), "lr": float(cfg.task.lr), "wall_s": wall_s,
         "devices": devices, "strategy": strategy,
-        "versions": versions(), "git_sha": git_sha(), "out": str(out),
+        "versions": versions(), "git_sha": sha, "out": str(out),
         "finished_at": datetime.now().isoformat(timespec="seconds"),
     }
     atomic_write_json(out / "metrics.json", summary)
