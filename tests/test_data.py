@@ -707,3 +707,17 @@ def test_paper_rows_that_need_another_convention():
 def test_shapenet_has_the_55_categories():
     assert len(SHAPENET_CATEGORIES) == 55
     assert len({s for s, _ in SHAPENET_CATEGORIES}) == 55
+
+
+@pytest.mark.parametrize("band_rows", [7, 100, 256])
+def test_banded_ssim_equals_one_pass_torchmetrics(band_rows):
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from inrbench.metrics import ssim_2d
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(300, 40, 3, generator=g)
+    pred = (target + 0.1 * torch.randn(300, 40, 3, generator=g)).clamp(0, 1)
+    one_pass = structural_similarity_index_measure(pred.permute(2, 0, 1)[None],
+                                                   target.permute(2, 0, 1)[None], data_range=1.0)
+    assert ssim_2d(pred, target, band_rows=band_rows) == pytest.approx(float(one_pass), abs=1e-6)
