@@ -20,11 +20,12 @@ DECIMALS = {"params": 0, "macs": 1, "psnr": 2, "best_psnr": 2, "ssim": 4, "iou":
 
 
 def _label(group: list[Run]) -> str:
+    """The run's folder, or the seeds' common folder with each one's rest in braces."""
     if len(group) == 1:
         return str(group[0].path)
-    parents = {r.path.parent for r in group}
-    common = parents.pop() if len(parents) == 1 else Path(*_common_parts([r.path for r in group]))
-    return f"{common}/{{{','.join(r.path.name for r in group)}}}"
+    common = Path(*_common_parts([r.path for r in group]))
+    rest = [str(r.path.relative_to(common)) for r in group]
+    return f"{common}/{{{','.join(rest)}}}"
 
 
 def _common_parts(paths: list[Path]) -> list[str]:
