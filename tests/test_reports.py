@@ -90,7 +90,7 @@ def test_report_tables_figures_and_links(results, tmp_path):
 
     listed = pd.read_csv(out / "runs.csv").fillna("")
     by_name = {Path(p).name: r for p, r in zip(listed["path"], listed["rows"])}
-    assert by_name["asmr3-lr"] == "" and "table2/asmr3" in by_name["asmr3"].split()
+    assert by_name["asmr3-lr"] == "" and "table2/asmr3" in by_name["asmr3"].split("; ")
 
     # Table 12 has no run with its bases/lr... ASMR (3) is not one of its rows
     t12 = load_experiment("table12")

@@ -67,6 +67,12 @@ def _paper_steps(exp) -> str:
     return ", ".join(f"{int(s):,} steps" if s.isdigit() else s for s in sorted(steps)) or "?"
 
 
+def _tag(table: str, res, run: Run) -> str:
+    """``table2/asmr4``; marked when the row's figures come from runs with more steps."""
+    tag = f"{table}/{res.id}"
+    return tag if any(run is r for r in res.runs) else f"{tag} (not used: fewer steps)"
+
+
 def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], dict]:
     from inrbench.experiments import load_experiment, profile_experiment
 
@@ -79,7 +85,7 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
         results[name] = (exp, table)
         for res in table.rows:
             for r in res.all_runs:
-                matched.setdefault(str(r.path), []).append(f"{name}/{res.id}")
+                matched.setdefault(str(r.path), []).append(_tag(name, res, r))
 
     shown = [n for n in tables if results[n][1].n_with_runs]
     empty = [n for n in tables if not results[n][1].n_with_runs]
@@ -133,8 +139,8 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
         rows3 += table.rows
         for res in table.rows:
             for r in res.all_runs:
-                if f"{name}/{res.id}" not in matched.setdefault(str(r.path), []):
-                    matched[str(r.path)].append(f"{name}/{res.id}")
+                if _tag(name, res, r) not in matched.setdefault(str(r.path), []):
+                    matched[str(r.path)].append(_tag(name, res, r))
     png = F.figure3(F.figure3_points(rows3))
     if png:
         fig_sec.figures.append(Figure(
@@ -166,7 +172,8 @@ def runs_section(runs: list[Run], matched: dict) -> Section:
             Cell(fmt_mean_std(r.value("wall_s"), None, 0), link),
             Cell(str(r.summary.get("backend", "—")))])
     return Section("Runs", ["Every results folder found; *rows* names the table rows it "
-                            "matched (same model, data and learning-rate schedule)."],
+                            "matched (same model, data and learning-rate schedule); a row's "
+                            "figures come from its runs with the most steps."],
                    (header, body))
 
 
@@ -247,7 +254,7 @@ def runs_csv(runs: list[Run], matched: dict) -> str:
 
     keys = ("model", "data", "steps", "seed", "best_psnr", "psnr", "ssim", "iou", "params",
             "macs", "macs_measured", "latency_ms", "latency_device", "wall_s", "backend", "lr")
-    df = pd.DataFrame([{"path": str(r.path), "rows": " ".join(matched.get(str(r.path), [])),
+    df = pd.DataFrame([{"path": str(r.path), "rows": "; ".join(matched.get(str(r.path), [])),
                         **{k: r.summary.get(k) for k in keys}} for r in runs])
     buf = io.StringIO()
     df.to_csv(buf, index=False)
