@@ -213,6 +213,8 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     dm = build_datamodule(cfg)
     spec = dm.spec()
     model = build_model(cfg, spec)
+    if "bases" in cfg.model and cfg.model.bases is None and hasattr(model, "bases"):
+        cfg.model.bases = model.bases  # config.yaml records the bases the run really used
     sha = git_sha()  # the code this run starts with
     out.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:  # multi-process: the other processes write nothing

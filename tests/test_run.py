@@ -26,6 +26,8 @@ def _check_results(out, steps):
     assert summary["best_psnr"] >= summary["psnr"]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["task"]["steps"] == steps
+    if cfg["model"]["name"] == "asmr":  # the factorisation chosen at run time is recorded
+        assert cfg["model"]["bases"] == [[2, 4, 4], [3, 4, 4]]
     csv = pd.read_csv(out / "metrics.csv")
     assert list(csv["step"].dropna().astype(int))[:3] == [0, 1, 2]
     assert csv["loss"].notna().sum() == steps
