@@ -109,9 +109,9 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
         items = [(res.label, res.runs[0]) for res in table.rows if res.runs]
         png = F.reconstruction_grid(items, f"{exp.name}: reconstructions (centre crop enlarged)")
         if png:
-            sec.figures.append(Figure(f"{name}_reconstructions.png", f"{exp.name}: saved "
-                                      f"reconstruction of each row (seed {items[0][1].seed} "
-                                      f"of the first row), centre quarter enlarged below", png))
+            sec.figures.append(Figure(f"{name}_reconstructions.png", f"{exp.name}: the saved "
+                                      f"reconstruction of each row (its first seed), centre "
+                                      f"quarter enlarged below", png))
         sections.append(sec)
     if empty:
         sections.append(Section("Tables without runs", [
