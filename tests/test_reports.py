@@ -62,11 +62,14 @@ def test_report_tables_figures_and_links(results, tmp_path):
     cells = rows[asmr["label"]]
     psnrs = [_summary(results / f"seed{s}" / "asmr3")["best_psnr"] for s in (0, 1)]
     mean = sum(psnrs) / 2
+    std = abs(psnrs[0] - psnrs[1]) / 2 ** 0.5
     ours = cells[col["psnr (dB) ours"]]
-    assert " ± " in ours
-    shown = re.match(r"\[([-\d.,]+) ± [\d.]+\]\(([^)]+)\)", ours)
+    # ± the seeds' std, unless it rounds to 0 at the printed precision
+    assert (" ± " in ours) == (f"{std:.2f}" != "0.00")
+    shown = re.match(r"\[([-\d.,]+)(?: ± ([\d.]+))?\]\(([^)]+)\)", ours)
     assert shown and Decimal(shown.group(1)) == Decimal(f"{mean:.2f}")
-    assert (out / shown.group(2)).resolve() == (results / "seed0" / "asmr3").resolve()
+    assert shown.group(2) in (None, f"{std:.2f}")
+    assert (out / shown.group(3)).resolve() == (results / "seed0" / "asmr3").resolve()
     assert cells[col["psnr (dB) paper"]] == asmr["paper"]["psnr"]
     delta = re.match(r"\[([-+\d.,]+)\]", cells[col["psnr Δ"]]).group(1)
     assert Decimal(delta) == Decimal(f"{mean:.2f}") - Decimal(asmr["paper"]["psnr"])
@@ -155,3 +158,24 @@ def test_run_seeds_writes_one_folder_per_seed_and_compares_them(tmp_path, small_
     assert "±" in table and "0,1" in table
     assert main([*argv, "--seeds", "0,1", "--seed", "3"]) == 2
     assert main([*argv, "--seeds", "0,x"]) == 2
+
+
+def test_seed_spread_is_shown_at_the_printed_precision(results, tmp_path):
+    """Two seeds 1 dB apart (the second seed's metrics.json edited for the test) show
+    mean ± sample std, 0.71 dB, at the paper's two decimals."""
+    import shutil
+
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        shutil.copytree(results / f"seed{seed}" / "asmr3", root / f"seed{seed}")
+    path = root / "seed1" / "metrics.json"
+    summary = json.loads(path.read_text())
+    summary["best_psnr"] = _summary(root / "seed0")["best_psnr"] + 1.0
+    path.write_text(json.dumps(summary))
+    assert main(["report", str(root), "--out", str(tmp_path / "r"), "--tables", "2",
+                 "--format", "md"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    label = get_row(load_experiment("table2"), "asmr3")["label"]
+    line = next(x for x in _table_lines(md, load_experiment("table2").title)
+                if x.split("|")[1].strip() == label)
+    assert " ± 0.71](" in line

@@ -212,8 +212,8 @@ def table_cells(table: TableResult) -> tuple[list[str], list[list[Cell]]]:
                               default=3 if fig in ("ssim",) else 2)
             mean, std, n = res.ours.get(fig, (None, None, 0))
             ours = fmt_number(mean, dec)
-            if std:  # seeds that differ (identical figures, e.g. params, show no ± 0)
-                ours += f" ± {fmt_number(std, dec)}"
+            if std and Decimal(fmt_number(std, dec).replace(",", "")):
+                ours += f" ± {fmt_number(std, dec)}"  # no "± 0" for figures seeds share
             cells.append(Cell(ours, link if mean is not None else None))
             paper_text = printed if printed is not None else "—"
             if printed is not None and paper.get(f"{fig}_std"):
