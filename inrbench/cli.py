@@ -141,7 +141,7 @@ def cmd_sweep(args) -> int:
     def done(rec):
         value = "-" if rec["value"] is None else f"{rec['value']:.4g}"
         print(f"\n[trial {rec['trial']}] {rec['status']}: {rec['metric']}={value} "
-              f"{rec['params']} -> {rec['out']}")
+              f"{rec['searched']} -> {rec['out']}")
 
     records = sweep.run_local(args.file, trials=args.trials, out=args.out, seed=args.seed,
                               extra=extra, cli_overrides=args.overrides, on_trial=done)

@@ -181,6 +181,15 @@ def _metric_value(summary: dict | None, name: str | None) -> float | None:
     return float(v) if isinstance(v, Number) and not isinstance(v, bool) else None
 
 
+def _searched(cfg: dict) -> set[str]:
+    """The parameters the sweep varies (not the constants), as flat config keys."""
+    from sweeps.params import HyperParameterSet
+
+    params = HyperParameterSet.from_config(cfg["parameters"])
+    return {p.name.replace(HyperParameterSet.NESTING_DELIMITER, ".")
+            for p in params.searchable_params}
+
+
 def _grid_size(cfg: dict) -> int | None:
     from sweeps.params import HyperParameter, HyperParameterSet
 
@@ -222,6 +231,7 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
     history: list = []
     records: list[dict] = []
     limit = trials if trials is not None else _grid_size(cfg)
+    searched = _searched(cfg)
     i = 0
     while limit is None or i < limit:
         suggestion = sweeps.next_run(cfg, history)
@@ -230,6 +240,7 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
         params = flatten(suggestion.config)
         trial_dir = out / f"trial-{i:03d}"
         record = {"trial": i, "out": str(trial_dir), "params": params, "status": "failed",
+                  "searched": {k: v for k, v in params.items() if k in searched},
                   "metric": metric, "value": None, "error": None, "command": None}
         summary = None
         try:
@@ -239,6 +250,7 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
             record["command"] = command_line(m) + f" --out {trial_dir}"
             summary = run(run_cfg)
             record.update(status="finished", value=_metric_value(summary, metric),
+                          steps=summary.get("steps"),
                           summary={k: v for k, v in summary.items()
                                    if isinstance(v, (int, float, str)) or v is None})
         except Exception as e:  # a failed trial is recorded and the sweep goes on
@@ -276,7 +288,7 @@ def _write_summary(out: Path, cfg: dict, name: str, records: list[dict], write_j
                                     "trials": records})
     rows = [{"trial": r["trial"], "status": r["status"], **{k: json.dumps(v) if isinstance(
         v, list) else v for k, v in r["params"].items()}, metric or "metric": r["value"],
-        "out": r["out"], "error": r["error"]} for r in records]
+        "steps": r.get("steps"), "out": r["out"], "error": r["error"]} for r in records]
     buf = io.StringIO()
     pd.DataFrame(rows).to_csv(buf, index=False)
     write_text(out / "sweep.csv", buf.getvalue())

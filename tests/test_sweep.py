@@ -54,6 +54,7 @@ def test_local_grid_sweep_runs_every_trial_as_a_run_folder(tmp_path, small_png, 
     table = pd.read_csv(out / "sweep.csv")
     assert list(table["status"]) == ["finished"] * 3
     assert list(table["best_psnr"]) == pytest.approx([s["best_psnr"] for s in summaries])
+    assert list(table["steps"]) == [4, 4, 4]
     record = json.loads((out / "sweep.json").read_text())
     best = max(range(3), key=lambda i: summaries[i]["best_psnr"])
     assert record["best_trial"] == best
