@@ -153,20 +153,97 @@ class RandomTiles(Dataset):
                 "values": block.reshape(-1, self.signal.shape[-1])[share]}
 
 
-class StepSampler(torch.utils.data.Sampler):
-    """Yields global step indices ``epoch * length + i``; Lightning calls ``set_epoch``."""
+class RandomBlocks(Dataset):
+    """Whole cells of one ASMR level, ``n_cells`` per step, scattered across the signal.
 
-    def __init__(self, length: int):
-        self.length, self.epoch = length, 0
+    A cell is an aligned block of ``cell`` samples per axis (a level-k cell of ASMR's
+    decomposition holds exactly the subtree of one level-k coordinate, sec. 3.1). Steps walk a
+    fresh random permutation of all cells every epoch, so each sample is seen once per epoch
+    as with random sampling. A batch holds ``cells`` (``(n, d)`` per-axis cell indices, for
+    models that share activations within a cell), and the same samples as ``coords`` and
+    ``values`` in cell-major, row-major-within-cell order, for every other model. Process
+    ``rank`` of ``world`` takes its contiguous ``n_cells // world`` share of the cells.
+    """
+
+    def __init__(self, signal: torch.Tensor, shape, cell, n_cells: int, length: int,
+                 seed: int = 0, rank: int = 0, world: int = 1, level: int | None = None):
+        self.signal, self.shape = signal, tuple(int(n) for n in shape)
+        self.cell = tuple(int(g) for g in cell)
+        self.grid = tuple(n // g for n, g in zip(self.shape, self.cell))  # cells per axis
+        self.n_total = math.prod(self.grid)
+        self.n_cells, self.length, self.seed, self.level = n_cells, length, seed, level
+        if n_cells % world:
+            raise ConfigError(f"block sampling draws {n_cells} cells per step, which do not "
+                              f"split evenly over {world} processes; change data.batch_size")
+        self.rank, self.world = rank, world
+        # row-major offsets of the samples of one cell, relative to its first sample
+        offsets = torch.zeros(1, dtype=torch.long)
+        for n, g in zip(self.shape, self.cell):
+            offsets = (offsets[:, None] * n + torch.arange(g)[None, :]).reshape(-1)
+        self.offsets = offsets
+
+    def __len__(self):
+        return self.length
+
+    def cell_indices(self, i: int) -> torch.Tensor:
+        """Flat indices (into the cell grid) of the cells of global step ``i``, this process."""
+        share = self.n_cells // self.world
+        pos = i * self.n_cells + self.rank * share + torch.arange(share, dtype=torch.long)
+        epoch, k = pos // self.n_total, pos % self.n_total
+        idx = torch.empty_like(k)
+        for e in torch.unique(epoch).tolist():
+            sel = epoch == e
+            idx[sel] = permute(k[sel], self.n_total, self.seed * 1_000_003 + 7919 + e)
+        return idx
+
+    def __getitem__(self, i):
+        flat_cells = self.cell_indices(i)
+        cells = []
+        rest = flat_cells
+        for c in reversed(self.grid):
+            cells.append(rest % c)
+            rest = torch.div(rest, c, rounding_mode="floor")
+        cells = torch.stack(cells[::-1], dim=-1)  # (n, d)
+        start = torch.zeros_like(flat_cells)
+        for n, g, c in zip(self.shape, self.cell, cells.unbind(-1)):
+            start = start * n + c * g
+        flat = (start[:, None] + self.offsets[None, :]).reshape(-1)
+        values = self.signal.reshape(-1, self.signal.shape[-1])[flat]
+        return {"cells": cells, "level": self.level, "coords": index_to_coords(flat, self.shape),
+                "values": values}
+
+
+def choose_cells(cell_shapes: dict[int, list[int]], batch_size: int,
+                 min_cells: int = 16) -> tuple[int, list[int], int]:
+    """The level whose cells make a step of about ``batch_size`` samples in at least
+    ``min_cells`` scattered cells (the coarsest such level: the most sharing), its cell shape
+    and the number of cells per step. Returns ``(level, cell, n_cells)``."""
+    levels = sorted(cell_shapes)
+    fitting = [k for k in levels if math.prod(cell_shapes[k]) * min_cells <= batch_size]
+    level = fitting[0] if fitting else levels[-1]
+    cell = list(cell_shapes[level])
+    return level, cell, max(1, round(batch_size / math.prod(cell)))
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Yields global step indices ``epoch * length + i``; Lightning calls ``set_epoch``.
+
+    ``skip``: batches of the current epoch already trained before a resume. The first pass
+    starts after them, so a resumed run draws exactly the batches an uninterrupted one would
+    (Lightning restarts a non-resumable loader from its first batch otherwise)."""
+
+    def __init__(self, length: int, skip: int = 0):
+        self.length, self.epoch, self.skip = length, 0, skip
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self):
-        return self.length
+        return self.length - self.skip
 
     def __iter__(self):
-        return iter(range(self.epoch * self.length, (self.epoch + 1) * self.length))
+        start, self.skip = self.skip, 0
+        return iter(range(self.epoch * self.length + start, (self.epoch + 1) * self.length))
 
 
 def _identity(x):
@@ -179,19 +256,29 @@ class SignalDataModule(L.LightningDataModule):
     random step; ``tile``: block size per axis for ``sampling: tile``."""
 
     def __init__(self, sampling: str = "full", batch_size: int | None = None,
-                 steps_per_epoch: int = 100, seed: int = 0, tile: list[int] | None = None):
+                 steps_per_epoch: int = 100, seed: int = 0, tile: list[int] | None = None,
+                 block: list[int] | None = None):
         super().__init__()
-        if sampling not in ("full", "random", "tile"):
-            raise ConfigError(f"data.sampling must be 'full', 'random' or 'tile', got "
-                              f"{sampling!r}")
-        if sampling == "random" and (batch_size is None or batch_size < 1):
-            raise ConfigError("data.sampling=random needs data.batch_size (samples per step) >= 1")
+        if sampling not in ("full", "random", "tile", "blocks", "auto"):
+            raise ConfigError(f"data.sampling must be 'full', 'random', 'tile', 'blocks' or "
+                              f"'auto', got {sampling!r}")
+        if sampling in ("random", "blocks") and (batch_size is None or batch_size < 1):
+            raise ConfigError(f"data.sampling={sampling} needs data.batch_size (samples per "
+                              f"step) >= 1")
         if sampling == "tile" and (not tile or any(int(t) < 1 for t in tile)):
             raise ConfigError("data.sampling=tile needs data.tile, the block size per axis, "
                               "e.g. data.tile=[512,512]")
+        if block is not None and (not isinstance(block, (list, tuple)) or not block
+                                  or any(int(g) < 1 for g in block)):
+            raise ConfigError(f"data.block must be the cell size per axis, e.g. "
+                              f"data.block=[128,128], got {block!r}")
         self.sampling, self.batch_size, self.tile = sampling, batch_size, tile
+        self.block = None if block is None else [int(g) for g in block]
         self.steps_per_epoch, self.seed = steps_per_epoch, seed
         self.signal: torch.Tensor | None = None
+        # set by configure_blocks (the runner, once the model is known)
+        self.block_level: int | None = None
+        self.n_cells: int | None = None
 
     # -- to implement ---------------------------------------------------------------------
     def spec(self) -> SignalSpec:
@@ -215,9 +302,18 @@ class SignalDataModule(L.LightningDataModule):
                               f"expected {expected}")
         self.signal = signal
 
-    def _loader(self, dataset) -> DataLoader:
-        return DataLoader(dataset, batch_size=None, sampler=StepSampler(len(dataset)),
+    def _loader(self, dataset, skip: int = 0) -> DataLoader:
+        return DataLoader(dataset, batch_size=None, sampler=StepSampler(len(dataset), skip),
                           num_workers=0, collate_fn=_identity)
+
+    def _trained_batches(self, length: int) -> int:
+        """Batches of the current epoch a resumed run has already trained (0 on a fresh run):
+        the restored optimizer steps times the micro-batches per step, modulo the epoch."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        done = int(trainer.global_step) * int(getattr(trainer, "accumulate_grad_batches", 1))
+        return done % length
 
     def _shard(self) -> dict:
         """This process's rank and the number of processes (multi-process training)."""
@@ -226,8 +322,25 @@ class SignalDataModule(L.LightningDataModule):
             return {"rank": 0, "world": 1}
         return {"rank": int(trainer.global_rank), "world": int(trainer.world_size)}
 
+    def configure_blocks(self, cell: list[int], n_cells: int, level: int | None) -> None:
+        """Block sampling: ``n_cells`` cells of ``cell`` samples per axis each step; ``level``
+        is the model's cell level when it shares activations within a cell, else None."""
+        shape = self.spec().shape
+        if len(cell) != len(shape) or any(n % g for n, g in zip(shape, cell)):
+            raise ConfigError(f"data.block={list(cell)} must give one cell size per axis that "
+                              f"divides the signal {tuple(shape)}")
+        self.block, self.n_cells, self.block_level = list(cell), int(n_cells), level
+
     def train_dataloader(self) -> DataLoader:
         self.setup()
+        if self.sampling == "blocks":
+            if self.n_cells is None:
+                raise ConfigError("data.sampling=blocks: the cell size is chosen from the model; "
+                                  "call configure_blocks (inrbench.runner does) first")
+            return self._loader(RandomBlocks(self.signal, self.spec().shape, self.block,
+                                             self.n_cells, self.steps_per_epoch, self.seed,
+                                             level=self.block_level, **self._shard()),
+                                self._trained_batches(self.steps_per_epoch))
         if self.sampling == "full":
             return self._loader(FullSignal(self.signal, self.steps_per_epoch))
         if self.sampling == "tile":
@@ -236,9 +349,11 @@ class SignalDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.tile={list(self.tile)} must give one size per axis, "
                                   f"each within the signal {tuple(shape)}")
             return self._loader(RandomTiles(self.signal, shape, self.tile,
-                                            self.steps_per_epoch, self.seed, **self._shard()))
+                                            self.steps_per_epoch, self.seed, **self._shard()),
+                                self._trained_batches(self.steps_per_epoch))
         return self._loader(RandomSamples(self.signal, self.spec().shape, self.batch_size,
-                                          self.steps_per_epoch, self.seed, **self._shard()))
+                                          self.steps_per_epoch, self.seed, **self._shard()),
+                            self._trained_batches(self.steps_per_epoch))
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

@@ -28,7 +28,8 @@ from inrbench.errors import ConfigError
 from inrbench.models.base import INR, coords_to_index
 from inrbench.models.bases import default_bases, validate_bases
 from inrbench.models.registry import register_model, register_variant
-from inrbench.models.siren import SIREN, check_positive, mlp_macs
+from inrbench.models.checks import check_int, signal_shape_of
+from inrbench.models.siren import SIREN, check_positive, check_sizes, mlp_macs
 
 
 class LinearModulator(nn.Module):
@@ -81,16 +82,11 @@ class ASMR(INR):
                  modulator: str = "linear", modulator_width: int = 32,
                  modulator_layers: int = 3):
         super().__init__()
-        check_positive(in_features=in_features, out_features=out_features,
-                       hidden_dim=hidden_dim, omega0=omega0, first_omega0=first_omega0)
-        if n_layers < 2:
-            raise ConfigError(f"model.n_layers must be >= 2 (one hidden layer), got {n_layers}")
-        signal_shape = [int(n) for n in signal_shape]
-        if len(signal_shape) != in_features:
-            raise ConfigError(
-                f"ASMR got a {len(signal_shape)}-D signal {tuple(signal_shape)} but "
-                f"model.in_features={in_features}; they must agree"
-            )
+        check_sizes(in_features, out_features, hidden_dim, n_layers)
+        check_positive(omega0=omega0, first_omega0=first_omega0)
+        check_int("modulator_width", modulator_width)
+        check_int("modulator_layers", modulator_layers, minimum=2)
+        signal_shape = signal_shape_of(signal_shape, in_features)
         if bases is None:
             bases = default_bases(signal_shape, n_layers)
             print(f"ASMR: model.bases not given; using {bases} for signal {tuple(signal_shape)}",
@@ -205,6 +201,43 @@ class ASMR(INR):
         right = (right.unsqueeze(1) * w2).reshape(-1, w2.shape[-1])  # (Q*O, 2K)
         return left @ right.T + last.bias.repeat(right.shape[0] // self.out_features)
 
+    # -- block sampling: training on random cells with activation sharing ----------------
+    def cell_shapes(self) -> dict[int, list[int]]:
+        """Samples per axis of one level-k cell, ``G_k = N / C_k``, for every level k whose
+        cells ``forward_cells`` can train on (0..L-2: the last level's cells are samples)."""
+        return {k: [n // c for n, c in zip(self.signal_shape, self.level_cells[k])]
+                for k in range(self.n_layers - 1)}
+
+    def cell_level_coords(self, cells: torch.Tensor, level: int) -> torch.Tensor:
+        """``(n, level + 1, d)`` normalised level coordinates x_0..x_k of level-k cells given
+        by their per-axis cell index ``cells`` ``(n, d)`` in ``[0, C_k)`` (sec. 3.1)."""
+        lvls = []
+        rest = cells.long().to(self._bases.device)
+        for l in range(level, -1, -1):  # the last digit of a cell index is its level-k base
+            b = self._bases[l]
+            lvls.append((rest % b).to(torch.float32) / (b - 1).clamp(min=1))
+            rest = torch.div(rest, b, rounding_mode="floor")
+        return torch.stack(lvls[::-1], dim=-2)
+
+    def forward_cells(self, cells: torch.Tensor, level: int) -> torch.Tensor:
+        """Every sample of ``n`` level-k cells (whole subtrees), with activation sharing.
+
+        Layers 0..k-1 run once per drawn cell (the coarse levels, only what the cells need);
+        layers k..L-1 run on each cell's subtree as ``render`` runs them, through
+        ``_forward_blocks`` and its fused last layer. Returns ``(n, *G_k, out_features)``,
+        samples of a cell in row-major order; equal to ``forward`` on the same samples.
+        """
+        if level not in self.cell_shapes():
+            raise ConfigError(f"ASMR trains on cells of levels 0..{self.n_layers - 2}, "
+                              f"got level {level}")
+        lvl = self.cell_level_coords(cells, level)
+        z = lvl[:, 0, :]
+        for i in range(level):  # coarse levels: one activation per drawn cell
+            layer = self.siren.net[i]
+            z = torch.sin(layer.omega * (layer.linear(z) + self.modulators[i](lvl[:, i + 1, :])))
+        z = z.reshape(z.shape[0], *[1] * self.in_features, z.shape[-1])
+        return self._forward_blocks(z, level)
+
     def macs_per_sample(self, include_bias: bool = True) -> float:
         """The paper's count, per sample. ``include_bias=True`` (Tables 2-5, 10, 11; official
         ``my_profiler.asmr_profiler``): layer i's weights and biases on the C_i cells of its
@@ -220,6 +253,50 @@ class ASMR(INR):
             if include_bias:
                 total += self.hidden_dim * cells[l - 1]
         return total / math.prod(self.signal_shape)
+
+    # -- meta-learning: a batch of per-instance shift modulations (appendix I, eq. 3) --------
+    def forward_shifted(self, coords: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        """Per-sample forward with per-instance shifts, appendix I eq. (3):
+
+            z_i = sin(omega_i (W_i z_{i-1} + b_i + M_i(x_i) + phi_{i-1})),  i = 1..L-1
+
+        ``coords`` ``(N, d)`` (shared by the batch) or ``(B, N, d)``; ``shifts`` ``(B, L-1, K)``.
+        Returns ``(B, N, out_features)``; the ground truth ``render_shifted`` is tested against.
+        """
+        levels = self.level_coords(coords)
+        z = levels[..., 0, :]
+        for i, layer in enumerate(self.siren.net):
+            mod = self.modulators[i](levels[..., i + 1, :])
+            z = torch.sin(layer.omega * (layer.linear(z) + mod + shifts[:, i, None, :]))
+        return self.siren.last_layer(z)
+
+    def render_shifted(self, shifts: torch.Tensor) -> torch.Tensor:
+        """Activation-sharing render of ``B`` signals, one set of shifts each (eq. 3 with the
+        sharing of eq. 2): ``shifts`` ``(B, L-1, K)`` -> ``(B, *signal_shape, out_features)``.
+
+        The steps of ``_forward_blocks`` with the batch as its blocks: layer i still runs once
+        per level-i cell of each instance (the shift phi_{i-1} is constant over a cell, so it is
+        added to the shared activation), and the fused last layer takes the shifted input, so
+        an instance costs ASMR's MACs. Layer 0's input grid is shared by the whole batch.
+        """
+        d, net = self.in_features, self.siren.net
+        ones, n = [1] * d, shifts.shape[0]
+        z = self._level_grid0.unsqueeze(0)  # (1, *B_0, d)
+        for i, layer in enumerate(net):
+            bases, cells = self.level_bases[i + 1], list(z.shape[1:-1])
+            phi = shifts[:, i].reshape(n, *ones, -1)
+            a = layer.omega * (layer.linear(z) + phi)  # once per level-i cell: (B, *c, K)
+            m = layer.omega * self.modulators[i](getattr(self, f"_level_grid{i + 1}"))
+            if i < len(net) - 1:
+                pre = (a.reshape(n, *_interleave_shape(cells, ones), -1)
+                       + m.reshape(1, *_interleave_shape(ones, bases), -1))
+                z = torch.sin(pre.reshape(n, *[c * b for c, b in zip(cells, bases)], -1))
+            else:
+                y = self._fused_last(a.reshape(-1, a.shape[-1]), m.reshape(-1, m.shape[-1]))
+                y = y.reshape(n, *cells, *bases, self.out_features)
+                perm = [0] + [p for j in range(d) for p in (1 + j, 1 + d + j)] + [1 + 2 * d]
+                return y.permute(*perm).reshape(n, *self.signal_shape, self.out_features)
+        raise AssertionError("unreachable: the loop returns at the last hidden layer")
 
 
 register_model(ASMR, name="asmr")

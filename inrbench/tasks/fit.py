@@ -3,7 +3,10 @@
 Adam with cosine annealing from ``lr`` to ``lr_min`` over ``steps``. A batch without
 coordinates means "the whole signal": the model renders it (ASMR through its
 activation-sharing path, so a step costs what its MACs say); a batch with coordinates is a
-random subset and goes through the per-sample forward. PSNR is logged on every full
+random subset and goes through the per-sample forward, except under block sampling
+(``data.sampling: blocks``), where a model that shares activations (ASMR) renders the drawn
+cells' subtrees through ``forward_cells`` at its own MAC cost, and every other model gets the
+same samples as coordinates. PSNR is logged on every full
 reconstruction, SSIM at each evaluation; the best PSNR seen is kept, as the official code
 reports it, beside the final one.
 """
@@ -43,6 +46,9 @@ class FitTask(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _predict(self, batch):
+        if batch.get("level") is not None:  # block sampling, shared within each drawn cell
+            pred = self.model.forward_cells(batch["cells"], batch["level"])
+            return pred.reshape(-1, pred.shape[-1])
         if "coords" in batch:
             return self.model(batch["coords"])
         return self.model.render(self.spec.shape)

@@ -1,0 +1,137 @@
+"""Block sampling (issue 9): ASMR trains on random whole cells with activation sharing, and
+its values and gradients equal the per-sample forward's on exactly the drawn samples."""
+
+import math
+
+import pytest
+import torch
+
+from inrbench.blocks import configure_blocks
+from inrbench.data.base import RandomBlocks, SignalSpec, choose_cells, index_to_coords
+from inrbench.errors import ConfigError
+from inrbench.models import create_model
+
+
+CASES = [
+    ((60,), [[3, 5, 4]]),                                   # 1-D, odd bases
+    ((24, 30), [[2, 3, 4], [5, 3, 2]]),                     # 2-D, odd bases
+    ((32, 48), [[2, 2, 1, 8], [3, 1, 4, 4]]),               # a base of 1
+    ((8, 12, 10), [[2, 2, 2], [3, 2, 2], [5, 1, 2]]),       # 3-D
+]
+
+
+def _model(shape, bases, modulator, channels=3):
+    torch.manual_seed(0)
+    return create_model("asmr", in_features=len(shape), out_features=channels,
+                        signal_shape=shape, bases=bases, n_layers=len(bases[0]), hidden_dim=16,
+                        modulator=modulator, modulator_width=8)
+
+
+@pytest.mark.parametrize("shape,bases", CASES)
+@pytest.mark.parametrize("modulator", ["linear", "nonlinear"])
+def test_block_step_values_and_gradients_equal_per_sample(shape, bases, modulator):
+    model = _model(shape, bases, modulator)
+    signal = torch.rand(*shape, 3)
+    params = list(model.parameters())
+    for level, cell in model.cell_shapes().items():
+        n_total = math.prod(n // g for n, g in zip(shape, cell))
+        n_cells = max(1, min(3, n_total))
+        ds = RandomBlocks(signal, shape, cell, n_cells, length=4, seed=1, level=level)
+        batch = ds[2]
+        shared = model.forward_cells(batch["cells"], level).reshape(-1, 3)
+        per_sample = model(batch["coords"])
+        torch.testing.assert_close(shared, per_sample, atol=1e-4, rtol=0)
+        g1 = torch.autograd.grad(((shared - batch["values"]) ** 2).mean(), params)
+        g2 = torch.autograd.grad(((per_sample - batch["values"]) ** 2).mean(), params)
+        for a, b in zip(g1, g2):
+            scale = float(b.abs().max()) or 1.0
+            torch.testing.assert_close(a, b, atol=1e-4 * scale, rtol=0)
+
+
+def test_blocks_are_whole_cells_of_the_signal_in_row_major_order():
+    shape, cell = (12, 20), (4, 5)
+    signal = torch.arange(12 * 20, dtype=torch.float32).reshape(12, 20, 1)
+    ds = RandomBlocks(signal, shape, cell, n_cells=3, length=10, seed=0, level=0)
+    batch = ds[0]
+    for j, (ci, cj) in enumerate(batch["cells"].tolist()):
+        want = signal[ci * 4:(ci + 1) * 4, cj * 5:(cj + 1) * 5].reshape(-1, 1)
+        torch.testing.assert_close(batch["values"][j * 20:(j + 1) * 20], want)
+    flat = batch["values"][:, 0].long()
+    torch.testing.assert_close(batch["coords"], index_to_coords(flat, shape))
+
+
+def test_an_epoch_visits_every_cell_once():
+    shape, cell = (16, 16), (4, 4)
+    ds = RandomBlocks(torch.zeros(16, 16, 1), shape, cell, n_cells=4, length=4, seed=3)
+    seen = torch.cat([ds.cell_indices(i) for i in range(4)])
+    assert sorted(seen.tolist()) == list(range(16))
+    # the next epoch walks another permutation
+    assert torch.cat([ds.cell_indices(i) for i in range(4, 8)]).tolist() != seen.tolist()
+
+
+def test_processes_take_disjoint_shares_of_the_same_cells():
+    args = (torch.zeros(16, 16, 1), (16, 16), (4, 4), 4, 8)
+    one = RandomBlocks(*args, seed=5).cell_indices(3)
+    parts = [RandomBlocks(*args, seed=5, rank=r, world=2).cell_indices(3) for r in range(2)]
+    assert torch.cat(parts).tolist() == one.tolist()
+    with pytest.raises(ConfigError, match="split evenly"):
+        RandomBlocks(*args, seed=5, rank=0, world=3)
+
+
+def test_level_choice_follows_batch_size():
+    shapes = {0: [128, 128], 1: [32, 32], 2: [8, 8]}
+    assert choose_cells(shapes, 2**18) == (0, [128, 128], 16)
+    assert choose_cells(shapes, 2**14) == (1, [32, 32], 16)
+    # a batch smaller than 16 of the finest cells still draws whole cells
+    assert choose_cells(shapes, 64) == (2, [8, 8], 1)
+
+
+class _DM:
+    """The part of a data module that configure_blocks talks to."""
+
+    def __init__(self, shape, batch_size, block=None, sampling="blocks"):
+        self._spec = SignalSpec(tuple(shape), 3)
+        self.sampling, self.batch_size, self.block = sampling, batch_size, block
+
+    def spec(self):
+        return self._spec
+
+    def configure_blocks(self, cell, n_cells, level):
+        self.block, self.n_cells, self.block_level = cell, n_cells, level
+
+
+def test_asmr_shares_and_other_models_get_the_same_cells(capsys):
+    shape = (64, 64)
+    asmr = create_model("asmr", signal_shape=shape, bases=[[4, 4, 4], [4, 4, 4]], n_layers=3,
+                        hidden_dim=8)
+    siren = create_model("siren", hidden_dim=8, n_layers=3)
+    got = configure_blocks(_DM(shape, 1024, block=[16, 16]), asmr, SignalSpec(shape, 3))
+    assert got["shared"] and got["level"] == 0 and got["n_cells"] == 4
+    dm = _DM(shape, 1024, block=[16, 16])
+    got = configure_blocks(dm, siren, SignalSpec(shape, 3))
+    assert not got["shared"] and dm.block == [16, 16] and dm.n_cells == 4
+    assert "no activation sharing" in capsys.readouterr().err
+
+
+def test_a_block_that_is_no_asmr_cell_says_so_and_trains_per_sample(capsys):
+    shape = (64, 64)
+    asmr = create_model("asmr", signal_shape=shape, bases=[[4, 4, 4], [4, 4, 4]], n_layers=3,
+                        hidden_dim=8)
+    got = configure_blocks(_DM(shape, 1024, block=[8, 8]), asmr, SignalSpec(shape, 3))
+    assert got["level"] is None and not got["shared"]
+    assert "not a cell of any level" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="divides"):
+        configure_blocks(_DM(shape, 1024, block=[7, 8]), asmr, SignalSpec(shape, 3))
+
+
+def test_auto_sampling_blocks_only_big_signals(capsys):
+    asmr = create_model("asmr", signal_shape=(64, 64), bases=[[4, 4, 4], [4, 4, 4]], n_layers=3,
+                        hidden_dim=8)
+    dm = _DM((64, 64), None, sampling="auto")
+    assert configure_blocks(dm, asmr, SignalSpec((64, 64), 3)) is None and dm.sampling == "full"
+    big = (2048, 1024)
+    asmr = create_model("asmr", signal_shape=big, bases=None, n_layers=4, hidden_dim=8)
+    dm = _DM(big, None, sampling="auto")
+    got = configure_blocks(dm, asmr, SignalSpec(big, 3))
+    assert dm.sampling == "blocks" and got["shared"]
+    assert "too many for one step" in capsys.readouterr().err
