@@ -15,6 +15,11 @@ are equal blocks whenever G divides N. All cells run in one ``bmm`` (``tiles.py`
 are grouped by cell (sort + pad for any batch; a per-axis gather planned from the shape in
 ``render``).
 
+Weights: ``init="official"`` (default) is the ASMR repository's ``AdaptiveLinearWithChannel``
+init, ``kaiming_uniform_`` on the ``(cells, in, out)`` tensor, whose fan-in is ``in * out``
+(weights sqrt(out) times smaller than per-cell Kaiming); the paper's figures came from it.
+``init="fan_in"`` uses each cell's true fan-in ``in`` (see ``tiles.TiledLinear``). Biases 0.
+
 Counting (``macs_per_sample``), checked against every KiloNeRF row of the ASMR paper. Params
 are always all weights and per-cell biases. The paper's MAC figures follow three conventions:
 
@@ -43,7 +48,7 @@ from inrbench.models.checks import check_choice, check_int, per_axis, signal_sha
 from inrbench.models.encoding import PositionalEncoding
 from inrbench.models.registry import register_model
 from inrbench.models.siren import mlp_macs
-from inrbench.models.tiles import AxisGrouping, Grouping, TiledLinear, flat_tile_id
+from inrbench.models.tiles import INITS, AxisGrouping, Grouping, TiledLinear, flat_tile_id
 
 ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.2}
 
@@ -54,7 +59,7 @@ class KiloNeRF(INR):
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] = (512, 512), grid=(16, 16), hidden_dim: int = 16,
                  n_layers: int = 3, n_freqs: int = 10, activation: str = "leaky_relu",
-                 macs_bias: bool = True, macs_pe: bool = True):
+                 macs_bias: bool = True, macs_pe: bool = True, init: str = "official"):
         super().__init__()
         in_features = check_int("in_features", in_features)
         out_features = check_int("out_features", out_features)
@@ -68,6 +73,7 @@ class KiloNeRF(INR):
         self.n_layers = check_int("n_layers", n_layers, minimum=2)
         self.activation = check_choice("activation", activation, list(ACTIVATIONS))
         self.macs_bias, self.macs_pe = bool(macs_bias), bool(macs_pe)
+        self.init = check_choice("init", init, list(INITS))
         self.in_features, self.out_features = in_features, out_features
         self.n_cells = math.prod(self.grid)
 
@@ -75,7 +81,7 @@ class KiloNeRF(INR):
         slope = ACTIVATIONS[activation]
         dims = [self.encoding.out_features] + [hidden_dim] * (n_layers - 1) + [out_features]
         self.layers = nn.ModuleList(
-            TiledLinear(self.n_cells, a, b, bias="tile", negative_slope=slope)
+            TiledLinear(self.n_cells, a, b, bias="tile", negative_slope=slope, init=init)
             for a, b in zip(dims[:-1], dims[1:]))
         self.act = nn.LeakyReLU(slope) if slope else nn.ReLU()
         self.register_buffer("_sizes", torch.tensor(self.signal_shape), persistent=False)

@@ -17,7 +17,10 @@ so layer 1 tiles the domain coarsely and each later layer repeats a finer tiling
 gamma is NeRF's positional encoding (8 octaves, appendix B) of the coordinate in [-1, 1],
 phi is LeakyReLU(0.2) (ASMR repository) or ReLU, the bias of each tiled layer is shared by
 its tiles (ASMR repository; its params reproduce the paper's), and the last layer is one
-ordinary linear layer. ``n_layers`` = number of tiled layers + 1 (linear layers, as in the
+ordinary linear layer (Kaiming-uniform, bias 0, as there). Tiled weights: ``init="official"``
+(default, the ASMR repository's ``kaiming_uniform_`` on the ``(tiles, in, out)`` tensor, fan-in
+``in * out``) or ``"fan_in"`` (each tile's true fan-in ``in``); see ``tiles.TiledLinear``.
+``n_layers`` = number of tiled layers + 1 (linear layers, as in the
 paper's "LoE (4)"). ``tiles[axis][layer]`` is written as the paper prints it: Table 2's LoE(4)
 is ``[[8, 8, 8], [8, 8, 8]]``; a flat list is used for every axis. ``tiles: null`` splits each
 axis into ``n_layers - 1`` balanced factors of its size (ASMR's default bases; 512 -> [8, 8, 8]).
@@ -49,7 +52,7 @@ from inrbench.models.encoding import PositionalEncoding
 from inrbench.models.kilonerf import ACTIVATIONS
 from inrbench.models.registry import register_model
 from inrbench.models.siren import mlp_macs
-from inrbench.models.tiles import AxisGrouping, Grouping, TiledLinear, flat_tile_id
+from inrbench.models.tiles import INITS, AxisGrouping, Grouping, TiledLinear, flat_tile_id
 
 
 def validate_tiles(tiles, shape: Sequence[int]) -> list[list[int]]:
@@ -82,7 +85,8 @@ class LoE(INR):
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] = (512, 512), tiles=None, hidden_dim: int = 24,
                  n_layers: int | None = None, n_freqs: int = 8,
-                 activation: str = "leaky_relu", macs_bias: bool = False):
+                 activation: str = "leaky_relu", macs_bias: bool = False,
+                 init: str = "official"):
         super().__init__()
         in_features = check_int("in_features", in_features)
         out_features = check_int("out_features", out_features)
@@ -100,6 +104,7 @@ class LoE(INR):
                               f"{n_tiled + 1} (or null) or change model.tiles")
         self.hidden_dim = check_int("hidden_dim", hidden_dim)
         self.activation = check_choice("activation", activation, list(ACTIVATIONS))
+        self.init = check_choice("init", init, list(INITS))
         self.in_features, self.out_features = in_features, out_features
         self.n_layers, self.macs_bias = n_tiled + 1, bool(macs_bias)
 
@@ -111,7 +116,7 @@ class LoE(INR):
         slope = ACTIVATIONS[activation]
         dims = [self.encoding.out_features] + [hidden_dim] * n_tiled
         self.layers = nn.ModuleList(
-            TiledLinear(math.prod(t), a, b, bias="shared", negative_slope=slope)
+            TiledLinear(math.prod(t), a, b, bias="shared", negative_slope=slope, init=init)
             for t, a, b in zip(self.layer_tiles, dims[:-1], dims[1:]))
         self.act = nn.LeakyReLU(slope) if slope else nn.ReLU()
         self.last_layer = nn.Linear(hidden_dim, out_features)

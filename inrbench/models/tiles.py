@@ -20,25 +20,56 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from inrbench.errors import ConfigError
+
+
+INITS = ("official", "fan_in")
+
 
 class TiledLinear(nn.Module):
     """``T`` independent ``in -> out`` linear maps; ``bias``: "tile" (one per tile), "shared"
-    (one for all tiles) or "none". Weights: Kaiming-uniform for the given leaky-ReLU slope with
-    each tile's true fan-in ``in`` (the ASMR repository calls ``kaiming_uniform_`` on the 3-D
-    ``(T, in, out)`` tensor, which takes fan-in ``in * out``; we do not copy that quirk);
-    biases zero, as there."""
+    (one for all tiles) or "none"; biases start at zero (as in the ASMR repository).
+
+    ``init`` chooses the weights' Kaiming-uniform bound U(-b, b):
+
+    * ``"official"`` (default; what the ASMR paper's KiloNeRF/LoE figures came from): the ASMR
+      repository's ``AdaptiveLinearWithChannel`` calls ``torch.nn.init.kaiming_uniform_`` with
+      its defaults (a=0, fan_in, leaky_relu) on the 3-D ``(T, in, out)`` weight. PyTorch takes
+      a 3-D tensor's fan-in as ``size(1) * prod(size(2:)) = in * out``, so
+      ``b = sqrt(2) * sqrt(3 / (in * out))``: sqrt(out) times smaller than a per-tile Kaiming
+      init (4x for 16 units).
+    * ``"fan_in"``: Kaiming-uniform with each tile's true fan-in ``in`` and the gain of the
+      given leaky-ReLU slope, ``b = sqrt(2 / (1 + slope^2)) * sqrt(3 / in)`` (He et al. 2015,
+      as ``nn.Linear``-style layers would be initialised one tile at a time).
+    """
 
     def __init__(self, n_tiles: int, in_features: int, out_features: int, bias: str = "tile",
-                 negative_slope: float = 0.0):
+                 negative_slope: float = 0.0, init: str = "official"):
         super().__init__()
+        if init not in INITS:
+            raise ConfigError(f"model.init={init!r} is not one of {list(INITS)}; use 'official' "
+                              f"(the ASMR repository's init, reproduces the paper) or 'fan_in'")
         self.n_tiles, self.in_features, self.out_features = n_tiles, in_features, out_features
-        gain = math.sqrt(2.0 / (1.0 + negative_slope ** 2))
-        bound = gain * math.sqrt(3.0 / in_features)
-        self.weight = nn.Parameter(torch.empty(n_tiles, in_features, out_features)
-                                   .uniform_(-bound, bound))
+        self.init = init
+        self.weight = nn.Parameter(torch.empty(n_tiles, in_features, out_features))
+        if init == "official":
+            nn.init.kaiming_uniform_(self.weight)  # fan-in in*out of the 3-D tensor, on purpose
+        else:
+            gain = math.sqrt(2.0 / (1.0 + negative_slope ** 2))
+            bound = gain * math.sqrt(3.0 / in_features)
+            with torch.no_grad():
+                self.weight.uniform_(-bound, bound)
         shape = {"tile": (n_tiles, 1, out_features), "shared": (out_features,), "none": None}[bias]
         self.bias = nn.Parameter(torch.zeros(shape)) if shape is not None else None
         self.bias_kind = bias
+
+    @staticmethod
+    def bound(in_features: int, out_features: int, init: str = "official",
+              negative_slope: float = 0.0) -> float:
+        """The half-width b of the uniform weight init (see the class docstring)."""
+        if init == "official":
+            return math.sqrt(2.0) * math.sqrt(3.0 / (in_features * out_features))
+        return math.sqrt(2.0 / (1.0 + negative_slope ** 2)) * math.sqrt(3.0 / in_features)
 
     def forward_grouped(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(T, M, in)``, the samples of tile ``t`` in row ``t`` -> ``(T, M, out)``."""
