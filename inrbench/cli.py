@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train a model on a signal and write a results folder")
     run.add_argument("--model", help="registered model name (see 'inrbench list')")
     run.add_argument("--data", help="registered data module name")
+    run.add_argument("--task", help="registered task (task.name): fit (default, one signal) or "
+                     "meta (meta-learning over a data set); see 'inrbench list'")
     run.add_argument("--steps", type=int, help="training steps (task.steps)")
     run.add_argument("--seed", type=int, help="random seed (trainer.seed)")
     run.add_argument("--out", help="results folder (trainer.out)")
@@ -207,8 +209,8 @@ def cmd_run(args) -> int:
         return cmd_run_seeds(args)
     if args.experiment or args.rows:
         return cmd_run_experiment(args)
-    extra = {"task.steps": args.steps, "trainer.seed": args.seed, "trainer.out": args.out,
-             "trainer.logger": args.logger, **_parallel_flags(args)}
+    extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
+             "trainer.out": args.out, "trainer.logger": args.logger, **_parallel_flags(args)}
     if args.resume:
         if not args.out:
             raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
@@ -271,8 +273,8 @@ def cmd_run_experiment(args) -> int:
     if args.resume and not args.out:
         raise InrbenchError("--resume needs --out DIR, the results folder of the experiment")
     out = Path(args.out) if args.out else default_out(exp)
-    extra = {"task.steps": args.steps, "trainer.seed": args.seed, "trainer.logger": args.logger,
-             **_parallel_flags(args)}
+    extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
+             "trainer.logger": args.logger, **_parallel_flags(args)}
     for row in rows:  # bad overrides or sections stop here, before anything trains
         row_config(exp, row, args.overrides, extra)
 
@@ -337,9 +339,11 @@ def cmd_list(args) -> int:
     from inrbench.config import list_experiments
     from inrbench.data import list_datamodules
     from inrbench.models import list_models
+    from inrbench.tasks import list_tasks
 
     print("models:      " + ", ".join(list_models()))
     print("data:        " + ", ".join(list_datamodules()))
+    print("tasks:       " + ", ".join(list_tasks()))
     print("experiments: " + ", ".join(list_experiments()))
     return 0
 

@@ -36,7 +36,7 @@ from inrbench.models import create_model
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.models.registry import MODELS
 from inrbench.registry import accepted_kwargs
-from inrbench.tasks import FitTask
+from inrbench.tasks import FitTask, create_task
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -196,6 +196,19 @@ class _WallClock(L.Callback):
         self.before = state.get("wall_s", 0.0)
 
 
+def _evaluate_fit(model, dm, spec: SignalSpec, out: Path) -> dict:
+    """The fitting task's final score: the whole signal rendered once against ``dm.signal``,
+    the reconstruction saved beside the metrics."""
+    with torch.no_grad():
+        pred = model.render(spec.shape, chunk=EVAL_CHUNK)
+        final = evaluate(pred, dm.signal.to(pred.device), spec)
+    if spec.modality == "image":
+        save_image(out / "reconstruction.png", pred)
+    else:  # WAV for audio, a few PNG frames for video, a PLY surface for 3D shapes
+        save_reconstruction(out, pred, spec)
+    return final
+
+
 def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) -> dict:
     """Train ``cfg`` into its results folder and return the summary written to metrics.json."""
     out = Path(cfg.trainer.out) if cfg.trainer.out else default_out(cfg)
@@ -215,12 +228,12 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     model = build_model(cfg, spec)
     if "bases" in cfg.model and cfg.model.bases is None and hasattr(model, "bases"):
         cfg.model.bases = model.bases  # config.yaml records the bases the run really used
+    # cfg.task.name picks the task (inrbench/tasks/registry.py); it may still reject the config
+    task = create_task(cfg, model, dm, spec)
     sha = git_sha()  # the code this run starts with
     out.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:  # multi-process: the other processes write nothing
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    task = FitTask(model, spec, lr=cfg.task.lr, lr_min=cfg.task.lr_min, steps=cfg.task.steps,
-                   scheduler=cfg.task.scheduler)
     results: dict = {}
     clock = _WallClock()
     steps = int(cfg.task.steps)
@@ -248,7 +261,9 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         enable_progress_bar=bool(cfg.trainer.progress_bar), enable_model_summary=False,
         default_root_dir=str(out),
     )
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume and last.exists() else None)
+    # a task may iterate other data than the run's module (meta-learning: batches of images)
+    trainer.fit(task, datamodule=getattr(task, "train_data", None) or dm,
+                ckpt_path=str(last) if resume and last.exists() else None)
     wall_s = clock.elapsed()
     # the last checkpoint holds the final state, so a resume of a finished run is a no-op
     trainer.save_checkpoint(last)
@@ -256,26 +271,24 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         return trainer.strategy.broadcast(None, src=0)
 
     model.eval()
-    with torch.no_grad():
-        pred = model.render(spec.shape, chunk=EVAL_CHUNK)
-        final = evaluate(pred, dm.signal.to(pred.device), spec)
-    if spec.modality == "image":
-        save_image(out / "reconstruction.png", pred)
-    else:  # WAV for audio, a few PNG frames for video, a PLY surface for 3D shapes
-        save_reconstruction(out, pred, spec)
-    task.best = max(task.best, {"psnr": final["psnr"], "step": steps}, key=lambda b: b["psnr"])
+    if hasattr(task, "summary"):  # the task scores itself (meta-learning: the test split)
+        final = task.summary(dm, out)
+    else:
+        final = _evaluate_fit(model, dm, spec, out)
+        task.best = max(task.best, {"psnr": final["psnr"], "step": steps},
+                        key=lambda b: b["psnr"])
+        final.update(best_psnr=task.best["psnr"], best_step=task.best["step"])
     write_metrics_csv(out / "metrics.csv", task)
     summary = {
-        "model": cfg.model.name, "data": cfg.data.name, "modality": spec.modality,
-        "signal_shape": list(spec.shape), "channels": spec.channels,
-        "metric": headline_metric(spec), **final,
-        "best_psnr": task.best["psnr"], "best_step": task.best["step"],
+        "model": cfg.model.name, "data": cfg.data.name, "task": cfg.task.get("name") or "fit",
+        "modality": spec.modality, "signal_shape": list(spec.shape), "channels": spec.channels,
+        "metric": headline_metric(spec), "lr": float(cfg.task.lr), **final,
         "params": results.get("params"), "macs": results.get("macs"),
         "macs_measured": results.get("macs_measured"),
         "latency_ms": results.get("latency_ms"), "latency_ms_all": results.get("latency_ms_all"),
         "latency_device": results.get("latency_device"),
         "backend": getattr(model, "backend", "torch"), "steps": int(trainer.global_step),
-        "seed": int(cfg.trainer.seed), "lr": float(cfg.task.lr), "wall_s": wall_s,
+        "seed": int(cfg.trainer.seed), "wall_s": wall_s,
         "devices": devices, "strategy": strategy,
         "versions": versions(), "git_sha": sha, "out": str(out),
         "finished_at": datetime.now().isoformat(timespec="seconds"),

@@ -1,5 +1,16 @@
-"""LightningModules: fitting one signal (and, later, meta-learning and compression)."""
+"""LightningModules: fitting one signal, meta-learning across a data set (and, later,
+compression). Each task registers a builder with ``register_task`` (see ``registry.py``);
+``create_task(cfg, model, datamodule, spec)`` builds the one ``cfg.task.name`` names."""
 
 from inrbench.tasks.fit import FitTask
+from inrbench.tasks.registry import TASKS, create_task, list_tasks, register_task
 
-__all__ = ["FitTask"]
+
+@register_task("fit")
+def build_fit(cfg, model, datamodule, spec):
+    """Fitting one signal (ASMR paper sec. 4): ``FitTask`` with the ``task.*`` keys."""
+    return FitTask(model, spec, lr=cfg.task.lr, lr_min=cfg.task.lr_min, steps=cfg.task.steps,
+                   scheduler=cfg.task.scheduler)
+
+
+__all__ = ["FitTask", "TASKS", "create_task", "list_tasks", "register_task"]
