@@ -163,6 +163,14 @@ def _librispeech(tmp):
             "download": False, "fallback": False}
 
 
+def _image_folder(tmp):
+    folder = tmp / "images"
+    folder.mkdir()
+    for i in range(3):
+        write_png(folder / f"a{i}.png", h=16 + 4 * i, w=24)
+    return {"path": str(folder), "size": [16, 20]}
+
+
 def _cifar(tmp, monkeypatch):
     write_cifar_batch(tmp / "cifar" / "cifar-10-batches-py")
     digest = hashlib.md5((tmp / "cifar" / "cifar-10-batches-py" / "test_batch").read_bytes())
@@ -185,6 +193,7 @@ TINY = {  # name -> kwargs of a tiny instance (paper data sets offline use the s
     "shapenet_occupancy": lambda t, m: {"resolution": 12, "download": False},
     "sdf": lambda t, m: {"path": str(write_mesh(t / "s.off")), "resolution": 12},
     "cifar10": lambda t, m: _cifar(t, m),
+    "images": lambda t, m: _image_folder(t),
 }
 RANGES = {"image": (0, 1), "video": (0, 1), "occupancy": (0, 1), "audio": (-1, 1),
           "sdf": (-1, 1)}

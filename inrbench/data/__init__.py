@@ -4,6 +4,7 @@ from inrbench.data import (  # noqa: F401  (registration side effects)
     audio,
     cifar,
     image,
+    images,
     megapixel,
     shape3d,
     video,

@@ -125,6 +125,72 @@ def cifar10_batch(indices=None, split: str = "train", root: str | Path | None = 
     return batch
 
 
+# the stand-in set's photos: (name, loader); the test photos are never seen in training
+STANDIN_TRAIN = ("Kleiber_by_Lukas_Baubkus.jpg", "skimage astronaut", "skimage rocket",
+                 "sklearn china.jpg")
+STANDIN_TEST = ("skimage chelsea", "skimage coffee", "sklearn flower.jpg")
+#: short sides the photos are resampled to before 32x32 tiles are cut (coarse scales look most
+#: like CIFAR's whole objects; finer ones add texture)
+STANDIN_SCALES = (48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def _photo(name: str) -> Image.Image:
+    if name.startswith("skimage "):
+        from skimage import data
+
+        return Image.fromarray(getattr(data, name.split()[1])())
+    if name.startswith("sklearn "):
+        from sklearn.datasets import load_sample_image
+
+        return Image.fromarray(load_sample_image(name.split()[1]))
+    from inrbench.data.fetch import sample_file
+
+    with Image.open(sample_file(f"images/{name}")) as im:
+        # decode the 6028x3391 JPEG at a reduced scale that still exceeds the largest short side
+        im.draft("RGB", (im.size[0] * 2 * STANDIN_SCALES[-1] // min(im.size),
+                         im.size[1] * 2 * STANDIN_SCALES[-1] // min(im.size)))
+        return im.convert("RGB")
+
+
+def photo_tiles(im: Image.Image, size: int = 32, scales=STANDIN_SCALES) -> np.ndarray:
+    """Non-overlapping ``size`` x ``size`` tiles of ``im`` resampled (bicubic, antialiased) to
+    each short side in ``scales`` it can reach: ``(N, size, size, 3)`` uint8."""
+    tiles = []
+    for short in scales:
+        if short > min(im.size):
+            continue
+        f = short / min(im.size)
+        w, h = max(size, round(im.size[0] * f)), max(size, round(im.size[1] * f))
+        arr = np.asarray(im.resize((w, h), Image.BICUBIC, reducing_gap=3.0))
+        ny, nx = h // size, w // size
+        top, left = (h - ny * size) // 2, (w - nx * size) // 2
+        grid = arr[top:top + ny * size, left:left + nx * size]
+        tiles.append(grid.reshape(ny, size, nx, size, 3).swapaxes(1, 2).reshape(-1, size, size, 3))
+    return np.concatenate(tiles)
+
+
+_STANDIN: dict = {}
+
+
+def standin_set():
+    """CIFAR-10's offline stand-in: real 32x32 RGB images cut from shipped photos, the train
+    and test splits from different photos (:data:`STANDIN_TRAIN`, :data:`STANDIN_TEST`)."""
+    from inrbench.data.images import ImageSet
+
+    if "set" not in _STANDIN:
+        train = np.concatenate([photo_tiles(_photo(n)) for n in STANDIN_TRAIN])
+        test = np.concatenate([photo_tiles(_photo(n)) for n in STANDIN_TEST])
+        _STANDIN["set"] = ImageSet(
+            torch.from_numpy(train.astype(np.float32) / 255.0),
+            torch.from_numpy(test.astype(np.float32) / 255.0), "CIFAR-10 stand-in",
+            source="stand-in",
+            note=(f"CIFAR-10 not in the cache: {len(train)} train / {len(test)} test 32x32 RGB "
+                  f"tiles of shipped photos at short sides {STANDIN_SCALES[0]}-"
+                  f"{STANDIN_SCALES[-1]} px (train: {', '.join(STANDIN_TRAIN)}; test: "
+                  f"{', '.join(STANDIN_TEST)}); not comparable with CIFAR-10 figures"))
+    return _STANDIN["set"]
+
+
 class _ArrayImage(SignalDataModule):
     """A small in-memory image (the offline stand-in for one CIFAR-10 image)."""
 
@@ -148,8 +214,9 @@ class CIFAR10DataModule(PaperDataModule):
 
     ``prepare_data`` downloads cifar-10-python.tar.gz (170,498,071 bytes, published MD5) into
     ``$INRBENCH_DATA/cifar10`` and unpacks the pickle batches, whose published MD5s every load
-    checks. Offline, scikit-image's ``chelsea`` (a cat photo shipped in its wheel) reduced to
-    32x32 stands in.
+    checks. Offline, a stand-in set of real 32x32 RGB tiles cut from shipped photos
+    (:func:`standin_set`) takes its place. ``image_set()`` gives both splits to the
+    meta-learning task.
     """
 
     dataset = "CIFAR-10"
@@ -190,10 +257,23 @@ class CIFAR10DataModule(PaperDataModule):
         return torch.from_numpy(images[self.index].astype(np.float32) / 255.0)
 
     def make_sample(self) -> SignalDataModule:
-        from skimage import data
+        """Image ``index`` (modulo the set's size) of the stand-in set's ``split``."""
+        stand_in = standin_set()
+        images = stand_in.train if self.split == "train" else stand_in.test
+        image = (images[self.index % len(images)].numpy() * 255).round().astype(np.uint8)
+        return _ArrayImage(image, f"stand-in set of {len(stand_in.train)} train / "
+                                  f"{len(stand_in.test)} test 32x32 tiles of shipped photos "
+                                  f"({self.split} image {self.index % len(images)})")
 
-        im = Image.fromarray(data.chelsea())
-        side = min(im.size)
-        left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
-        im = im.crop((left, top, left + side, top + side)).resize((32, 32), Image.BICUBIC)
-        return _ArrayImage(np.asarray(im), "skimage chelsea (cat photo) reduced to 32x32")
+    def image_set(self):
+        """Both splits for meta-learning: CIFAR-10's 50,000 train and 10,000 test images, or
+        (offline, ``fallback``) the stand-in set, announced by ``resolve``'s one line."""
+        from inrbench.data.images import ImageSet
+
+        if self.uses_sample:
+            return standin_set()
+        train, _ = self.files.split("train")
+        test, _ = self.files.split("test")
+        return ImageSet(torch.from_numpy(train.astype(np.float32) / 255.0),
+                        torch.from_numpy(test.astype(np.float32) / 255.0), "CIFAR-10",
+                        note=f"CIFAR-10 from {self.files.batches}")

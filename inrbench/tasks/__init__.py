@@ -13,4 +13,7 @@ def build_fit(cfg, model, datamodule, spec):
                    scheduler=cfg.task.scheduler)
 
 
+# meta-learning over a data set (issue 10); registered on import
+from inrbench.tasks import meta  # noqa: E402,F401
+
 __all__ = ["FitTask", "TASKS", "create_task", "list_tasks", "register_task"]

@@ -1,0 +1,290 @@
+"""Meta-learning one network over a data set of images with per-instance latent shift
+modulations: COIN++ (Dupont et al. 2022), as the ASMR paper runs it (sec. 4.4, appendix I).
+
+Each image i has a latent z_i in R^D, zeros at the start of every inner loop, mapped by one
+linear layer to shifts phi_i = W_phi z_i + b_phi, one per hidden layer (hidden x (layers - 1)
+values; ``inrbench.models.modulated``). The prediction is ``f_theta(x; phi_i) + 0.5`` (COIN++
+adds 0.5 so a zero network starts at mid-grey for targets in [0, 1]).
+
+Inner loop (encoding), k SGD steps on the latents only, on each image's own mean MSE:
+
+    z_i <- z_i - inner_lr * grad_{z_i} mean_{x,c} (f_theta(x; phi(z_i)) - y_i)^2
+
+Outer loop: Adam(outer_lr) on every shared weight (theta and the latent map) on the batch's
+mean of the per-image MSE after the k inner steps, differentiated *through* the inner loop
+(second order, as COIN++'s ``create_graph=True``): the inner gradient is ``torch.func.grad``,
+whose result stays differentiable with respect to the shared weights.
+
+Evaluation as COIN++ reports it: on test images, PSNR after k inner steps (mean and std over
+images of -10 log10 of the per-image MSE; predictions not clamped, as COIN++), the encoding
+curve (PSNR after 1..``curve_steps`` steps), seconds per image to encode (k steps) and to decode
+(one render), MACs per pixel, and a reconstruction grid (originals, then after k steps).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.func import grad
+
+from inrbench.data.base import SignalSpec
+from inrbench.data.images import ImageSetDataModule
+from inrbench.errors import ConfigError
+from inrbench.io import atomic_write_bytes, atomic_write_json
+from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
+from inrbench.tasks.registry import register_task
+
+#: COIN++'s output offset (targets in [0, 1])
+OUTPUT_OFFSET = 0.5
+
+
+def mse_to_psnr(mse: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    return 10.0 * torch.log10(data_range ** 2 / mse.clamp(min=1e-12))
+
+
+class MetaTask(L.LightningModule):
+    """COIN++-style meta-learning of ``model`` (a SIREN, ASMR or Instant-NGP)."""
+
+    def __init__(self, model: torch.nn.Module, spec: SignalSpec, latent_dim: int = 128,
+                 inner_steps: int = 3, inner_lr: float = 1e-2, outer_lr: float = 3e-6,
+                 curve_steps: int = 10, grid_images: int = 8):
+        super().__init__()
+        check_shiftable(model)
+        for key, value in (("latent_dim", latent_dim), ("inner_steps", inner_steps),
+                           ("curve_steps", curve_steps)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"task.{key} must be a positive integer, got {value!r}")
+        for key, value in (("inner_lr", inner_lr), ("outer_lr", outer_lr)):
+            if not value > 0:
+                raise ConfigError(f"task.{key} must be a positive number, got {value!r}")
+        self.model, self.spec = model, spec
+        layers, width = shift_layout(model)
+        self.latent_map = LatentToShift(latent_dim, layers, width)
+        self.latent_dim, self.inner_steps, self.inner_lr = latent_dim, inner_steps, inner_lr
+        self.outer_lr, self.curve_steps, self.grid_images = outer_lr, curve_steps, grid_images
+        self.best = {"psnr": -math.inf, "step": -1}
+        self.history: list[dict] = []
+        self.evals: list[dict] = []
+        self._val: list[torch.Tensor] = []
+        self.train_data: ImageSetDataModule | None = None
+
+    # -- the model of a batch ------------------------------------------------------------
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, D)`` -> images ``(B, *shape, C)``."""
+        return render_shifted(self.model, self.latent_map(latents), self.spec.shape) \
+            + OUTPUT_OFFSET
+
+    def per_image_mse(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return (self.decode(latents) - images).pow(2).flatten(1).mean(1)
+
+    def encode(self, images: torch.Tensor, steps: int | None = None,
+               trace: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``steps`` inner SGD steps from zero latents. Returns the latents and, with
+        ``trace``, the per-image MSE before each step (the loss the step descends).
+
+        The sum of per-image MSEs makes each latent's gradient its own image's gradient,
+        independent of the batch size (COIN++ multiplies its batch mean by the batch size)."""
+        steps = self.inner_steps if steps is None else steps
+
+        def inner(z):
+            mse = self.per_image_mse(z, images)
+            return mse.sum(), mse.detach()
+
+        z = images.new_zeros(images.shape[0], self.latent_dim)
+        losses = []
+        for _ in range(steps):
+            g, mse = grad(inner, has_aux=True)(z)
+            if trace:
+                losses.append(mse)
+            z = z - self.inner_lr * g
+        return z, losses
+
+    # -- Lightning ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        # all shared weights: the backbone and the latent -> shift map (COIN++ training.py)
+        return torch.optim.Adam(self.parameters(), lr=self.outer_lr)
+
+    def training_step(self, batch, batch_idx):
+        images = batch["images"]
+        latents, _ = self.encode(images)
+        mse = self.per_image_mse(latents, images)
+        loss = mse.mean()
+        psnr = float(mse_to_psnr(mse.detach()).mean())
+        self.history.append({"step": int(self.global_step), "loss": float(loss.detach()),
+                             "psnr": psnr, "lr": self.outer_lr})
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/psnr", psnr, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        # Lightning validates in inference mode, which torch.func.grad cannot run in; under
+        # no_grad the inner gradients are still computed (a function transform ignores an
+        # outer no_grad) but no graph to the shared weights is kept (COIN++'s
+        # create_graph=False at validation)
+        with torch.inference_mode(False), torch.no_grad():
+            images = batch["images"].clone()
+            latents, _ = self.encode(images)
+            self._val.append(mse_to_psnr(self.per_image_mse(latents, images)).cpu())
+
+    def on_validation_epoch_end(self):
+        if not self._val:
+            return
+        psnr = torch.cat(self._val)
+        self._val = []
+        row = {"step": int(self.global_step), "val_psnr": float(psnr.mean()),
+               "val_psnr_std": float(psnr.std(unbiased=False))}
+        self.evals.append(row)
+        if row["val_psnr"] > self.best["psnr"]:
+            self.best = {"psnr": row["val_psnr"], "step": row["step"]}
+        self.log_dict({"val/psnr": row["val_psnr"], "val/psnr_std": row["val_psnr_std"]},
+                      prog_bar=True)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["inrbench"] = {"best": self.best, "history": self.history,
+                                  "evals": self.evals}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("inrbench", {})
+        self.best = state.get("best", self.best)
+        self.history = state.get("history", [])
+        self.evals = state.get("evals", [])
+
+    # -- final evaluation (the runner merges it into metrics.json) ------------------------
+    def evaluate_set(self, images: torch.Tensor, batch_size: int) -> dict:
+        """Encoding curve, PSNR at k, timings; per-image arrays for the grid."""
+        device = next(self.parameters()).device
+        self.eval()
+        steps = max(self.curve_steps, self.inner_steps)
+        with torch.no_grad():  # inner gradients only, no graph to the weights (validation_step)
+            return self._evaluate_set(images, batch_size, steps, device)
+
+    def _evaluate_set(self, images, batch_size, steps, device) -> dict:
+        curve, at_k, recon, enc_s, dec_s = [], [], [], 0.0, 0.0
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            # PSNR after s steps = the loss before step s + 1, so one run of steps + 1 steps
+            # traced gives the whole curve 1..steps (the extra step's update is not used)
+            z, losses = self.encode(x, steps + 1, trace=True)
+            curve.append(torch.stack([mse_to_psnr(m) for m in losses[1:]], dim=1).cpu())
+            _sync(device)
+            t0 = time.perf_counter()
+            zk, _ = self.encode(x)
+            _sync(device)
+            enc_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            pred = self.decode(zk)
+            _sync(device)
+            dec_s += time.perf_counter() - t0
+            at_k.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
+            if sum(len(r) for r in recon) < self.grid_images:
+                recon.append(pred.detach().cpu())
+        curve_t, psnr_k = torch.cat(curve), torch.cat(at_k)
+        n = len(images)
+        return {
+            "psnr": float(psnr_k.mean()), "psnr_std": float(psnr_k.std(unbiased=False)),
+            "psnr_per_image": psnr_k, "inner_steps": self.inner_steps,
+            "encoding_curve": [float(v) for v in curve_t.mean(0)],
+            "encoding_curve_std": [float(v) for v in curve_t.std(0, unbiased=False)],
+            "encode_s_per_image": enc_s / n, "decode_s_per_image": dec_s / n,
+            "eval_images": n, "reconstructions": torch.cat(recon)[: self.grid_images],
+        }
+
+    def summary(self, datamodule, out: Path) -> dict:
+        data: ImageSetDataModule = self.train_data
+        test = data.test_images()
+        result = self.evaluate_set(test, data.batch_size)
+        recon = result.pop("reconstructions")
+        per_image = result.pop("psnr_per_image")
+        originals = test[: len(recon)]
+        save_grid(out / "reconstruction.png", originals, recon)
+        buffer = _npz(originals=originals.numpy(), reconstructions=recon.clamp(0, 1).numpy(),
+                      psnr=per_image.numpy())
+        atomic_write_bytes(out / "reconstructions.npz", buffer)
+        atomic_write_json(out / "encoding_curve.json", {
+            "steps": list(range(1, len(result["encoding_curve"]) + 1)),
+            "psnr": result["encoding_curve"], "psnr_std": result["encoding_curve_std"]})
+        npix = math.prod(self.spec.shape)
+        if self.best["psnr"] < result["psnr"]:
+            self.best = {"psnr": result["psnr"], "step": int(self.global_step)}
+        return {
+            **result, "best_psnr": self.best["psnr"], "best_step": self.best["step"],
+            "lr": self.outer_lr, "outer_lr": self.outer_lr, "inner_lr": self.inner_lr,
+            "latent_dim": self.latent_dim, "batch_size": data.batch_size,
+            "n_shifts": self.latent_map.layers * self.latent_map.width,
+            "macs_per_pixel": float(self.model.macs_per_sample()),
+            # the latent -> shift map runs once per image; spread over its pixels
+            "latent_map_macs_per_pixel": self.latent_dim * self.latent_map.layers
+            * self.latent_map.width / npix,
+            "epochs": int(self.global_step) / data.steps_per_epoch,
+            "steps_per_epoch": data.steps_per_epoch,
+            **data.set.record(),
+        }
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _npz(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def grid_image(rows: list[torch.Tensor], scale: int = 4, gap: int = 2) -> np.ndarray:
+    """Rows of images ``(n, H, W, C)`` in [0, 1] -> one uint8 picture (nearest upscaling)."""
+    n = max(len(r) for r in rows)
+    h, w, c = rows[0].shape[1:]
+    H, W = h * scale, w * scale
+    canvas = np.full((len(rows) * (H + gap) - gap, n * (W + gap) - gap, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            arr = (im.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+            arr = np.repeat(np.repeat(arr, scale, 0), scale, 1)
+            if c == 1:
+                arr = np.repeat(arr, 3, -1)
+            canvas[i * (H + gap):i * (H + gap) + H, j * (W + gap):j * (W + gap) + W] = arr
+    return canvas
+
+
+def save_grid(path: Path, originals: torch.Tensor, recon: torch.Tensor) -> None:
+    """Originals on top, reconstructions after k inner steps below (Figure 5's layout)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(grid_image([originals, recon])).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+@register_task("meta")
+def build_meta(cfg, model, datamodule, spec):
+    """``task.latent_dim``, ``inner_steps``, ``inner_lr``, ``outer_lr``, ``eval_images``,
+    ``curve_steps``, ``grid_images``; ``data.batch_size`` images per outer step (default 64)."""
+    if not hasattr(datamodule, "image_set"):
+        raise ConfigError(f"--task meta needs a data set of images; data {cfg.data.name!r} is "
+                          f"one signal. Use --data cifar10 or --data images data.path=DIR")
+    if spec.modality != "image":
+        raise ConfigError(f"--task meta learns images; data {cfg.data.name!r} is {spec.modality}")
+    t = cfg.task
+    task = MetaTask(model, spec, latent_dim=int(t.latent_dim), inner_steps=int(t.inner_steps),
+                    inner_lr=float(t.inner_lr), outer_lr=float(t.outer_lr),
+                    curve_steps=int(t.curve_steps), grid_images=int(t.grid_images))
+    image_set = datamodule.image_set()
+    if image_set.spec.shape != tuple(spec.shape) or image_set.spec.channels != spec.channels:
+        raise ConfigError(f"{cfg.data.name}: the image set is {image_set.spec} but the model was "
+                          f"built for {spec}")
+    task.train_data = ImageSetDataModule(
+        image_set, batch_size=int(cfg.data.get("batch_size") or 64),
+        seed=int(cfg.trainer.seed), eval_images=t.get("eval_images"))
+    return task
