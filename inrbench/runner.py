@@ -22,13 +22,14 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import inrbench
 from inrbench.callbacks import LatencyCallback, ProfileCallback
 from inrbench.data import create_datamodule
 from inrbench.data.base import SignalSpec
 from inrbench.data.export import save_reconstruction
+from inrbench.data.provenance import check_same_data, data_record, summary_fields
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from inrbench.metrics import evaluate, headline_metric
@@ -225,6 +226,12 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     L.seed_everything(int(cfg.trainer.seed), workers=True, verbose=False)
     dm = build_datamodule(cfg)
     spec = dm.spec()
+    # which files the run reads, paper data set or stand-in (inrbench/data/provenance.py);
+    # a resumed run must read the same ones
+    data_rec = data_record(dm)
+    check_same_data(cfg.get("data_record") if resume else None, data_rec)
+    with open_dict(cfg):
+        cfg.data_record = data_rec
     model = build_model(cfg, spec)
     if "bases" in cfg.model and cfg.model.bases is None and hasattr(model, "bases"):
         cfg.model.bases = model.bases  # config.yaml records the bases the run really used
@@ -280,7 +287,8 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         final.update(best_psnr=task.best["psnr"], best_step=task.best["step"])
     write_metrics_csv(out / "metrics.csv", task)
     summary = {
-        "model": cfg.model.name, "data": cfg.data.name, "task": cfg.task.get("name") or "fit",
+        "model": cfg.model.name, "data": cfg.data.name, **summary_fields(data_rec),
+        "task": cfg.task.get("name") or "fit",
         "modality": spec.modality, "signal_shape": list(spec.shape), "channels": spec.channels,
         "metric": headline_metric(spec), "lr": float(cfg.task.lr), **final,
         "params": results.get("params"), "macs": results.get("macs"),

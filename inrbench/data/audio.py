@@ -212,6 +212,16 @@ class LibriSpeechDataModule(PaperDataModule):
             entry["path"] = str(Path(entry["path"]).relative_to(self.folder))
         atomic_write_text(self.index, json.dumps(chosen, indent=1))
 
+    def files_read(self) -> list[Path]:
+        """The chosen utterance's FLAC (and the index naming it), or the stand-in clip."""
+        if self.uses_sample:
+            return super().files_read()
+        try:
+            entry = json.loads(self.index.read_text())[self.utterance]
+            return [self.index, self.folder / entry["path"]]
+        except (OSError, ValueError, IndexError, KeyError):
+            return [self.index]  # load_paper reports what is wrong
+
     def load_paper(self) -> torch.Tensor:
         try:
             chosen = json.loads(self.index.read_text())

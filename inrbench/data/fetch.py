@@ -18,9 +18,11 @@ from, because the model's shape depends on it:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import urllib.error
@@ -56,18 +58,44 @@ def sample_file(relative: str) -> Path:
 USER_AGENT = "inrbench/0.1 (INR benchmark data download; Python urllib)"
 
 
+# errno values that mean "this machine has no network path there" (no route, network down)
+NO_ROUTE_ERRNOS = {getattr(errno, n) for n in ("ENETUNREACH", "EHOSTUNREACH", "ENETDOWN")
+                   if hasattr(errno, n)}
+
+
+def is_offline(exc: BaseException) -> bool:
+    """True for the two failures that mean "offline": the name does not resolve (DNS:
+    ``socket.gaierror``) or there is no route to the network (ENETUNREACH, EHOSTUNREACH,
+    ENETDOWN). Anything else (a proxy refusing, TLS, a timeout, refused connections, HTTP
+    errors) is a real problem a user must see, not a reason to fall back quietly."""
+    reason = getattr(exc, "reason", exc) if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, socket.gaierror):
+        return True
+    return isinstance(reason, OSError) and getattr(reason, "errno", None) in NO_ROUTE_ERRNOS
+
+
 def reachable(url: str, timeout: float = 5.0) -> bool:
     """Whether ``url``'s server answers a HEAD request (a cheap probe; offline it fails at
-    once). An HTTP error other than 404/410 still means the server is there (some refuse
-    HEAD); the download itself then reports what goes wrong."""
+    once). False only when offline (:func:`is_offline`); an HTTP error other than 404/410
+    still means the server is there (some refuse HEAD), and the download itself then reports
+    what goes wrong. Any other failure is a DataError naming the URL and the fix."""
     try:
         req = urllib.request.Request(url, method="HEAD", headers={"User-Agent": USER_AGENT})
         with urllib.request.urlopen(req, timeout=timeout):
             return True
     except urllib.error.HTTPError as e:
-        return e.code not in (404, 410)
-    except Exception:  # noqa: BLE001 - no answer at all means "cannot download now"
-        return False
+        if e.code not in (404, 410):
+            return True
+        raise DataError(f"{url} answered HTTP {e.code} (the file has moved or gone); download "
+                        f"the data set by hand, or set data.download=false to use the shipped "
+                        f"sample") from None
+    except Exception as e:  # noqa: BLE001 - sorted into offline / real error below
+        if is_offline(e):
+            return False
+        raise DataError(f"could not reach {url} ({type(e).__name__}: {e}): a network problem "
+                        f"other than being offline (proxy, TLS, timeout); fix it, or set "
+                        f"data.download=false to use the shipped sample (or "
+                        f"data.fallback=false to require the data set)") from None
 
 
 def fetch_url(url: str, dest: Path, size: int | None = None, md5: str | None = None,
@@ -246,8 +274,8 @@ class PaperDataModule(SignalDataModule):
         elif self.download and self.auto_download and any(reachable(u) for u in self.urls()):
             self._resolution = Resolution("paper", "to download")
         elif self.fallback:
-            why = ("offline or server unreachable" if self.download and self.auto_download
-                   else "download disabled" if not self.download else "manual download needed")
+            why = ("offline: no network route or name" if self.download and self.auto_download
+                   else "data.download=false" if not self.download else "manual download needed")
             self._sample = self.make_sample()
             self._resolution = Resolution("sample", why)
             spec = self._sample.spec()
@@ -258,6 +286,16 @@ class PaperDataModule(SignalDataModule):
         else:
             raise self.missing_error()
         return self._resolution
+
+    def files_read(self) -> list[Path]:
+        """The files the signal is read from (recorded by ``inrbench.data.provenance``): the
+        stand-in's, or the paper data set's prepared files (subclasses narrow this to the one
+        item they load)."""
+        if self.uses_sample:
+            from inrbench.data.provenance import files_of
+
+            return files_of(self._sample)
+        return self.paper_files()
 
     @property
     def uses_sample(self) -> bool:

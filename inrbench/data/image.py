@@ -9,7 +9,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from inrbench.data.base import SignalDataModule, SignalSpec
-from inrbench.data.download import Manifest, data_root, download
+from inrbench.data.download import download
+from inrbench.data.fetch import PaperDataModule, sample_file
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
@@ -90,8 +91,17 @@ class CameramanDataModule(SignalDataModule):
         super().__init__(**kwargs)
         self.crop = crop
 
+    data_source = "paper"  # the image of the paper's Table 2 (inrbench.data.provenance)
+    dataset = "Cameraman (skimage.data.camera)"
+
     def describe(self) -> str:
         return "cameraman (skimage.data.camera)"
+
+    def files_read(self) -> list[Path]:
+        """scikit-image ships the image as ``skimage/data/camera.png``."""
+        import skimage.data
+
+        return [Path(skimage.data.__file__).parent / "camera.png"]
 
     def spec(self) -> SignalSpec:
         return SignalSpec(_check_crop(self.crop, (512, 512)), 1)
@@ -109,40 +119,94 @@ KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
 KODAK_PORTRAIT = {4, 9, 10, 17, 18, 19}  # 768x512; the other 18 images are 512x768
 
 
-@register_datamodule(name="kodak")
-class KodakDataModule(SignalDataModule):
-    """One image of the Kodak suite (24 PNGs, 512x768 or 768x512 RGB; ASMR paper sec. 4.2).
+class CoverImage(SignalDataModule):
+    """A photo resized (Pillow bicubic) to cover ``shape`` = (H, W) and centre-cropped to it:
+    the offline stand-in for a paper image of that size (Kodak)."""
 
-    Files live in ``<root>/kodak/kodimNN.png`` (root: ``$INRBENCH_DATA`` or
-    ``~/.cache/inrbench``); ``prepare_data`` downloads missing ones from r0k.us and records
-    their size and sha256, which later loads verify.
+    def __init__(self, path: str, shape: list[int], **kwargs):
+        super().__init__(**kwargs)
+        self.path, self.shape = Path(path), tuple(int(n) for n in shape)
+
+    def describe(self) -> str:
+        return (f"{self.path.name} resized and centre-cropped to "
+                f"{self.shape[0]}x{self.shape[1]}")
+
+    def files_read(self) -> list[Path]:
+        return [self.path]
+
+    def spec(self) -> SignalSpec:
+        read_image_header(self.path)
+        return SignalSpec(self.shape, 3)
+
+    def load_signal(self) -> torch.Tensor:
+        h, w = self.shape
+        read_image_header(self.path)
+        try:
+            with Image.open(self.path) as im:
+                im = im.convert("RGB")
+                scale = max(h / im.height, w / im.width)
+                size = (max(w, round(im.width * scale)), max(h, round(im.height * scale)))
+                im = im.resize(size, Image.BICUBIC)
+                left, top = (im.width - w) // 2, (im.height - h) // 2
+                arr = np.asarray(im.crop((left, top, left + w, top + h)), dtype=np.float32)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{self.path} is truncated or corrupt ({e}); replace the file") \
+                from None
+        return torch.from_numpy(np.ascontiguousarray(arr / 255.0))
+
+
+KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
+KODAK_PORTRAIT = {4, 9, 10, 17, 18, 19}  # 768x512; the other 18 images are 512x768
+KODAK_STAND_IN = "images/Kleiber_by_Lukas_Baubkus.jpg"
+
+
+@register_datamodule(name="kodak")
+class KodakDataModule(PaperDataModule):
+    """One image of the Kodak suite (24 PNGs, 512x768 or 768x512 RGB; ASMR paper sec. 4.2,
+    Table 3), like every paper data set (``inrbench.data.fetch.PaperDataModule``).
+
+    Files live in ``<root>/kodimNN.png`` (root: ``$INRBENCH_DATA/kodak``). Nothing is
+    downloaded at run time unless asked: with ``download=true`` a missing image is fetched
+    from r0k.us and its size and SHA-256 recorded, which later loads verify. Otherwise (or
+    offline) the photo shipped in ``datasets/samples/images`` stands in, resized and
+    centre-cropped to the chosen image's shape, and the run's record says ``stand-in``;
+    ``fallback=false`` makes a missing image an error naming the URL and the folder.
     """
 
-    def __init__(self, image: int = 1, root: str | None = None, **kwargs):
-        super().__init__(**kwargs)
+    dataset = "Kodak"
+    subdir = "kodak"
+
+    def __init__(self, image: int = 1, download: bool = False, **kwargs):
+        super().__init__(download=download, **kwargs)
         if not 1 <= int(image) <= 24:
             raise ConfigError(f"data.image must be 1..24 (kodim01..kodim24), got {image}")
         self.image = int(image)
-        self.folder = Path(root).expanduser() if root else data_root() / "kodak"
         self.file = self.folder / f"kodim{self.image:02d}.png"
         self.url = KODAK_URL.format(self.image)
-        self.manifest = Manifest(self.folder)
 
     def describe(self) -> str:
+        if self.uses_sample:
+            return self._sample.describe()
         return f"kodak image {self.image:02d}"
 
-    def spec(self) -> SignalSpec:
+    def urls(self) -> list[str]:
+        return [self.url]
+
+    def paper_files(self) -> list[Path]:
+        return [self.file]
+
+    def paper_spec(self) -> SignalSpec:
         shape = (768, 512) if self.image in KODAK_PORTRAIT else (512, 768)
         return SignalSpec(shape, 3)
 
-    def prepare_data(self) -> None:
-        if not self.file.exists():
-            download(self.url, self.file)
-            self.manifest.record(self.file)
+    def fetch(self) -> None:
+        download(self.url, self.file)
+        self.manifest.record(self.file)
 
-    def load_signal(self) -> torch.Tensor:
-        if not self.file.exists():
-            raise DataError(f"Kodak image {self.file.name} is missing; download {self.url} "
-                            f"into {self.folder} (or run with network access)")
-        self.manifest.verify(self.file)
+    def load_paper(self) -> torch.Tensor:
+        self.verify(self.file)
         return load_image(self.file)
+
+    def make_sample(self) -> SignalDataModule:
+        return CoverImage(path=str(sample_file(KODAK_STAND_IN)),
+                          shape=list(self.paper_spec().shape))
