@@ -229,6 +229,15 @@ def test_meta_run_writes_results_and_resumes(tmp_path, capsys):
     m2 = json.loads((out / "metrics.json").read_text())
     assert m2["steps"] == 4
     assert len(pd.read_csv(out / "metrics.csv")["loss"].dropna()) == 4
+    # the report builds a Figure 5 section from the run: table, encoding curve, grid
+    from inrbench.reports.build import make_report
+
+    rep = make_report(tmp_path / "run", tmp_path / "rep", formats=("md", "png"))
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "Figure 5: meta-learning on images in" in text and "ASMR (3 x 16)" in text
+    assert f"{m2['psnr']:.2f} ± {m2['psnr_std']:.2f}" in text
+    assert any(f.endswith("_grid.png") for f in rep["files"])
+    assert any(f.endswith("_curve.png") for f in rep["files"])
 
 
 def test_meta_rejects_one_signal_data_and_unshiftable_models(tmp_path, capsys):

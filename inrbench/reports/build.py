@@ -149,6 +149,10 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
     else:
         fig_sec.paragraphs.append("Figure 3 needs runs of Table 2 or Table 9 rows; none found.")
     sections.append(fig_sec)
+    # Figure 5 (meta-learning runs, --task meta): inrbench/reports/figure5.py
+    from inrbench.reports.figure5 import figure5_sections
+
+    sections += figure5_sections(runs)
     return sections, matched
 
 
