@@ -10,7 +10,8 @@ Instant-NGP (4 levels x 2, 2^16, base 2, scale 2, MLP 5 x 512). The images are t
 stand-in set (the cost does not depend on the pixel values). Goal: ASMR >= 5x faster than the
 SIREN of the same width and depth.
 
-    python benchmarks/meta_step.py [--batch 64] [--inner 3] [--repeats 3] [--models ...]
+    python benchmarks/meta_step.py [--batch 64] [--inner 3] [--repeats 3] [--warmup 1]
+                                   [--models asmr,siren5,siren10,ngp] [--json]
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def images(batch: int) -> torch.Tensor:
     return standin_set().train[:batch]
 
 
-def outer_step_ms(key: str, x: torch.Tensor, inner: int, repeats: int, dev) -> dict:
+def outer_step_ms(key: str, x: torch.Tensor, inner: int, repeats: int, dev,
+                  warmup: int = 1) -> dict:
     torch.manual_seed(0)
     kwargs = dict(MODELS[key])
     model = create_model(kwargs.pop("name"), in_features=2, out_features=3, **kwargs).to(dev)
@@ -59,7 +61,7 @@ def outer_step_ms(key: str, x: torch.Tensor, inner: int, repeats: int, dev) -> d
         loss.backward()
         opt.step()
 
-    ms = median_ms(step, repeats=repeats, warmup=1)
+    ms = median_ms(step, repeats=repeats, warmup=warmup)
     return {"model": key, "ms": ms, "macs_per_pixel": float(model.macs_per_sample()),
             "params": sum(p.numel() for p in task.parameters())}
 
@@ -69,12 +71,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--inner", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--models", default="asmr,siren5", help=f"comma-separated of {list(MODELS)}")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     dev = device()
     x = images(args.batch).to(dev)
-    rows = [outer_step_ms(k, x, args.inner, args.repeats, dev) for k in args.models.split(",")]
+    rows = [outer_step_ms(k, x, args.inner, args.repeats, dev, args.warmup)
+            for k in args.models.split(",")]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if args.json:
         print(json.dumps({"machine": machine(), "batch": args.batch, "inner": args.inner,
