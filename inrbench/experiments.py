@@ -49,7 +49,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +60,19 @@ from inrbench.errors import ConfigError, DataError, InrbenchError
 
 UNITS = {"": 1, "K": 10**3, "M": 10**6}
 COMPARED = ("params", "macs")  # the figures profiling can reproduce without training
+# an experiment may compare other figures (``compared: [params, bpp]``): ``bpp`` is ANI's
+# count (inrbench.compression.bpp) of the row's ``quant: {bits, layers}`` network
+FIGURES = ("params", "macs", "bpp")
 MACS_COUNTS = ("model", "weights", "weights+biases")
 COUNT_LABELS = {
     "model": "the model's own count",
     "weights": "weights only, no biases",
     "weights+biases": "weights and biases",
 }
-TOP_KEYS = ("title", "source", "notes", "signal", "units", "common", "rows")
+TOP_KEYS = ("title", "source", "notes", "signal", "units", "common", "rows", "compared")
 SECTIONS = ("model", "data", "task", "trainer")
 ROW_KEYS = ("id", "label", *SECTIONS, "epochs", "samples_per_epoch", "signal", "units",
-            "paper", "macs_count", "convention", "inconsistency", "notes")
+            "paper", "macs_count", "convention", "inconsistency", "notes", "quant")
 ROW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -84,6 +87,7 @@ class Experiment:
     units: dict = field(default_factory=dict)
     common: dict = field(default_factory=dict)
     notes: str | None = None
+    compared: tuple = COMPARED
 
     @property
     def row_ids(self) -> list[str]:
@@ -111,7 +115,11 @@ def load_experiment(name: str) -> Experiment:
         raise ConfigError(f"{where}: 'rows' must be a list of rows")
     exp = Experiment(name=name, path=path, title=raw["title"], source=raw["source"],
                      rows=raw["rows"], signal=raw.get("signal"), units=raw.get("units") or {},
-                     common=raw.get("common") or {}, notes=raw.get("notes"))
+                     common=raw.get("common") or {}, notes=raw.get("notes"),
+                     compared=tuple(raw.get("compared") or COMPARED))
+    if not exp.compared or any(k not in FIGURES for k in exp.compared):
+        raise ConfigError(f"{where}: compared must list figures among {', '.join(FIGURES)}, "
+                          f"got {list(exp.compared)}")
     _check_units(exp.units, where)
     if exp.signal is not None:
         _check_signal(exp.signal, where)
@@ -137,7 +145,7 @@ def _check_keys(d: Any, valid, where: str) -> None:
 def _check_units(units: Any, where: str) -> None:
     if not isinstance(units, dict):
         raise ConfigError(f"{where}: units must map figure names to units, e.g. {{params: K}}")
-    for key in COMPARED:
+    for key in FIGURES:
         if key in units and units[key] not in UNITS:
             raise ConfigError(f"{where}: units.{key} must be one of "
                               f"{', '.join(repr(u) for u in UNITS)}, got {units[key]!r}")
@@ -191,7 +199,7 @@ def _check_row(exp: Experiment, row: Any, where: str) -> None:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: paper.{key} must be quoted as printed (e.g. "
                               f"'{value}'), so its printed precision is kept")
-        if key in COMPARED:
+        if key in exp.compared:
             try:
                 Decimal(value)
             except ArithmeticError:
@@ -199,7 +207,7 @@ def _check_row(exp: Experiment, row: Any, where: str) -> None:
             if _units(exp, row).get(key) is None:
                 raise ConfigError(f"{where}: paper.{key} needs its unit in units.{key}")
     inconsistency = row.get("inconsistency") or {}
-    _check_keys(inconsistency, COMPARED, f"{where}: inconsistency")
+    _check_keys(inconsistency, exp.compared, f"{where}: inconsistency")
     for key, doc in inconsistency.items():
         if isinstance(doc, dict):
             _check_keys(doc, ("note", "explained_by"), f"{where}: inconsistency.{key}")
@@ -210,7 +218,12 @@ def _check_row(exp: Experiment, row: Any, where: str) -> None:
             doc = doc.get("note")
         if not isinstance(doc, str) or not doc.strip():
             raise ConfigError(f"{where}: inconsistency.{key} needs a note saying what differs")
-    for key in COMPARED:
+    quant = row.get("quant")
+    if quant is not None:
+        _check_keys(quant, ("bits", "layers", "biases"), f"{where}: quant")
+        if not isinstance(quant.get("bits"), int):
+            raise ConfigError(f"{where}: quant.bits must be an int (ANI: 8 or 4)")
+    for key in exp.compared:
         if paper.get(key) is None and key not in inconsistency:
             raise ConfigError(f"{where}: paper.{key} is missing; give it as printed, or say "
                               f"under inconsistency.{key} why the table has no figure")
@@ -324,15 +337,24 @@ def macs_counts(model) -> dict[str, float | None]:
     return counts
 
 
-def printed(value: float, template: str, unit: str) -> str:
-    """``value`` in ``unit``, rounded half up to the decimals of the printed ``template``."""
+#: figures a paper prints truncated rather than rounded: ANI's bpp (every one of its 18
+#: printed rates is the exact count truncated, e.g. SIREN 66,819 x 32 / 1,179,648 = 1.81258
+#: printed 1.812; rounding would give 1.813 and miss MFN's 0.572 / 0.350 / 0.546)
+TRUNCATED = ("bpp",)
+
+
+def printed(value: float, template: str, unit: str, figure: str = "") -> str:
+    """``value`` in ``unit``, rounded half up (truncated for ``TRUNCATED`` figures) to the
+    decimals of the printed ``template``."""
     exp = Decimal(template).as_tuple().exponent
     scaled = Decimal(value) / UNITS[unit]
-    return str(scaled.quantize(Decimal(1).scaleb(exp), rounding=ROUND_HALF_UP))
+    rounding = ROUND_DOWN if figure in TRUNCATED else ROUND_HALF_UP
+    return str(scaled.quantize(Decimal(1).scaleb(exp), rounding=rounding))
 
 
-def matches_printed(value: float | None, template: str, unit: str) -> bool:
-    return value is not None and Decimal(printed(value, template, unit)) == Decimal(template)
+def matches_printed(value: float | None, template: str, unit: str, figure: str = "") -> bool:
+    return (value is not None
+            and Decimal(printed(value, template, unit, figure)) == Decimal(template))
 
 
 def _macs_doc(model, count: str) -> str:
@@ -357,7 +379,7 @@ def profile_row(exp: Experiment, row: dict) -> dict:
         "macs_count": count, "macs_counts": None,
         "paper_params": _number(paper.get("params")), "paper_macs": _number(paper.get("macs")),
         "paper": {k: v for k, v in paper.items() if v is not None},
-        "units": {k: units[k] for k in COMPARED if k in units},
+        "units": {k: units[k] for k in exp.compared if k in units}, "bpp": None,
         "ours_printed": {}, "figures": {}, "match": None, "status": "error",
         "convention": row.get("convention"), "note": "",
     }
@@ -382,8 +404,20 @@ def profile_row(exp: Experiment, row: dict) -> dict:
     notes = [f"MACs: {_macs_doc(model, count)}"]
     if row.get("convention"):
         notes.append(row["convention"].strip())
+    if "bpp" in exp.compared:
+        from inrbench.compression.bpp import ani_bpp
+
+        quant = row.get("quant") or {}
+        ours["bpp"] = ani_bpp(model, spec.shape, spec.channels, quant.get("bits"),
+                              quant.get("layers", "hidden"), bool(quant.get("biases", False)))
+        result["bpp"] = ours["bpp"]
+        alternatives["bpp"] = ours["bpp"]
+        q = (f"{quant['bits']}-bit {quant.get('layers', 'hidden')} weights, the rest 32-bit"
+             if quant else "every parameter 32-bit")
+        notes.append(f"bpp: ANI's count, bits/(H*W*C), {q}; truncated to the printed "
+                     f"digits as ANI prints it")
     bad = documented = False
-    for key in COMPARED:
+    for key in exp.compared:
         doc = (row.get("inconsistency") or {}).get(key)
         doc_note = doc.get("note") if isinstance(doc, dict) else doc
         explained_by = doc.get("explained_by") if isinstance(doc, dict) else None
@@ -398,8 +432,8 @@ def profile_row(exp: Experiment, row: dict) -> dict:
             notes.append(f"{key}: {type(model).__name__} cannot give the {count!r} count")
             bad = True
             continue
-        result["ours_printed"][key] = printed(ours[key], value, units[key])
-        ok = matches_printed(ours[key], value, units[key])
+        result["ours_printed"][key] = printed(ours[key], value, units[key], key)
+        ok = matches_printed(ours[key], value, units[key], key)
         if ok and doc is None:
             result["figures"][key] = "match"
         elif ok:
@@ -417,8 +451,8 @@ def profile_row(exp: Experiment, row: dict) -> dict:
                     f"{result['ours_printed'][key]}{units[key]}: {doc_note.strip()}")
             if explained_by is not None:
                 alt = alternatives.get(explained_by)
-                if matches_printed(alt, value, units[key]):
-                    shown = printed(alt, value, units[key])
+                if matches_printed(alt, value, units[key], key):
+                    shown = printed(alt, value, units[key], key)
                     text += f" (reproduced by our {explained_by}: {shown}{units[key]})"
                 else:
                     text += f" (NOT reproduced by our {explained_by})"
@@ -468,6 +502,13 @@ def format_profile(exp: Experiment, results: list[dict]) -> str:
             _fmt_exact(r["macs"]), _with_unit(r["ours_printed"].get("macs"), u.get("macs")),
             _with_unit(r["paper"].get("macs"), u.get("macs")), _fmt_exact(r["macs_measured"]),
             r["status"].upper() if r["status"] in ("mismatch", "error") else r["status"]))
+    if "bpp" in exp.compared:  # ANI's rates beside the paper's, before the status column
+        table[0] = (*cols[:-1], "bpp (ours)", "= ours", "paper", cols[-1])
+        for i, r in enumerate(results, start=1):
+            bpp = "-" if r["bpp"] is None else f"{r['bpp']:.5f}"
+            table[i] = (*table[i][:-1], bpp, _with_unit(r["ours_printed"].get("bpp"), ""),
+                        _with_unit(r["paper"].get("bpp"), ""), table[i][-1])
+        cols = table[0]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(cols))]
     for row in table:
         lines.append("  ".join(str(c).rjust(w) if 0 < i < len(cols) - 1 else str(c).ljust(w)

@@ -1,0 +1,310 @@
+"""The ``.inrb`` bitstream: a neural image as a file that rebuilds its network alone.
+
+Layout (little-endian)::
+
+    b"INRB" | u8 format version | u32 n | header: n bytes of zlib(JSON)
+    | histograms (range coding only): per bit width b, the first and last symbol used and the
+      counts between, as LEB128 varints
+    | chunk 0 | chunk 1 | ...
+
+The JSON header holds the model's registered name and constructor arguments, the signal's
+shape/channels/range, the coding, and per chunk the list of tensor entries (name, shape,
+dtype, optional slice, and for a quantized tensor its bit width and scheme) with the chunk's
+byte length. A chunk holds, for each entry in order, either the raw tensor (float32 as the
+model holds it) or the quantizer's parameters (f32 scale, i32 zero point, f32 offset when the
+entry has one), followed by the chunk's integer symbols per bit width: a u32 word count and
+the words of one ``constriction`` range coder (``coding="range"``, Categorical model with the
+file's shared empirical frequencies, as Strümpler et al. write adaptive frequencies), or the
+symbols packed at b bits each (``coding="fixed"``). Chunks let a once-for-all network be
+decoded from the front of the file: chunk k holds what sub-network k adds to the previous ones.
+Everything the decoder needs is in the file; every byte is counted in the rate.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from inrbench.compression.quant import Quantized
+from inrbench.errors import DataError
+
+MAGIC = b"INRB"
+VERSION = 1
+CODINGS = ("range", "fixed")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+           "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+
+
+@dataclass
+class Entry:
+    """One tensor (or a slice of one) to store: a float tensor or a ``Quantized`` one."""
+
+    name: str
+    value: torch.Tensor | Quantized
+    slice: list[list[int]] | None = None  # [[start, stop], ...] per axis of the full tensor
+
+    @property
+    def quantized(self) -> bool:
+        return isinstance(self.value, Quantized)
+
+
+@dataclass
+class Decoded:
+    header: dict
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    slices: dict[str, list[tuple[list[list[int]], torch.Tensor]]] = field(default_factory=dict)
+    quantized: dict[str, Quantized] = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+
+
+# -- small binary helpers ----------------------------------------------------------------
+
+def _varints(values) -> bytes:
+    out = bytearray()
+    for v in values:
+        v = int(v)
+        while True:
+            byte = v & 0x7F
+            v >>= 7
+            out.append(byte | (0x80 if v else 0))
+            if not v:
+                break
+    return bytes(out)
+
+
+def _read_varints(buf: memoryview, pos: int, n: int) -> tuple[list[int], int]:
+    values = []
+    for _ in range(n):
+        v = shift = 0
+        while True:
+            if pos >= len(buf):
+                raise DataError("bitstream truncated in its symbol frequencies")
+            byte = buf[pos]
+            pos += 1
+            v |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        values.append(v)
+    return values, pos
+
+
+def _histogram(counts: np.ndarray) -> bytes:
+    """Symbol counts as varints: first and last used symbol, then the counts between."""
+    used = np.flatnonzero(counts)
+    lo, hi = (int(used[0]), int(used[-1])) if used.size else (0, 0)
+    return _varints([lo, hi, *counts[lo:hi + 1]])
+
+
+def _read_histogram(buf: memoryview, pos: int, bits: int) -> tuple[np.ndarray, int]:
+    (lo, hi), pos = _read_varints(buf, pos, 2)
+    if not 0 <= lo <= hi < 2**bits:
+        raise DataError("bitstream symbol frequencies are corrupt")
+    values, pos = _read_varints(buf, pos, hi - lo + 1)
+    counts = np.zeros(2**bits, dtype=np.int64)
+    counts[lo:hi + 1] = values
+    return counts, pos
+
+
+def _pack(symbols: np.ndarray, bits: int) -> bytes:
+    """Fixed-length code: each symbol as ``bits`` bits, most significant first."""
+    if symbols.size == 0:
+        return b""
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    bitarr = ((symbols.astype(np.int64)[:, None] >> shifts) & 1).astype(np.uint8)
+    return np.packbits(bitarr.reshape(-1)).tobytes()
+
+
+def _unpack(buf: bytes, bits: int, n: int) -> np.ndarray:
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    bitarr = np.unpackbits(np.frombuffer(buf, dtype=np.uint8))[: n * bits].reshape(n, bits)
+    weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
+    return (bitarr.astype(np.int64) * weights).sum(axis=1)
+
+
+def _categorical(counts: np.ndarray):
+    import constriction
+
+    return constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
+
+
+def _range_encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
+    import constriction
+
+    enc = constriction.stream.queue.RangeEncoder()
+    if symbols.size:
+        enc.encode(symbols.astype(np.int32), _categorical(counts))
+    words = enc.get_compressed()
+    return struct.pack("<I", len(words)) + words.astype("<u4").tobytes()
+
+
+def _range_decode(buf: memoryview, pos: int, n: int, counts: np.ndarray) -> tuple[np.ndarray, int]:
+    import constriction
+
+    (n_words,) = struct.unpack_from("<I", buf, pos)
+    pos += 4
+    words = np.frombuffer(buf[pos:pos + 4 * n_words], dtype="<u4").astype(np.uint32)
+    if words.size != n_words:
+        raise DataError("bitstream truncated in its range-coded symbols")
+    pos += 4 * n_words
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), pos
+    dec = constriction.stream.queue.RangeDecoder(words)
+    return dec.decode(_categorical(counts), n).astype(np.int64), pos
+
+
+def _shape_of(entry: Entry) -> list[int]:
+    v = entry.value
+    return list((v.symbols if isinstance(v, Quantized) else v).shape)
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+def encode(model: dict, signal: dict, chunks: list[list[Entry]], coding: str = "range",
+           meta: dict | None = None) -> tuple[bytes, dict]:
+    """The file's bytes and its size breakdown in bits."""
+    if coding not in CODINGS:
+        raise ValueError(f"coding must be one of {CODINGS}, got {coding!r}")
+    # the shared symbol frequencies, per bit width, over every chunk
+    counts: dict[int, np.ndarray] = {}
+    for chunk in chunks:
+        for e in chunk:
+            if e.quantized:
+                q = e.value
+                c = counts.setdefault(q.bits, np.zeros(2**q.bits, dtype=np.int64))
+                c += np.bincount(q.symbols.reshape(-1).numpy(), minlength=2**q.bits)
+    bodies, chunk_heads = [], []
+    for chunk in chunks:
+        body, entries, groups = bytearray(), [], {}
+        for e in chunk:
+            head = {"name": e.name, "shape": _shape_of(e)}
+            if e.slice is not None:
+                head["slice"] = e.slice
+            if e.quantized:
+                q = e.value
+                head["q"] = {"bits": q.bits, "scheme": q.scheme,
+                             **({"offset": True} if q.offset != 0.0 else {})}
+                body += struct.pack("<fi", q.scale, q.zero)
+                if q.offset != 0.0:
+                    body += struct.pack("<f", q.offset)
+                groups.setdefault(q.bits, []).append(q.symbols.reshape(-1).numpy())
+            else:
+                t = e.value.detach().cpu().contiguous()
+                dtype = str(t.dtype).replace("torch.", "")
+                if dtype not in _DTYPES:
+                    raise ValueError(f"cannot store tensor {e.name} of dtype {t.dtype}")
+                head["dtype"] = dtype
+                body += t.numpy().astype(t.numpy().dtype.newbyteorder("<")).tobytes()
+            entries.append(head)
+        for bits in sorted(groups):
+            symbols = np.concatenate(groups[bits])
+            body += (_range_encode(symbols, counts[bits]) if coding == "range"
+                     else _pack(symbols, bits))
+        bodies.append(bytes(body))
+        chunk_heads.append({"tensors": entries, "nbytes": len(body)})
+    hist = b"".join(_histogram(counts[b]) for b in sorted(counts)) if coding == "range" else b""
+    header = {"format": VERSION, "model": model, "signal": signal, "coding": coding,
+              "histogram_bits": sorted(counts) if coding == "range" else [],
+              "histogram_nbytes": len(hist), "chunks": chunk_heads, "meta": meta or {}}
+    head = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
+    data = MAGIC + struct.pack("<BI", VERSION, len(head)) + head + hist + b"".join(bodies)
+    sizes = {"total_bits": 8 * len(data), "header_bits": 8 * (len(MAGIC) + 5 + len(head)),
+             "histogram_bits": 8 * len(hist), "chunk_bits": [8 * len(b) for b in bodies]}
+    return data, sizes
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+def read_header(data: bytes) -> tuple[dict, int]:
+    if len(data) < len(MAGIC) + 5 or data[:4] != MAGIC:
+        raise DataError("not an inrbench bitstream (.inrb): the file does not start with INRB")
+    version, n = struct.unpack_from("<BI", data, 4)
+    if version != VERSION:
+        raise DataError(f"bitstream format {version} is not supported (this inrbench reads "
+                        f"format {VERSION})")
+    start = len(MAGIC) + 5
+    try:
+        header = json.loads(zlib.decompress(data[start:start + n]))
+    except (zlib.error, ValueError) as e:
+        raise DataError(f"bitstream header is corrupt or truncated: {e}") from None
+    return header, start + n
+
+
+def decode(data: bytes, chunks: set[int] | None = None) -> Decoded:
+    """Decode the file; with ``chunks``, only those chunks (a once-for-all sub-network's) are
+    read: the others are skipped by their declared lengths."""
+    header, pos = read_header(data)
+    buf = memoryview(data)
+    counts = {}
+    for bits in header["histogram_bits"]:
+        counts[bits], pos = _read_histogram(buf, pos, bits)
+    out = Decoded(header)
+    read = 8 * pos  # magic, header and symbol frequencies: every decoder reads them
+    for index, chunk in enumerate(header["chunks"]):
+        end = pos + chunk["nbytes"]
+        if end > len(data):
+            raise DataError(f"bitstream truncated: a chunk needs bytes {pos}..{end} of a "
+                            f"{len(data)}-byte file")
+        if chunks is not None and index not in chunks:
+            pos = end
+            continue
+        groups: dict[int, list[tuple[dict, Quantized]]] = {}
+        for head in chunk["tensors"]:
+            shape = head["shape"]
+            if "q" in head:
+                q = head["q"]
+                scale, zero = struct.unpack_from("<fi", buf, pos)
+                pos += 8
+                offset = 0.0
+                if q.get("offset"):
+                    (offset,) = struct.unpack_from("<f", buf, pos)
+                    pos += 4
+                groups.setdefault(q["bits"], []).append(
+                    (head, Quantized(torch.empty(0), q["bits"], scale, zero, offset,
+                                     q["scheme"])))
+            else:
+                dtype = _DTYPES[head["dtype"]]
+                n = int(np.prod(shape)) if shape else 1
+                itemsize = torch.empty(0, dtype=dtype).element_size()
+                raw = np.frombuffer(buf[pos:pos + n * itemsize],
+                                    dtype=torch.empty(0, dtype=dtype).numpy().dtype
+                                    .newbyteorder("<"))
+                pos += n * itemsize
+                _put(out, head, torch.from_numpy(raw.astype(raw.dtype.newbyteorder("="))
+                                                 .copy()).reshape(shape))
+        for bits in sorted(groups):
+            sizes = [int(np.prod(h["shape"])) for h, _ in groups[bits]]
+            total = sum(sizes)
+            if header["coding"] == "range":
+                symbols, pos = _range_decode(buf, pos, total, counts[bits])
+            else:
+                nbytes = (total * bits + 7) // 8
+                symbols = _unpack(bytes(buf[pos:pos + nbytes]), bits, total)
+                pos += nbytes
+            for (head, q), part in zip(groups[bits], np.split(symbols, np.cumsum(sizes)[:-1])):
+                q.symbols = torch.from_numpy(part.copy()).reshape(head["shape"])
+                if "slice" not in head:
+                    out.quantized[head["name"]] = q
+                _put(out, head, q.dequantize())
+        if pos != end:
+            raise DataError(f"bitstream chunk has {pos - (end - chunk['nbytes'])} bytes of "
+                            f"content but declares {chunk['nbytes']}; the file is corrupt")
+        read += 8 * chunk["nbytes"]
+    if pos != len(data):
+        raise DataError(f"bitstream has {len(data) - pos} bytes after its last chunk; the file "
+                        f"is corrupt")
+    out.sizes = {"total_bits": 8 * len(data), "read_bits": read}
+    return out
+
+
+def _put(out: Decoded, head: dict, value: torch.Tensor) -> None:
+    if "slice" in head:
+        out.slices.setdefault(head["name"], []).append((head["slice"], value))
+    else:
+        out.tensors[head["name"]] = value

@@ -1,0 +1,345 @@
+"""``inrbench compress`` / ``decompress``: a finished run -> ``.inrb`` file -> image.
+
+Rates (ANI Table 3; facts note sec. 2b): ``bpp`` = file bits / (H W), the convention of COIN,
+COIN++ and Strümpler et al.; ``bpp_ani`` = file bits / (H W C), the divisor that reproduces
+ANI's printed figures (C = 3 for RGB). Each is given for the entropy-coded file and for the
+same file with fixed-length symbols (``*_fixed``), and ANI's own count (parameter bits only:
+no header, no step sizes, no entropy coding) is ``bpp_ani_count``. The PSNR reported is the
+one of the network decoded from the file, rendered and compared with the original signal,
+as a float and after rounding to 8 bits as a PNG would hold it (``psnr_8bit``, the codecs'
+convention).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from inrbench.compression.bitstream import Decoded, Entry, decode, encode, read_header
+from inrbench.compression.quant import (
+    check_bits,
+    lsq_quantized,
+    parse_layers,
+    plain_state_dict,
+    quantize_ptq,
+    selected,
+    tensor_roles,
+)
+from inrbench.errors import ConfigError, DataError
+from inrbench.io import atomic_write_bytes, atomic_write_json
+
+METHODS = ("ptq", "qat", "none")
+
+
+# -- loading a finished run -----------------------------------------------------------------
+
+def model_kwargs(cfg: DictConfig, spec) -> dict:
+    """The constructor arguments the run's model was built with (as ``runner.build_model``)."""
+    from inrbench.models.registry import MODELS
+    from inrbench.registry import accepted_kwargs
+
+    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    name = kwargs.pop("name")
+    valid = accepted_kwargs(MODELS.get(name)) or []
+    derived = {"in_features": len(spec.shape), "out_features": spec.channels,
+               "signal_shape": list(spec.shape)}
+    for key, value in derived.items():
+        if key in valid and kwargs.get(key) is None:
+            kwargs[key] = value
+    return {"name": name, **kwargs}
+
+
+def quant_config(cfg: DictConfig) -> dict | None:
+    """The run's QAT settings, or None for a full-precision run."""
+    task = cfg.get("task", {})
+    bits = task.get("quant_bits", None)
+    if bits is None:
+        return None
+    return {"bits": int(bits), "layers": str(task.get("quant_layers", "hidden")),
+            "biases": bool(task.get("quant_biases", False)),
+            "offset": bool(task.get("quant_offset", False))}
+
+
+def load_run(run_dir: Path):
+    """``(cfg, model, spec, datamodule)`` of a finished run: its config and last checkpoint."""
+    import inrbench.data  # noqa: F401  (registers data modules)
+    import inrbench.models  # noqa: F401
+    from inrbench.config import load_yaml
+    from inrbench.runner import build_datamodule, build_model
+
+    run_dir = Path(run_dir)
+    cfg_path, ckpt = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    for path in (cfg_path, ckpt):
+        if not path.is_file():
+            raise DataError(f"{path} does not exist; compress needs a finished run folder "
+                            f"(inrbench run ... --out {run_dir})")
+    cfg = load_yaml(cfg_path)
+    dm = build_datamodule(cfg)
+    spec = dm.spec()
+    model = build_model(cfg, spec)
+    q = quant_config(cfg)
+    if q is not None:
+        from inrbench.compression.quant import apply_lsq
+
+        apply_lsq(model, q["bits"], q["layers"], q["biases"], q["offset"])
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    except Exception as e:
+        raise DataError(f"cannot read checkpoint {ckpt}: {e}") from None
+    own = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(own, strict=False)
+    if missing:
+        raise DataError(f"checkpoint {ckpt} lacks {len(missing)} model tensor(s) "
+                        f"(e.g. {missing[0]}); was the run trained with another config?")
+    model.eval()
+    return cfg, model, spec, dm
+
+
+# -- building the file ----------------------------------------------------------------------
+
+def entries_for(model: torch.nn.Module, method: str, bits: int | None, layers="hidden",
+                biases: bool = False, scheme: str = "affine") -> tuple[list[Entry], list[str]]:
+    """Every state-dict tensor of ``model`` as a bitstream entry; the selected ones quantized."""
+    plain = plain_state_dict(model)
+    if method == "qat":
+        qmap = lsq_quantized(model)
+        if not qmap:
+            raise ConfigError("--method qat needs a run trained with task.quant_bits (LSQ+ QAT)")
+    elif method == "ptq":
+        names = selected(model, layers, biases)
+        if not names:
+            raise ConfigError(f"--layers {layers} selects no tensor of {type(model).__name__}")
+        qmap = {n: quantize_ptq(plain[n], check_bits(bits), scheme) for n in names}
+    else:
+        qmap = {}
+    entries = [Entry(name, qmap.get(name, t)) for name, t in plain.items()]
+    return entries, list(qmap)
+
+
+def ofa_entries(cfg, mk: dict, model, qnames: list[str], bits, scheme: str
+                ) -> tuple[list[list[Entry]], dict]:
+    """A once-for-all run's tensors cut into cells, one chunk per sub-network increment; the
+    cells of a quantized tensor are quantized separately (each has its own step size)."""
+    from inrbench.compression.ofa import check_space, family, ofa_chunks
+
+    widths, depths = check_space(list(cfg.task.ofa_widths), list(cfg.task.ofa_depths), mk)
+    state = plain_state_dict(model)
+    groups = ofa_chunks(family(mk["name"]), mk, state, widths, depths)
+    chunks = []
+    for _, cells in groups:
+        chunk = []
+        for name, sl in cells:
+            part = state[name][tuple(slice(a, b) for a, b in sl)]
+            value = quantize_ptq(part, bits, scheme) if name in qnames else part
+            chunk.append(Entry(name, value, slice=sl))
+        chunks.append(chunk)
+    ofa = {"widths": widths, "depths": depths, "chunks": [list(k) for k, _ in groups]}
+    return chunks, ofa
+
+
+def ani_count_bits(model: torch.nn.Module, quantized: dict[str, int]) -> int:
+    """ANI's count: quantized tensors at their bits, every other parameter at 32 bits."""
+    total = 0
+    roles = tensor_roles(model)
+    for name, t in plain_state_dict(model).items():
+        if name in roles and torch.is_floating_point(t):
+            total += t.numel() * quantized.get(name, 32)
+    return total
+
+
+def _signal_record(spec) -> dict:
+    return {"shape": list(spec.shape), "channels": spec.channels, "modality": spec.modality,
+            "data_range": spec.data_range}
+
+
+def rates(bits: int, spec_shape, channels: int) -> dict:
+    pixels = math.prod(spec_shape)
+    return {"bpp": bits / pixels, "bpp_ani": bits / (pixels * channels)}
+
+
+def compress_run(run_dir: Path, bits: int | None = None, method: str | None = None,
+                 layers: str = "hidden", biases: bool = False, scheme: str = "affine",
+                 coding: str = "range", out: Path | None = None, evaluate: bool = True) -> dict:
+    """Compress a finished run into ``out`` (default ``RUN_DIR/compressed/<tag>.inrb``), decode
+    the file back and score it; the record is written beside it as ``<tag>.json``."""
+    cfg, model, spec, dm = load_run(run_dir)
+    qat = quant_config(cfg)
+    if method is None:
+        method = "qat" if qat else "ptq"
+    if method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "qat":
+        if qat is None:
+            raise ConfigError(f"--method qat: {run_dir} was not trained with LSQ+ "
+                              f"(task.quant_bits); use --method ptq")
+        if bits is not None and int(bits) != qat["bits"]:
+            raise ConfigError(f"--bits {bits}: {run_dir} was trained with LSQ+ at "
+                              f"{qat['bits']} bits; omit --bits or pass --bits {qat['bits']}")
+        bits, layers, biases = qat["bits"], qat["layers"], qat["biases"]
+        scheme = "lsq"
+    elif method == "ptq":
+        bits = 8 if bits is None else bits
+        if qat is not None:
+            raise ConfigError(f"{run_dir} is a QAT run; its weights are already quantized "
+                              f"(--method qat)")
+        check_bits(bits)
+        parse_layers(layers)
+    if coding not in ("range", "fixed"):
+        raise ConfigError(f"--coding must be range or fixed, got {coding!r}")
+    entries, qnames = entries_for(model, method, bits, layers, biases, scheme)
+    mk = model_kwargs(cfg, spec)
+    meta = {"method": method, "bits": bits if method != "none" else 32, "layers": layers,
+            "biases": biases, "scheme": scheme if method != "none" else None}
+    chunks = [entries]
+    if (cfg.task.get("name") or "fit") == "ofa":  # one chunk per sub-network increment
+        chunks, meta["ofa"] = ofa_entries(cfg, mk, model, qnames, bits, scheme)
+    t0 = time.perf_counter()
+    data, sizes = encode(mk, _signal_record(spec), chunks, coding, meta)
+    encode_s = time.perf_counter() - t0
+    other = "fixed" if coding == "range" else "range"
+    data_other, sizes_other = encode(mk, _signal_record(spec), chunks, other, meta)
+    tag = f"{method}{bits}" if method != "none" else "fp32"
+    if method != "none" and layers != "hidden":
+        tag += "-" + layers.replace(",", "+")
+    if biases:
+        tag += "-biases"
+    out = Path(out) if out else Path(run_dir) / "compressed" / f"{tag}.inrb"
+    atomic_write_bytes(out, data)
+    qbits = {n: bits for n in qnames}
+    ani_bits = ani_count_bits(model, qbits)
+    by = {coding: sizes["total_bits"], other: sizes_other["total_bits"]}
+    record = {
+        "file": str(out), "run": str(run_dir), "model": mk["name"],
+        "data": OmegaConf.to_container(cfg.data, resolve=True), "method": method,
+        "bits": meta["bits"], "scheme": meta["scheme"], "layers": layers, "biases": biases,
+        "coding": coding, "quantized_tensors": qnames,
+        "signal_shape": list(spec.shape), "channels": spec.channels,
+        "file_bits": sizes["total_bits"], "header_bits": sizes["header_bits"],
+        "histogram_bits": sizes["histogram_bits"],
+        "file_bits_range": by["range"], "file_bits_fixed": by["fixed"],
+        **{f"{k}": v for k, v in rates(by["range"], spec.shape, spec.channels).items()},
+        **{f"{k}_fixed": v for k, v in rates(by["fixed"], spec.shape, spec.channels).items()},
+        "ani_count_bits": ani_bits,
+        "bpp_ani_count": rates(ani_bits, spec.shape, spec.channels)["bpp_ani"],
+        "params": sum(t.numel() for n, t in plain_state_dict(model).items()
+                      if torch.is_floating_point(t)),
+        "encode_s": encode_s,
+    }
+    if evaluate:
+        record.update(score_file(out, dm))
+    atomic_write_json(out.with_suffix(".json"), record)
+    return record
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+def _read(path: Path) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; give a .inrb file written by inrbench compress")
+    return path.read_bytes()
+
+
+def model_from_decoded(dec: Decoded, width: int | None = None, depth: int | None = None):
+    """The network the file describes (a sub-network for once-for-all files)."""
+    import inrbench.models  # noqa: F401
+    from inrbench.models import create_model
+
+    kwargs = dict(dec.header["model"])
+    name = kwargs.pop("name")
+    ofa = dec.header["meta"].get("ofa")
+    if ofa is not None:
+        from inrbench.compression.ofa import assemble_subnet
+
+        return assemble_subnet(name, kwargs, ofa, dec, width, depth)
+    if width is not None or depth is not None:
+        raise ConfigError("--width/--layers select a sub-network of a once-for-all file "
+                          "(a run of --task ofa); this file holds one network")
+    model = create_model(name, **kwargs)
+    state = model.state_dict()
+    missing = [k for k in state if k not in dec.tensors]
+    if missing:
+        raise DataError(f"bitstream lacks tensor {missing[0]} of model {name}; the file is "
+                        f"corrupt or from another version")
+    model.load_state_dict({k: dec.tensors[k].to(state[k].dtype) for k in state})
+    return model.eval()
+
+
+def decode_file(path: Path, width: int | None = None, depth: int | None = None):
+    """``(model, decoded)`` from a file alone."""
+    data = _read(path)
+    header, _ = read_header(data)
+    chunks = None
+    ofa = header["meta"].get("ofa")
+    if ofa is not None and (width is not None or depth is not None):
+        from inrbench.compression.ofa import chunks_needed
+
+        chunks = chunks_needed(ofa, width, depth)
+    dec = decode(data, chunks=chunks)
+    return model_from_decoded(dec, width, depth), dec
+
+
+def render_decoded(model, header: dict) -> torch.Tensor:
+    from inrbench.models.base import EVAL_CHUNK
+
+    with torch.no_grad():
+        return model.render(header["signal"]["shape"], chunk=EVAL_CHUNK)
+
+
+def to_uint8(pred: torch.Tensor) -> np.ndarray:
+    return (pred.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def score_file(path: Path, dm, width: int | None = None, depth: int | None = None) -> dict:
+    """Decode ``path``, render, and score against the data module's signal."""
+    from inrbench.data.base import SignalSpec
+    from inrbench.metrics import evaluate, psnr
+
+    t0 = time.perf_counter()
+    model, dec = decode_file(path, width, depth)
+    decode_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = render_decoded(model, dec.header)
+    render_s = time.perf_counter() - t0
+    dm.setup()
+    sig = dec.header["signal"]
+    spec = SignalSpec(tuple(sig["shape"]), sig["channels"], sig["modality"], sig["data_range"])
+    target = dm.signal.to(pred.device)
+    scores = evaluate(pred, target, spec)
+    out = {"psnr": scores["psnr"], "decode_s": decode_s, "render_s": render_s,
+           "read_bits": dec.sizes["read_bits"]}
+    if "ssim" in scores:
+        out["ssim"] = scores["ssim"]
+    if spec.modality == "image" and sig["data_range"] == 1.0:
+        out["psnr_8bit"] = psnr(torch.from_numpy(to_uint8(pred)).float() / 255.0, target, 1.0)
+    return out
+
+
+def decompress(path: Path, out: Path | None = None, width: int | None = None,
+               depth: int | None = None) -> dict:
+    """Rebuild the network from the file alone, render it and save the image."""
+    from inrbench.runner import save_image
+
+    t0 = time.perf_counter()
+    model, dec = decode_file(path, width, depth)
+    pred = render_decoded(model, dec.header)
+    wall = time.perf_counter() - t0
+    sig = dec.header["signal"]
+    if out is not None:
+        if sig["modality"] != "image":
+            raise ConfigError(f"decompress --out writes images; this file holds a "
+                              f"{sig['modality']} signal")
+        save_image(Path(out), pred)
+    meta = dec.header["meta"]
+    return {"model": dec.header["model"]["name"], "method": meta.get("method"),
+            "bits": meta.get("bits"), "signal_shape": sig["shape"], "channels": sig["channels"],
+            "file_bits": dec.sizes["total_bits"], "read_bits": dec.sizes["read_bits"],
+            **{k: v for k, v in rates(dec.sizes["read_bits"], sig["shape"],
+                                      sig["channels"]).items()},
+            "params": sum(p.numel() for p in model.parameters()), "seconds": wall,
+            "out": str(out) if out else None, "width": width, "layers": depth}

@@ -1,0 +1,66 @@
+"""Quantization-aware training with LSQ+ (ANI sec. 4.3, Alg. 1; Bhalgat et al. 2020).
+
+``inrbench run --task qat task.quant_bits=4`` (or ``task.quant_bits=4`` on the fitting task)
+fits the signal as the fitting task does (same loss, schedule, logging, checkpoints), but the
+selected tensors (``task.quant_layers``, default ANI's hidden-layer weights) are seen by the
+model through LSQ+ fake quantization (``inrbench.compression.quant.LSQWeight``):
+
+    w^ = round(clamp((w - beta) / s, -2^{b-1}, 2^{b-1} - 1)) s + beta
+
+with the straight-through estimator and learned ``s`` (and ``beta`` with
+``task.quant_offset=true``; ANI's weights have none, eq. 3). Every render during training and
+evaluation uses the quantized weights, so the PSNR in ``metrics.json`` is the PSNR of the
+network ``inrbench compress`` writes (which stores ``s``, ``beta`` and the integer symbols).
+
+Adam's update is invariant to gradient scale, so LSQ's gradient scale g = 1/sqrt(N Qp) alone
+does not slow the step sizes down as it does under SGD; they get their own learning rate,
+``task.lr * task.quant_lr_scale``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inrbench.compression.quant import LSQWeight, apply_lsq, check_bits
+from inrbench.errors import ConfigError
+from inrbench.tasks.fit import FitTask
+from inrbench.tasks.registry import register_task
+
+
+class QATTask(FitTask):
+    """``FitTask`` whose optimizer gives the LSQ+ quantizer parameters their own rate."""
+
+    def __init__(self, model, spec, bits: int, quant_lr_scale: float = 0.01, **kwargs):
+        super().__init__(model, spec, **kwargs)
+        self.bits, self.quant_lr_scale = bits, quant_lr_scale
+
+    def configure_optimizers(self):
+        quant = {id(p) for m in self.model.modules() if isinstance(m, LSQWeight)
+                 for p in m.parameters()}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in quant],
+                   "lr": self.lr},
+                  {"params": [p for p in self.model.parameters() if id(p) in quant],
+                   "lr": self.lr * self.quant_lr_scale}]
+        opt = torch.optim.Adam(groups, lr=self.lr)
+        if self.scheduler_name == "none":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.steps, 1),
+                                                           eta_min=self.lr_min)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@register_task("qat")
+def build_qat(cfg, model, datamodule, spec):
+    """LSQ+ QAT of ``cfg.model`` on the signal (``task.quant_*`` keys)."""
+    task = cfg.task
+    bits = task.get("quant_bits", None)
+    if bits is None:
+        raise ConfigError("--task qat needs task.quant_bits=B (e.g. 8 or 4, ANI Table 3)")
+    bits = check_bits(int(bits)) if not isinstance(bits, bool) else check_bits(bits)
+    scale = float(task.get("quant_lr_scale", 0.01))
+    if not scale > 0:
+        raise ConfigError(f"task.quant_lr_scale must be > 0, got {scale}")
+    apply_lsq(model, bits, str(task.get("quant_layers", "hidden")),
+              bool(task.get("quant_biases", False)), bool(task.get("quant_offset", False)))
+    return QATTask(model, spec, bits, scale, lr=task.lr, lr_min=task.lr_min, steps=task.steps,
+                   scheduler=task.scheduler)
