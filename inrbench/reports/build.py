@@ -25,6 +25,7 @@ from urllib.parse import quote
 from inrbench.errors import InrbenchError
 from inrbench.io import atomic_write_bytes, atomic_write_text
 from inrbench.reports import figures as F
+from inrbench.reports.comparable import apart_cells, apart_rows
 from inrbench.reports.runs import Run, find_runs, fmt_mean_std, mean_std
 from inrbench.reports.tables import REPORT_TABLES, Cell, build_table, table_cells
 
@@ -70,7 +71,15 @@ def _paper_steps(exp) -> str:
 def _tag(table: str, res, run: Run) -> str:
     """``table2/asmr4``; marked when the row's figures come from runs with more steps."""
     tag = f"{table}/{res.id}"
+    why = next((w for r, w in getattr(res, "apart", []) if r is run), None)
+    if why is not None:
+        return f"{tag} (shown apart: {why})"
     return tag if any(run is r for r in res.runs) else f"{tag} (not used: fewer steps)"
+
+
+def _has_runs(table) -> bool:
+    """A table is shown when a row has comparable runs or runs shown apart."""
+    return bool(table.n_with_runs or any(res.apart for res in table.rows))
 
 
 def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], dict]:
@@ -87,21 +96,26 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
             for r in res.all_runs:
                 matched.setdefault(str(r.path), []).append(_tag(name, res, r))
 
-    shown = [n for n in tables if results[n][1].n_with_runs]
-    empty = [n for n in tables if not results[n][1].n_with_runs]
+    shown = [n for n in tables if _has_runs(results[n][1])]
+    empty = [n for n in tables if not _has_runs(results[n][1])]
     for name in shown:
         exp, table = results[name]
-        steps = sorted({r.steps for res in table.rows for r in res.runs if r.steps})
-        ours = (f"{steps[0]:,}" if len(steps) == 1 else f"{steps[0]:,} to {steps[-1]:,}")
         sec = Section(exp.title)
-        sec.paragraphs.append(
-            f"Source: {exp.source}. {table.n_with_runs} of {len(table.rows)} rows have runs. "
-            f"The paper trains {_paper_steps(exp)}; our runs had {ours} steps (column "
-            f"*steps*), so PSNR differences mostly measure training length.")
+        n_apart = sum(bool(res.apart) for res in table.rows)
+        text = (f"Source: {exp.source}. {table.n_with_runs} of {len(table.rows)} rows have "
+                f"runs on the paper's data set at the paper's length ({_paper_steps(exp)}); "
+                f"only those fill the *ours* columns and get a Δ.")
+        if n_apart:
+            text += (f" {n_apart} row(s) have runs that are not comparable (stand-in data or "
+                     f"fewer steps): they are listed apart under the table, without Δ.")
+        sec.paragraphs.append(text)
         if exp.notes:
             sec.paragraphs.append(f"Experiment notes: {exp.notes.strip()}")
         sec.table = table_cells(table)
         groups = [(res.label, res.runs) for res in table.rows if res.runs]
+        groups += [(f"{res.label} (apart: {runs[0].steps or 0:,} steps"
+                    f"{', stand-in' if 'stand-in' in why else ''})", runs)
+                   for res, why, runs in apart_rows(table)]
         png = F.training_curves(groups, f"{exp.name}: PSNR vs step (our runs)")
         if png:
             sec.figures.append(Figure(f"{name}_curves.png", f"{exp.name}: PSNR during "
@@ -113,6 +127,14 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
                                       f"reconstruction of each row (its first seed), centre "
                                       f"quarter enlarged below", png))
         sections.append(sec)
+        apart = apart_cells(table)
+        if apart:
+            sections.append(Section(
+                f"{exp.name}: runs shown apart (not comparable with the paper's figures)",
+                ["These runs match a row's model, data and schedule but saw a stand-in for "
+                 "the paper's data set or trained fewer steps than the paper; their figures "
+                 "measure that, not the model, so they get no paper column and no Δ."],
+                apart, level=3))
     if empty:
         sections.append(Section("Tables without runs", [
             "No run under the results folder matches a row of "
@@ -141,11 +163,12 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
             for r in res.all_runs:
                 if _tag(name, res, r) not in matched.setdefault(str(r.path), []):
                     matched[str(r.path)].append(_tag(name, res, r))
-    png = F.figure3(F.figure3_points(rows3))
+    png = F.figure3(F.figure3_points(rows3), F.figure3_paper_points(rows3))
     if png:
         fig_sec.figures.append(Figure(
-            "figure3.png", "Figure 3: best PSNR vs MACs per sample of our runs of Table 2 and "
-            "Table 9 rows (marker area ∝ #params; each point labelled with its steps)", png))
+            "figure3.png", "Figure 3: best PSNR vs MACs per sample of Table 2 and Table 9 rows: "
+            "ours filled (runs on the paper's data at the paper's length only; marker area ∝ "
+            "#params), the paper's printed figures as hollow squares of the same colour", png))
     else:
         fig_sec.paragraphs.append("Figure 3 needs runs of Table 2 or Table 9 rows; none found.")
     sections.append(fig_sec)
@@ -315,7 +338,9 @@ def make_report(results_dir, out, formats=("md", "html", "png"), tables=None,
         "PSNR seen during training, as the official code reports it; MACs are counted in the "
         "row's convention, see `inrbench profile --experiment`), *paper* is the figure as "
         "printed (± the paper's spread over its images where printed), Δ is ours − paper at the "
-        "printed precision. A row without a run shows —. Several seeds of one configuration "
+        "printed precision. Only runs on the paper's data set at the paper's training length "
+        "fill *ours* and get a Δ; runs on a stand-in data set or with fewer steps are listed "
+        "apart under each table. A row without a run shows —. Several seeds of one configuration "
         "show mean ± sample std. Latency is ours, on the machine that ran the run.",
     ]
     intro.append("Training length of the runs found (wall time per step measured on the "

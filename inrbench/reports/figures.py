@@ -70,37 +70,139 @@ def figure2(profiles: list[dict]) -> bytes | None:
     return _png(fig)
 
 
-def figure3(points: list[dict]) -> bytes | None:
-    """PSNR against MACs per sample; marker area proportional to #params. ``points``:
-    dicts with family, label, macs, psnr, params, steps (one per row that has runs)."""
-    points = [p for p in points if None not in (p.get("macs"), p.get("psnr"), p.get("params"))]
-    if not points:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    biggest = max(p["params"] for p in points)
+def _overlap(a, b) -> float:
+    """Area shared by two display-space boxes ``(x0, y0, x1, y1)``."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+# label offsets (points) tried in order: close first, then further out in 8 directions
+_DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+_RADII = [5, 12, 20, 30, 42, 56, 72]
+
+
+def place_labels(ax, xy: list[tuple[float, float]], texts: list[str], marker_px: list[float],
+                 fontsize: float = 6.5) -> list[tuple]:
+    """Annotate ``texts`` at data points ``xy`` without overlaps: each label takes the first
+    offset (close ones first, 8 directions) whose box meets no placed label, no marker and
+    stays inside the axes; a label moved away gets a thin leader line. Returns the labels'
+    display boxes ``(x0, y0, x1, y1)`` (the tests check they are disjoint)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    px_per_pt = fig.dpi / 72.0
+    centres = [ax.transData.transform(p) for p in xy]
+    markers = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, marker_px)]
+    placed: list[tuple] = []
+    # the most crowded points choose first
+    order = sorted(range(len(xy)), key=lambda i: -sum(
+        1 for j in range(len(xy)) if j != i and abs(centres[i][0] - centres[j][0]) < 80
+        and abs(centres[i][1] - centres[j][1]) < 40))
+    boxes: dict[int, tuple] = {}
+    for i in order:
+        probe = ax.text(0, 0, texts[i], fontsize=fontsize)
+        ext = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = ext.width, ext.height
+        best = None
+        for r in _RADII:
+            for dx, dy in _DIRECTIONS:
+                ox = centres[i][0] + dx * (r * px_per_pt + marker_px[i])
+                oy = centres[i][1] + dy * (r * px_per_pt + marker_px[i])
+                x0 = ox if dx > 0 else ox - w if dx < 0 else ox - w / 2
+                y0 = oy if dy > 0 else oy - h if dy < 0 else oy - h / 2
+                box = (x0, y0, x0 + w, y0 + h)
+                cost = sum(_overlap(box, b) for b in placed)
+                cost += sum(_overlap(box, m) for j, m in enumerate(markers) if j != i)
+                outside = (max(0, frame.x0 - box[0]) + max(0, box[2] - frame.x1)
+                           + max(0, frame.y0 - box[1]) + max(0, box[3] - frame.y1))
+                cost += outside * h
+                if best is None or cost < best[0]:
+                    best = (cost, box, dx, dy, r)
+                if cost == 0:
+                    break
+            if best[0] == 0:
+                break
+        _, box, dx, dy, r = best
+        placed.append(box)
+        boxes[i] = box
+        ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+        va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+        anchor_x = box[0] if dx > 0 else box[2] if dx < 0 else (box[0] + box[2]) / 2
+        anchor_y = box[1] if dy > 0 else box[3] if dy < 0 else (box[1] + box[3]) / 2
+        # axes fraction, not pixels: the PNG is saved at another dpi and cropped ("tight")
+        anchor = ax.transAxes.inverted().transform((anchor_x, anchor_y))
+        ax.annotate(texts[i], xy[i], xytext=tuple(anchor), textcoords="axes fraction",
+                    fontsize=fontsize, ha=ha, va=va,
+                    arrowprops=(dict(arrowstyle="-", lw=0.6, color="0.3", shrinkA=1,
+                                     shrinkB=marker_px[i] / px_per_pt)
+                                if r > _RADII[0] else None))
+    return [boxes[i] for i in range(len(xy))]
+
+
+def _figure3_axes(points: list[dict], paper: list[dict]):
+    """The Figure 3 axes and the labels' display boxes (see :func:`figure3`)."""
+    fig, ax = plt.subplots(figsize=(7.2, 5.0))
+    everything = points + paper
+    biggest = max(p["params"] for p in everything if p.get("params"))
     families: OrderedDict[str, list[dict]] = OrderedDict()
+    for p in everything:
+        families.setdefault(p["family"], [])
+    colors = {f: f"C{i}" for i, f in enumerate(families)}
+    xy, texts, radii = [], [], []
+    px_per_pt = fig.dpi / 72.0
+
+    def size(p):
+        return max(20.0, 600 * (p.get("params") or 0) / biggest)
+
+    for family in families:
+        pts = sorted((p for p in points if p["family"] == family), key=lambda p: p["macs"])
+        if pts:
+            ax.plot([p["macs"] for p in pts], [p["psnr"] for p in pts], "-",
+                    color=colors[family], alpha=0.5)
+            ax.scatter([p["macs"] for p in pts], [p["psnr"] for p in pts],
+                       s=[size(p) for p in pts], color=colors[family], alpha=0.6,
+                       edgecolors="k", linewidths=0.5, label=f"{family} (ours)")
+        ref = [p for p in paper if p["family"] == family]
+        if ref:
+            ax.scatter([p["macs"] for p in ref], [p["psnr"] for p in ref], marker="s",
+                       s=[size(p) for p in ref], facecolors="none",
+                       edgecolors=colors[family], linewidths=1.2,
+                       label=f"{family} (paper)")
     for p in points:
-        families.setdefault(p["family"], []).append(p)
-    for i, (family, pts) in enumerate(families.items()):
-        pts = sorted(pts, key=lambda p: p["macs"])
-        color = f"C{i}"
-        ax.plot([p["macs"] for p in pts], [p["psnr"] for p in pts], "-", color=color, alpha=0.5)
-        ax.scatter([p["macs"] for p in pts], [p["psnr"] for p in pts],
-                   s=[600 * p["params"] / biggest for p in pts], color=color, alpha=0.55,
-                   edgecolors="k", linewidths=0.5, label=family)
-        for p in pts:
-            ax.annotate(f"{p['label']}\n{p['steps']:,} steps", (p["macs"], p["psnr"]),
-                        fontsize=6, xytext=(4, 4), textcoords="offset points")
+        xy.append((p["macs"], p["psnr"]))
+        texts.append(f"{p['label']}: {p['psnr']:.2f}\n{p['steps']:,} steps")
+        radii.append(math.sqrt(size(p)) / 2 * px_per_pt)
+    for p in paper:
+        xy.append((p["macs"], p["psnr"]))
+        texts.append(f"{p['label']} (paper): {p['psnr']:.2f}")
+        radii.append(math.sqrt(size(p)) / 2 * px_per_pt)
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.margins(0.2)
+    ax.margins(0.25)
     ax.set_xlabel("MACs per sample (log)")
     ax.set_ylabel("best PSNR (dB)")
-    ax.set_title("Figure 3: MAC-PSNR (marker area ∝ #params; our runs)")
+    ax.set_title("Figure 3: MAC-PSNR (marker area ∝ #params)")
     ax.grid(True, which="both", alpha=0.3)
-    legend = ax.legend(fontsize=7)
+    legend = ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     for handle in legend.legend_handles:
         handle.set_sizes([40])
+    boxes = place_labels(ax, xy, texts, radii)
+    return fig, ax, boxes
+
+
+def figure3(points: list[dict], paper: list[dict] | None = None) -> bytes | None:
+    """PSNR against MACs per sample, marker area proportional to #params: ``points`` are
+    ours (filled; dicts with family, label, macs, psnr, params, steps), ``paper`` the
+    paper's printed figures of the same rows (hollow squares, same colour per family).
+    Labels are placed so that none overlaps another or a marker (:func:`place_labels`)."""
+    points = [p for p in points if None not in (p.get("macs"), p.get("psnr"), p.get("params"))]
+    paper = [p for p in (paper or []) if None not in (p.get("macs"), p.get("psnr"))]
+    if not points:
+        return None
+    fig, _, _ = _figure3_axes(points, paper)
     return _png(fig)
 
 
@@ -195,3 +297,30 @@ def figure3_points(rows) -> list[dict]:
                        "macs": macs, "psnr": psnr, "params": params,
                        "steps": res.runs[0].steps or 0})
     return [p for p in points if p["macs"] is not None and not math.isnan(p["macs"])]
+
+
+def figure3_paper_points(rows) -> list[dict]:
+    """The paper's printed (MACs, PSNR, params) of the rows that print a PSNR, in absolute
+    units (the row's ``units``), one point per label."""
+    from inrbench.reports.tables import SCALE
+
+    points, seen = [], set()
+    for res in rows:
+        paper = res.row.get("paper") or {}
+        units = getattr(res, "units", {}) or {}
+        try:
+            macs = float(paper["macs"]) * SCALE.get(units.get("macs", ""), 1)
+            psnr = float(paper["psnr"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        try:
+            params = float(paper["params"]) * SCALE.get(units.get("params", ""), 1)
+        except (KeyError, TypeError, ValueError):
+            params = None
+        if res.label in seen:
+            continue
+        seen.add(res.label)
+        family = _family((res.row.get("model") or {}).get("name", res.label))
+        points.append({"family": family, "label": res.label, "macs": macs, "psnr": psnr,
+                       "params": params})
+    return points

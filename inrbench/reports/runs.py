@@ -78,7 +78,27 @@ def load_run(path: Path) -> Run:
         config = yaml.safe_load((path / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         config = {}
-    return Run(path=path, config=config, summary=summary)
+    return Run(path=path, config=_resolved_bases(config, summary), summary=summary)
+
+
+def _resolved_bases(config: dict, summary: dict) -> dict:
+    """Records made before config.yaml recorded ASMR's run-time bases say ``bases: null``;
+    the model then used ``default_bases(signal_shape, n_layers)`` (a pure function of the
+    recorded shape and depth), so fill that in: the run fitted that model and must match the
+    row that names it."""
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict) or "bases" not in model or model["bases"] is not None:
+        return config
+    shape, layers = summary.get("signal_shape"), model.get("n_layers")
+    if not shape or not isinstance(layers, int):
+        return config
+    from inrbench.models.bases import default_bases
+
+    try:
+        bases = default_bases([int(n) for n in shape], layers)
+    except Exception:  # a shape the factorisation rejects: leave the record as it is
+        return config
+    return {**config, "model": {**model, "bases": bases}}
 
 
 def find_runs(*roots: Path) -> list[Run]:

@@ -3,10 +3,11 @@ figures, with the difference.
 
 A run belongs to a row when it fitted the same thing the row describes: the same ``model``
 section, the same ``data`` (every key except the sampling ones, which only choose how samples
-are drawn) and the same learning-rate schedule (lr, lr_min, scheduler). Steps may differ
-(short CPU runs) and are shown.
-When several runs match a row, the ones with the most steps are used and their seeds averaged
-(mean ± sample std). A row with no run shows "—".
+are drawn) and the same learning-rate schedule (lr, lr_min, scheduler). Only the matching
+runs that saw the paper's data set and trained the row's length fill the paper's column and
+get a Δ (``inrbench/reports/comparable.py``); stand-in data and shorter runs are listed apart,
+with the reason and without Δ. Of the comparable runs, the ones with the most steps are used
+and their seeds averaged (mean ± sample std). A row with no comparable run shows "—".
 
 Figures and where ours come from:
 
@@ -27,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from inrbench.reports.comparable import split_runs
 from inrbench.reports.runs import SAMPLING_KEYS, Run, _normalise, mean_std
 
 REPORT_TABLES = ("table2", "table3", "table4", "table5", "table6", "table10", "table11",
@@ -52,6 +54,8 @@ class RowResult:
     all_runs: list[Run] = field(default_factory=list)  # every matching run
     ours: dict = field(default_factory=dict)  # figure -> (mean, std, n) in the table's unit
     macs_by_run: dict = field(default_factory=dict)
+    apart: list = field(default_factory=list)  # (run, reason): not comparable with the paper
+    units: dict = field(default_factory=dict)  # the row's units (table's, row overrides)
 
 
 @dataclass
@@ -175,9 +179,11 @@ def build_table(exp, runs: list[Run]) -> TableResult:
     for row in exp.rows:
         res = RowResult(id=row["id"], label=row.get("label", row["id"]), row=row)
         res.all_runs = match_runs(exp, row, runs)
-        res.runs = pick_runs(res.all_runs)
+        comparable, res.apart = split_runs(exp, row, res.all_runs)
+        res.runs = pick_runs(comparable)
         count = row.get("macs_count", "model")
         row_units = {**units, **(row.get("units") or {})}
+        res.units = row_units
         for fig in figures:
             values = [_our_value(r, fig, count) for r in res.runs]
             if fig == "macs":

@@ -1,0 +1,123 @@
+"""Report rules (issue 11): only runs on the paper's data at the paper's length fill a paper
+column and get a Δ; stand-in and short runs are shown apart, labelled; Figure 3's labels do
+not overlap and the paper's points are drawn beside ours.
+
+Run folders here are records written the way the runner writes them (config.yaml from the
+row's composed config, metrics.json with the fields the report reads); no training."""
+
+import json
+import re
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from inrbench.cli import main
+from inrbench.experiments import get_row, load_experiment, row_config
+from inrbench.reports.figures import _figure3_axes, _overlap, figure3_paper_points
+from inrbench.reports.runs import find_runs
+from inrbench.reports.tables import build_table
+
+EXP = "table2"
+
+
+def write_record(folder, row_id, steps, best_psnr, seed=0, source="paper", legacy=False):
+    """A results folder for ``row_id`` of Table 2; ``legacy``: no data fields (old record)."""
+    exp = load_experiment(EXP)
+    cfg = OmegaConf.to_container(row_config(exp, get_row(exp, row_id)), resolve=True)
+    summary = {"model": cfg["model"]["name"], "data": cfg["data"]["name"], "steps": steps,
+               "seed": seed, "best_psnr": best_psnr, "psnr": best_psnr, "params": 67841,
+               "macs": 1289.5, "signal_shape": [512, 512], "channels": 1,
+               "metric": "psnr"}
+    if not legacy:
+        summary["data_source"] = source
+        summary["data_description"] = ("cameraman (skimage.data.camera)" if source == "paper"
+                                        else "some shipped photo")
+        cfg["data_record"] = {"source": source, "files": []}
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (folder / "metrics.json").write_text(json.dumps(summary))
+    return folder
+
+
+def row_result(root, row_id):
+    table = build_table(load_experiment(EXP), find_runs(root))
+    return next(r for r in table.rows if r.id == row_id), table
+
+
+def test_full_length_paper_run_fills_the_column(tmp_path):
+    write_record(tmp_path / "a", "asmr3", 10_000, 31.5)
+    res, _ = row_result(tmp_path, "asmr3")
+    assert [r.path.name for r in res.runs] == ["a"] and res.apart == []
+    assert res.ours["psnr"][0] == pytest.approx(31.5)
+
+
+def test_stand_in_run_never_fills_the_paper_column(tmp_path):
+    write_record(tmp_path / "standin", "asmr3", 10_000, 40.0, source="stand-in")
+    res, table = row_result(tmp_path, "asmr3")
+    assert res.runs == [] and res.ours["psnr"][0] is None
+    ((run, why),) = res.apart
+    assert run.path.name == "standin" and "stand-in" in why
+
+
+def test_short_runs_are_shown_apart_without_delta(tmp_path):
+    for seed, psnr in ((0, 28.0), (1, 29.0)):
+        write_record(tmp_path / f"s{seed}", "asmr3", 2_000, psnr, seed=seed)
+    write_record(tmp_path / "legacy", "asmr4", 10_000, 36.9, legacy=True)  # Cameraman
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path), "--out", str(out), "--tables", "2",
+                 "--format", "md,png"]) == 0
+    md = (out / "report.md").read_text()
+    exp = load_experiment(EXP)
+    main_table = md.split(f"## {exp.title}", 1)[1].split("###", 1)[0]
+    line = next(x for x in main_table.splitlines()
+                if x.startswith(f"| {get_row(exp, 'asmr3')['label']} |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # psnr: ours and Δ empty (no comparable run), the paper's figure as printed
+    assert cells[7] == "—" and cells[9] == "—"
+    assert cells[8] == get_row(exp, "asmr3")["paper"]["psnr"]
+    apart = md.split("runs shown apart", 1)[1]
+    line = next(x for x in apart.splitlines() if "2,000 of the paper's 10,000 steps" in x)
+    assert "28.50 ± 0.71" in line and "0, 1" in line
+    # a record older than data_source on Cameraman (no stand-in exists) still counts
+    asmr4 = next(x for x in main_table.splitlines()
+                 if x.startswith(f"| {get_row(exp, 'asmr4')['label']} |"))
+    assert re.search(r"\[36\.90\]", asmr4) and "[-0.94]" in asmr4
+
+
+def test_legacy_record_with_bases_null_matches_its_row(tmp_path):
+    folder = write_record(tmp_path / "old", "asmr4", 10_000, 36.9, legacy=True)
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg["model"]["bases"] = None  # recorded before run-time bases were written back
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res, _ = row_result(tmp_path, "asmr4")
+    assert [r.path.name for r in res.runs] == ["old"]
+
+
+def test_figure3_labels_do_not_overlap_and_paper_points_are_drawn(tmp_path):
+    # Table 2's crowded corner: ASMR(3), KiloNeRF(3), LoE(4) within 1-2K MACs and 0.2 dB
+    ours = [
+        {"family": "ASMR", "label": "ASMR (3)", "macs": 1289.5, "psnr": 31.48,
+         "params": 67841, "steps": 10000},
+        {"family": "ASMR", "label": "ASMR (4)", "macs": 1353.8, "psnr": 36.91,
+         "params": 134145, "steps": 10000},
+        {"family": "KiloNeRF", "label": "KiloNeRF (3)", "macs": 977.0, "psnr": 31.33,
+         "params": 250112, "steps": 10000},
+        {"family": "LoE", "label": "LoE (4)", "macs": 1992.0, "psnr": 31.40,
+         "params": 126049, "steps": 10000},
+    ]
+    table = build_table(load_experiment(EXP), [])
+    paper = figure3_paper_points(table.rows)
+    assert {p["label"] for p in paper} == {r.label for r in table.rows}  # every printed row
+    kilo = next(p for p in paper if p["label"] == "KiloNeRF (3)")
+    assert kilo["macs"] == pytest.approx(980) and kilo["psnr"] == pytest.approx(34.35)
+    fig, ax, boxes = _figure3_axes(ours, paper)
+    assert len(boxes) == len(ours) + len(paper)
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert _overlap(boxes[i], boxes[j]) == 0, (i, j)
+    # ours filled circles, the paper's hollow squares
+    labels = ax.get_legend_handles_labels()[1]
+    assert "KiloNeRF (ours)" in labels and "KiloNeRF (paper)" in labels
+    import matplotlib.pyplot as plt
+    plt.close(fig)
