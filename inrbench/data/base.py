@@ -159,9 +159,9 @@ class RandomBlocks(Dataset):
     A cell is an aligned block of ``cell`` samples per axis (a level-k cell of ASMR's
     decomposition holds exactly the subtree of one level-k coordinate, sec. 3.1). Steps walk a
     fresh random permutation of all cells every epoch, so each sample is seen once per epoch
-    as with random sampling. A batch holds ``cells`` (``(n, d)`` per-axis cell indices, for
-    models that share activations within a cell), and the same samples as ``coords`` and
-    ``values`` in cell-major, row-major-within-cell order, for every other model. Process
+    as with random sampling. A batch holds ``cells`` (``(n, d)`` per-axis cell indices) and
+    ``values`` in cell-major, row-major-within-cell order; when ``level`` is None (a model
+    without activation sharing) it also holds the same samples' ``coords``. Process
     ``rank`` of ``world`` takes its contiguous ``n_cells // world`` share of the cells.
     """
 
@@ -208,9 +208,18 @@ class RandomBlocks(Dataset):
         for n, g, c in zip(self.shape, self.cell, cells.unbind(-1)):
             start = start * n + c * g
         flat = (start[:, None] + self.offsets[None, :]).reshape(-1)
-        values = self.signal.reshape(-1, self.signal.shape[-1])[flat]
-        return {"cells": cells, "level": self.level, "coords": index_to_coords(flat, self.shape),
-                "values": values}
+        batch = {"cells": cells, "level": self.level,
+                 "values": self.signal.reshape(-1, self.signal.shape[-1])[flat]}
+        if self.level is None:  # a model that trains per sample needs the coordinates
+            batch["coords"] = index_to_coords(flat, self.shape)
+        return batch
+
+    def coords(self, cells: torch.Tensor) -> torch.Tensor:
+        """Coordinates of every sample of ``cells`` (``(n, d)``), in the batch's order."""
+        start = torch.zeros(cells.shape[0], dtype=torch.long)
+        for n, g, c in zip(self.shape, self.cell, cells.unbind(-1)):
+            start = start * n + c * g
+        return index_to_coords((start[:, None] + self.offsets[None, :]).reshape(-1), self.shape)
 
 
 def choose_cells(cell_shapes: dict[int, list[int]], batch_size: int,
