@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list models, data modules and experiments")
     _add_report_commands(sub)
     return p
+    from inrbench.compression.cli import add_commands as add_compression_commands
+
+    add_compression_commands(sub)  # compress, decompress, codecs (inrbench/compression/cli.py)
 
 
 # -- report, compare, sweep, agent-run (inrbench.reports, inrbench.compare, inrbench.sweep) --
@@ -351,6 +354,12 @@ def cmd_list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # key=value overrides may come before, between or after the flags
+def _compression_commands() -> dict:
+    from inrbench.compression.cli import COMMANDS
+
+    return COMMANDS
+
+
     args, extra = parser.parse_known_args(argv)
     flags = [e for e in extra if e.startswith("-")]
     if flags or (extra and not hasattr(args, "overrides")):
@@ -364,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"run": cmd_run, "profile": cmd_profile, "list": cmd_list, "report": cmd_report,
                 "compare": cmd_compare, "sweep": cmd_sweep,
-                "agent-run": cmd_agent_run}[args.command](args)
+                "agent-run": cmd_agent_run, **_compression_commands()}[args.command](args)
     except InrbenchError as e:
         print(f"inrbench: error: {e}", file=sys.stderr)
         return 2

@@ -179,6 +179,10 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
     return sections, matched
 
 
+    # rate-distortion of compressed runs and codecs, OFA sub-networks: reports/ratedistortion.py
+    from inrbench.reports.ratedistortion import ratedistortion_sections
+
+    sections += ratedistortion_sections(runs)
 def runs_section(runs: list[Run], matched: dict) -> Section:
     header = ["run folder", "model", "data", "rows", "steps", "seed", "best PSNR", "final",
               "params", "MACs", "latency ms", "wall s", "backend"]

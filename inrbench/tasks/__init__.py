@@ -9,9 +9,14 @@ from inrbench.tasks.registry import TASKS, create_task, list_tasks, register_tas
 @register_task("fit")
 def build_fit(cfg, model, datamodule, spec):
     """Fitting one signal (ASMR paper sec. 4): ``FitTask`` with the ``task.*`` keys."""
+    if cfg.task.get("quant_bits", None) is not None:  # LSQ+ QAT on the fitting task
+        return qat.build_qat(cfg, model, datamodule, spec)
     return FitTask(model, spec, lr=cfg.task.lr, lr_min=cfg.task.lr_min, steps=cfg.task.steps,
                    scheduler=cfg.task.scheduler)
 
+
+# compression tasks (issue 13): LSQ+ QAT and once-for-all; registered on import
+from inrbench.tasks import ofa, qat  # noqa: E402,F401
 
 # meta-learning over a data set (issue 10); registered on import
 from inrbench.tasks import meta  # noqa: E402,F401
