@@ -23,7 +23,6 @@ import json
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
 
 from inrbench.errors import InrbenchError
 
@@ -53,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                      "(trainer.devices; >1 needs data.sampling=random or tile)")
     run.add_argument("--strategy", help="Lightning strategy for --devices > 1 (trainer.strategy;"
                      " ddp: gloo on CPU, NCCL on GPU)")
+    run.add_argument("--verbose", action="store_true", help="show Lightning's banners and "
+                     "info lines (trainer.verbose)")
     run.add_argument("overrides", nargs="*", help="config overrides key=value")
 
     prof = sub.add_parser("profile", help="print params, macs and macs_measured")
@@ -120,7 +121,9 @@ def cmd_report(args) -> int:
     print(f"report of {done['runs']} run(s): {out}")
     for f in done["files"]:
         print(f"  {f}")
-    return 0
+    for err in done.get("errors", []):  # marked in the report; the exit status says so too
+        print(f"inrbench: report: {err}", file=sys.stderr)
+    return 1 if done.get("errors") else 0
 
 
 def cmd_compare(args) -> int:
@@ -205,7 +208,6 @@ def _compose_from(args, extra=None):
 
 
 def cmd_run(args) -> int:
-    from inrbench.config import load_yaml
     from inrbench.runner import run
 
     if args.seeds is not None:
@@ -217,18 +219,11 @@ def cmd_run(args) -> int:
     if args.resume:
         if not args.out:
             raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
-        saved = Path(args.out) / "config.yaml"
-        if not saved.is_file():
-            raise InrbenchError(f"--resume: {saved} does not exist; is {args.out} a run folder?")
-        from inrbench.config import check_keys, conf_dir, parse_overrides
+        from inrbench.rundir import resume_config
 
-        cfg = load_yaml(saved)
-        cli = parse_overrides(args.overrides)
-        check_keys(cli, load_yaml(conf_dir() / "defaults.yaml"))
-        cfg = OmegaConf.merge(cfg, cli)
-        for key, value in extra.items():
-            if value is not None:
-                OmegaConf.update(cfg, key, value)
+        # the folder's config; arguments that disagree with it are refused (inrbench/rundir.py)
+        cfg = resume_config(Path(args.out), args.overrides, extra, model=args.model,
+                            data=args.data)
     else:
         cfg = _compose_from(args, extra)
     summary = run(cfg, resume=args.resume)
@@ -239,7 +234,8 @@ def cmd_run(args) -> int:
 
 def _parallel_flags(args) -> dict:
     return {"trainer.devices": getattr(args, "devices", None),
-            "trainer.strategy": getattr(args, "strategy", None)}
+            "trainer.strategy": getattr(args, "strategy", None),
+            "trainer.verbose": True if getattr(args, "verbose", False) else None}
 
 
 def _summary_line(summary: dict) -> str:
@@ -325,7 +321,9 @@ def cmd_profile(args) -> int:
 
 
 def cmd_profile_experiment(args) -> int:
-    """Our params/MACs of every row beside the paper's printed figures (exit 0 on mismatch)."""
+    """Our params/MACs of every row beside the paper's printed figures; exit 1 when a row
+    differs from the paper without a documented reason (or cannot be profiled), so it can
+    gate a change."""
     from inrbench.experiments import format_profile, load_experiment, profile_experiment
 
     _experiment_only(args)
@@ -335,6 +333,11 @@ def cmd_profile_experiment(args) -> int:
     exp = load_experiment(args.experiment)
     results = profile_experiment(exp)
     print(json.dumps(results, indent=1) if args.json else format_profile(exp, results))
+    bad = [r["id"] for r in results if r["status"] in ("mismatch", "error")]
+    if bad:
+        print(f"inrbench: {exp.name}: rows {', '.join(bad)} differ from the paper without a "
+              f"documented reason (see their notes)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -50,19 +50,27 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"bad override in {overrides}: {e}") from None
 
 
-def check_keys(cfg: DictConfig, base: DictConfig, sections=("task", "trainer")) -> None:
-    """Task/trainer keys must exist in defaults.yaml (model/data keys are checked against
-    their constructors when built)."""
-    top = set(base.keys())
+def check_keys(cfg: DictConfig, base: DictConfig, sections=None) -> None:
+    """Keys outside ``model``/``data`` must exist in defaults.yaml or be declared in
+    ``inrbench.validation.SCHEMA`` (model/data keys are checked against their constructors).
+    """
+    from inrbench.validation import SCHEMA, declared
+
+    top = set(base.keys()) | set(SCHEMA)
     for key in cfg.keys():
         if key not in top:
             raise ConfigError(f"unknown config section {key!r}; valid sections: "
                               f"{', '.join(sorted(top))}")
-    for section in sections:
-        for key in cfg.get(section, {}).keys():
-            if key not in base[section]:
+    for section in sections or [s for s in top if s not in ("model", "data")]:
+        valid = declared(section, base)
+        node = cfg.get(section)
+        if node is not None and not isinstance(node, DictConfig):
+            raise ConfigError(f"{section} is a section of keys (e.g. {section}.KEY=VALUE), "
+                              f"got {section}={node!r}")
+        for key in (node or {}).keys():
+            if key not in valid:
                 raise ConfigError(f"unknown key {section}.{key}; valid keys: "
-                                  f"{', '.join(base[section].keys())}")
+                                  f"{', '.join(valid)}")
 
 
 def compose(model: str | None = None, data: str | None = None,
@@ -93,6 +101,19 @@ def compose(model: str | None = None, data: str | None = None,
         if value is not None:
             OmegaConf.update(cfg, key, value, force_add=True)
     check_keys(cli, base)
-    cfg = OmegaConf.merge(cfg, cli)
+    try:
+        cfg = OmegaConf.merge(cfg, cli)
+    except (OmegaConfBaseException, ValueError) as e:
+        raise ConfigError(f"bad override in {list(overrides)}: {e}".splitlines()[0]) from None
     check_keys(cfg, base)
-    return cfg
+    return validate(cfg, base)
+
+
+def validate(cfg: DictConfig, base: DictConfig | None = None) -> DictConfig:
+    """Every key's type and range (``inrbench.validation``), before anything is written."""
+    from inrbench import validation
+
+    if base is None:
+        base = load_yaml(conf_dir() / "defaults.yaml")
+    check_keys(cfg, base)
+    return validation.validate(cfg, base)

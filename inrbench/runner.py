@@ -21,13 +21,13 @@ import pandas as pd
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import inrbench
 from inrbench.callbacks import LatencyCallback, ProfileCallback
 from inrbench.data import create_datamodule
 from inrbench.data.base import SignalSpec
+from inrbench.console import StepProgressBar, quiet_libraries
 from inrbench.data.export import save_reconstruction
 from inrbench.data.provenance import check_same_data, data_record, summary_fields
 from inrbench.errors import ConfigError
@@ -40,13 +40,17 @@ from inrbench.registry import accepted_kwargs
 from inrbench.tasks import FitTask, create_task
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints go to a temporary file first, so a kill never leaves half a checkpoint."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None):
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+from inrbench.rundir import (
+    KeepCheckpoints,
+    ReplanSchedule,
+    RunLock,
+    SafeCheckpointIO,
+    holds_results,
+    note,
+    remove_unfinished,
+    resume_checkpoint,
+)
+AtomicCheckpointIO = SafeCheckpointIO  # checkpoints: atomic, plain types (inrbench/rundir.py)
 
 
 def build_datamodule(cfg: DictConfig):
@@ -211,16 +215,39 @@ def _evaluate_fit(model, dm, spec: SignalSpec, out: Path) -> dict:
 
 
 def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) -> dict:
-    """Train ``cfg`` into its results folder and return the summary written to metrics.json."""
+    """Train ``cfg`` into its results folder and return the summary written to metrics.json.
+
+    cfg.trainer.out = str(out)
+    quiet_libraries(bool(cfg.trainer.get("verbose", False)))
+    if rank_zero_only.rank != 0:  # multi-process: rank 0 holds the lock and writes
+        return _run(cfg, resume, callbacks)
+    made = [p for p in [out, *out.parents] if not p.exists()]  # folders this run creates
+    with RunLock(out):
+        try:
+            if not resume and holds_results(out):
+                raise ConfigError(f"{out} already holds a run; pass --resume to continue it "
+                                  f"or choose another --out")
+            return _run(cfg, resume, callbacks)
+        except BaseException:
+            if not resume:
+                remove_unfinished(out, created=bool(made), parents=made[1:])
+            raise
+
+
+def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
+    out = Path(cfg.trainer.out)
+    The folder is locked for the run's life (a second run there raises ConfigError); a run
+    that fails before its first checkpoint removes what it wrote (inrbench/rundir.py)."""
     out = Path(cfg.trainer.out) if cfg.trainer.out else default_out(cfg)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    if resume and not last.exists():
-        print(f"inrbench: no checkpoint in {ckpt_dir}; starting from scratch")
-    elif not resume and last.exists():
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
-                          f"another --out")
-    cfg.trainer.out = str(out)
+    steps = int(cfg.task.steps)
+    start = resume_checkpoint(ckpt_dir) if resume else None
+    if resume and start is None:
+        note(f"no checkpoint in {ckpt_dir}; starting from scratch")
+    if start is not None and start[1] > steps:
+        raise ConfigError(f"--resume: the checkpoint {start[0].name} is at step {start[1]}, "
+                          f"past task.steps={steps}; give --steps {start[1]} or more")
     devices, strategy = _parallel(cfg)
     # everything that can reject the config runs before the results folder is created
     L.seed_everything(int(cfg.trainer.seed), workers=True, verbose=False)
@@ -243,23 +270,26 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     results: dict = {}
     clock = _WallClock()
-    steps = int(cfg.task.steps)
+    replan = []
+    if start is not None and start[2] is not None and start[2] != steps:
+        replan = [ReplanSchedule(steps)]  # --resume --steps N changed the run's length
+    if cfg.trainer.progress_bar and rank_zero_only.rank == 0:
+        print(f"{cfg.model.name} on {cfg.data.name}, {steps} steps -> {out}", flush=True)
     trainer = L.Trainer(
         max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=devices,
         strategy=strategy, use_distributed_sampler=False,  # data modules shard (data/base.py)
         logger=make_logger(cfg, out),
         callbacks=[
-            ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:06d}", save_last=True,
-                            every_n_train_steps=int(cfg.trainer.checkpoint_every),
-                            save_top_k=1, auto_insert_metric_name=False),
+            KeepCheckpoints(ckpt_dir, int(cfg.trainer.checkpoint_every),
+                            int(cfg.trainer.get("keep_checkpoints", 3))),
             ProfileCallback(spec.shape, results),
             LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
                             int(cfg.trainer.latency_warmup)),
             clock, _GlobalLoss(),
-            *([TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []),
-            *(callbacks or []),
+            *([StepProgressBar(refresh=10)] if cfg.trainer.progress_bar else []),
+            *replan, *(callbacks or []),
         ],
-        plugins=[AtomicCheckpointIO()],
+        plugins=[SafeCheckpointIO()],
         # eval_every counts optimizer steps; Lightning's interval counts (micro-)batches
         accumulate_grad_batches=int(cfg.task.accumulate),
         val_check_interval=min(int(cfg.task.eval_every), steps) * int(cfg.task.accumulate),
@@ -270,10 +300,10 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     )
     # a task may iterate other data than the run's module (meta-learning: batches of images)
     trainer.fit(task, datamodule=getattr(task, "train_data", None) or dm,
-                ckpt_path=str(last) if resume and last.exists() else None)
+                ckpt_path=str(start[0]) if start else None, weights_only=True)
     wall_s = clock.elapsed()
     # the last checkpoint holds the final state, so a resume of a finished run is a no-op
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last, weights_only=False)
     if not trainer.is_global_zero:  # rank 0 evaluates and writes; the others get its summary
         return trainer.strategy.broadcast(None, src=0)
 

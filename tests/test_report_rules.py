@@ -64,6 +64,7 @@ def test_short_runs_are_shown_apart_without_delta(tmp_path):
     for seed, psnr in ((0, 28.0), (1, 29.0)):
         write_record(tmp_path / f"s{seed}", "asmr3", 2_000, psnr, seed=seed)
     write_record(tmp_path / "legacy", "asmr4", 10_000, 36.9, legacy=True)  # Cameraman
+    write_record(tmp_path / "standin", "asmr3", 10_000, 45.0, source="stand-in")
     out = tmp_path / "report"
     assert main(["report", str(tmp_path), "--out", str(out), "--tables", "2",
                  "--format", "md,png"]) == 0
@@ -79,6 +80,9 @@ def test_short_runs_are_shown_apart_without_delta(tmp_path):
     apart = md.split("runs shown apart", 1)[1]
     line = next(x for x in apart.splitlines() if "2,000 of the paper's 10,000 steps" in x)
     assert "28.50 ± 0.71" in line and "0, 1" in line
+    line = next(x for x in apart.splitlines() if "stand-in data (some shipped photo)" in x)
+    assert "45.00" in line
+    assert "| cameraman (stand-in) |" in md.split("## Runs", 1)[1]
     # a record older than data_source on Cameraman (no stand-in exists) still counts
     asmr4 = next(x for x in main_table.splitlines()
                  if x.startswith(f"| {get_row(exp, 'asmr4')['label']} |"))

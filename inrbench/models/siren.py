@@ -18,6 +18,7 @@ from torch import nn
 
 from inrbench.errors import ConfigError
 from inrbench.models.base import INR
+from inrbench.models.checks import check_int, check_number
 from inrbench.models.registry import register_model, register_variant
 
 
@@ -46,9 +47,18 @@ def siren_uniform_(linear: nn.Linear, omega: float, is_first: bool) -> None:
 
 
 def check_positive(**values) -> None:
+    """Positive numbers (``model.KEY must be a number > 0, got V``), the shared checks."""
     for key, v in values.items():
-        if v is None or v <= 0:
-            raise ConfigError(f"model.{key} must be a positive number, got {v!r}")
+        check_number(key, v)
+
+
+def check_sizes(in_features, out_features, hidden_dim, n_layers) -> None:
+    """The integer arguments of SIREN-like networks (n_layers counts linear layers)."""
+    for key, v in (("in_features", in_features), ("out_features", out_features),
+                   ("hidden_dim", hidden_dim)):
+        check_int(key, v)
+    if check_int("n_layers", n_layers, minimum=1) < 2:
+        raise ConfigError(f"model.n_layers must be >= 2 (one hidden layer), got {n_layers}")
 
 
 class SIREN(INR):
@@ -57,10 +67,8 @@ class SIREN(INR):
     def __init__(self, in_features: int = 2, out_features: int = 1, hidden_dim: int = 256,
                  n_layers: int = 3, omega0: float = 30.0, first_omega0: float = 30.0):
         super().__init__()
-        check_positive(in_features=in_features, out_features=out_features,
-                       hidden_dim=hidden_dim, omega0=omega0, first_omega0=first_omega0)
-        if n_layers < 2:
-            raise ConfigError(f"model.n_layers must be >= 2 (one hidden layer), got {n_layers}")
+        check_sizes(in_features, out_features, hidden_dim, n_layers)
+        check_positive(omega0=omega0, first_omega0=first_omega0)
         self.in_features, self.out_features = in_features, out_features
         self.hidden_dim, self.n_layers = hidden_dim, n_layers
         dims = [in_features] + [hidden_dim] * (n_layers - 1)

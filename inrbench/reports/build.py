@@ -25,7 +25,7 @@ from urllib.parse import quote
 from inrbench.errors import InrbenchError
 from inrbench.io import atomic_write_bytes, atomic_write_text
 from inrbench.reports import figures as F
-from inrbench.reports.comparable import apart_cells, apart_rows
+from inrbench.reports.comparable import apart_cells, apart_rows, data_source
 from inrbench.reports.runs import Run, find_runs, fmt_mean_std, mean_std
 from inrbench.reports.tables import REPORT_TABLES, Cell, build_table, table_cells
 
@@ -135,6 +135,11 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
                  "the paper's data set or trained fewer steps than the paper; their figures "
                  "measure that, not the model, so they get no paper column and no Δ."],
                 apart, level=3))
+    # rows whose matching (or MACs) failed, in any table: shown, never a silent "—"
+    failed = [f"⚠ {name} {res.label}: {err}" for name in tables
+              for res in results[name][1].rows for err in res.errors]
+    if failed:
+        sections.append(Section("Matching failures", failed))
     if empty:
         sections.append(Section("Tables without runs", [
             "No run under the results folder matches a row of "
@@ -183,6 +188,14 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
     from inrbench.reports.ratedistortion import ratedistortion_sections
 
     sections += ratedistortion_sections(runs)
+def _data_label(run: Run) -> str:
+    """The data module, marked when the run did not see the paper's data set."""
+    source = data_source(run)
+    if source in (None, "paper"):
+        return run.data if source else f"{run.data} (source not recorded)"
+    return f"{run.data} ({source})"
+
+
 def runs_section(runs: list[Run], matched: dict) -> Section:
     header = ["run folder", "model", "data", "rows", "steps", "seed", "best PSNR", "final",
               "params", "MACs", "latency ms", "wall s", "backend"]
@@ -192,7 +205,7 @@ def runs_section(runs: list[Run], matched: dict) -> Section:
         metric = r.summary.get("metric", "psnr")
         final = r.value(metric)
         body.append([
-            Cell(r.path.name, link), Cell(r.model), Cell(r.data),
+            Cell(r.path.name, link), Cell(r.model), Cell(_data_label(r)),
             Cell(", ".join(matched.get(link, [])) or "—"),
             Cell(f"{r.steps:,}" if r.steps is not None else "—", link),
             Cell(str(r.seed)), Cell(fmt_mean_std(r.value("best_psnr"), None), link),
@@ -283,7 +296,7 @@ def _inline(text: str) -> str:
 def runs_csv(runs: list[Run], matched: dict) -> str:
     import pandas as pd
 
-    keys = ("model", "data", "steps", "seed", "best_psnr", "psnr", "ssim", "iou", "params",
+    keys = ("model", "data", "data_source", "steps", "seed", "best_psnr", "psnr", "ssim", "iou", "params",
             "macs", "macs_measured", "latency_ms", "latency_device", "wall_s", "backend", "lr")
     df = pd.DataFrame([{"path": str(r.path), "rows": "; ".join(matched.get(str(r.path), [])),
                         **{k: r.summary.get(k) for k in keys}} for r in runs])
@@ -312,7 +325,8 @@ def _lengths(runs: list[Run]) -> str:
 def make_report(results_dir, out, formats=("md", "html", "png"), tables=None,
                 title: str | None = None, notes: list[str] | None = None) -> dict:
     """Build the report of every run under ``results_dir`` into ``out``; returns
-    ``{"runs": n, "files": [...]}``."""
+    ``{"runs": n, "files": [...], "errors": [...]}`` (rows whose matching failed, each
+    naming the run and the error; they are marked in the report too)."""
     results_dir, out = Path(results_dir), Path(out)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -365,4 +379,6 @@ def make_report(results_dir, out, formats=("md", "html", "png"), tables=None,
         files.append(str(out / "report.html"))
     atomic_write_text(out / "runs.csv", runs_csv(runs, matched))
     files.append(str(out / "runs.csv"))
-    return {"runs": len(runs), "files": files, "tables": [s.title for s in sections]}
+    errors = [p[2:] for sec in sections for p in sec.paragraphs if p.startswith("⚠ ")]
+    return {"runs": len(runs), "files": files, "tables": [s.title for s in sections],
+            "errors": errors}

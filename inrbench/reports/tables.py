@@ -56,6 +56,7 @@ class RowResult:
     macs_by_run: dict = field(default_factory=dict)
     apart: list = field(default_factory=list)  # (run, reason): not comparable with the paper
     units: dict = field(default_factory=dict)  # the row's units (table's, row overrides)
+    errors: list[str] = field(default_factory=list)  # matching/MACs failures, run named
 
 
 @dataclass
@@ -84,23 +85,37 @@ def _identity(cfg: dict) -> tuple:
                        **{k: task.get(k) for k in ("lr", "lr_min", "scheduler")}})
 
 
-def row_identity(exp, row) -> tuple | None:
+def row_identity(exp, row, errors: list[str] | None = None) -> tuple | None:
+    """What the row fixes; None (with the reason added to ``errors``) when the row does not
+    compose, so it cannot have runs."""
     from omegaconf import OmegaConf
 
     from inrbench.experiments import row_config
 
     try:
         cfg = OmegaConf.to_container(row_config(exp, row), resolve=True)
-    except Exception:  # a row that does not compose cannot have runs
+    except Exception as e:  # marked in the report, never silently empty
+        if errors is not None:
+            errors.append(f"row {row.get('id')} does not compose, so no run can match it: "
+                          f"{type(e).__name__}: {e}")
         return None
     return _identity(cfg)
 
 
-def match_runs(exp, row, runs: list[Run], identity: tuple | None = None) -> list[Run]:
-    identity = row_identity(exp, row) if identity is None else identity
+def match_runs(exp, row, runs: list[Run], identity: tuple | None = None,
+               errors: list[str] | None = None) -> list[Run]:
+    identity = row_identity(exp, row, errors) if identity is None else identity
     if identity is None:
         return []
-    return [r for r in runs if _identity(r.config) == identity]
+    found = []
+    for r in runs:
+        try:
+            if _identity(r.config) == identity:
+                found.append(r)
+        except Exception as e:  # a run whose config.yaml is malformed: named, not skipped
+            if errors is not None:
+                errors.append(f"run {r.path} could not be matched: {type(e).__name__}: {e}")
+    return found
 
 
 def pick_runs(matching: list[Run]) -> list[Run]:
@@ -115,8 +130,9 @@ def pick_runs(matching: list[Run]) -> list[Run]:
 
 # -- our figures -----------------------------------------------------------------------------
 
-def run_macs(run: Run, count: str) -> float | None:
-    """The run's MACs per sample in the row's counting convention."""
+def run_macs(run: Run, count: str, errors: list[str] | None = None) -> float | None:
+    """The run's MACs per sample in the row's counting convention (None, with the reason
+    added to ``errors``, when the run's model cannot be rebuilt)."""
     if count == "model":
         return run.value("macs")
     from omegaconf import OmegaConf
@@ -131,13 +147,17 @@ def run_macs(run: Run, count: str) -> float | None:
     try:
         model = build_model(OmegaConf.create(run.config), SignalSpec(tuple(shape), int(channels)))
         return macs_counts(model).get(count)
-    except Exception:
+    except Exception as e:
+        if errors is not None:
+            errors.append(f"run {run.path}: MACs ({count!r} count) not computed: "
+                          f"{type(e).__name__}: {e}")
         return None
 
 
-def _our_value(run: Run, figure: str, count: str) -> float | None:
+def _our_value(run: Run, figure: str, count: str, errors: list[str] | None = None
+               ) -> float | None:
     if figure == "macs":
-        return run_macs(run, count)
+        return run_macs(run, count, errors)
     return run.value(SUMMARY_KEY[figure])
 
 
@@ -178,14 +198,14 @@ def build_table(exp, runs: list[Run]) -> TableResult:
     rows = []
     for row in exp.rows:
         res = RowResult(id=row["id"], label=row.get("label", row["id"]), row=row)
-        res.all_runs = match_runs(exp, row, runs)
+        res.all_runs = match_runs(exp, row, runs, errors=res.errors)
         comparable, res.apart = split_runs(exp, row, res.all_runs)
         res.runs = pick_runs(comparable)
         count = row.get("macs_count", "model")
         row_units = {**units, **(row.get("units") or {})}
         res.units = row_units
         for fig in figures:
-            values = [_our_value(r, fig, count) for r in res.runs]
+            values = [_our_value(r, fig, count, res.errors) for r in res.runs]
             if fig == "macs":
                 res.macs_by_run = {str(r.path): v for r, v in zip(res.runs, values)}
             scale = SCALE.get(row_units.get(fig, ""), 1)
@@ -211,7 +231,7 @@ def table_cells(table: TableResult) -> tuple[list[str], list[list[Cell]]]:
     for res in table.rows:
         paper = res.row.get("paper") or {}
         link = str(res.runs[0].path) if res.runs else None
-        cells = [Cell(res.label)]
+        cells = [Cell(f"{res.label} (⚠ see notes)" if res.errors else res.label)]
         for fig in table.figures:
             printed = paper.get(fig)
             dec = decimals_of(printed if is_number(printed) else None,

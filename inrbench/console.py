@@ -1,0 +1,102 @@
+"""What a run shows on the console: a progress bar in the run's optimizer steps with the time
+left and the latest loss/PSNR, one line per evaluation, the results path; Lightning's
+banners ("GPU available...", "💡 Tip...") and advice warnings only with ``--verbose``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+
+_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
+            "lightning_fabric")
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Library chatter off (info lines, advice warnings) unless ``verbose``."""
+    level = logging.INFO if verbose else logging.WARNING
+    for name in _LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    if verbose:
+        return
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    # advice for other workloads (dataloader workers, logging intervals of 1-batch epochs)
+    warnings.filterwarnings("ignore", category=PossibleUserWarning)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
+    # deprecations inside the libraries themselves: nothing the user can act on
+    warnings.filterwarnings("ignore", message=r".*treespec.*deprecated.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"lightning\..*")
+
+
+def _fmt(value) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class StepProgressBar(ProgressBar):
+    """One bar over the run's ``max_steps`` optimizer steps (not epochs, which are an artefact
+    of the data loader), starting at the resumed step, with tqdm's time left."""
+
+    def __init__(self, refresh: int = 10):
+        super().__init__()
+        self.refresh, self.bar, self.enabled = max(1, refresh), None, True
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.enabled
+
+    def on_train_start(self, trainer, pl_module):
+        if not (self.enabled and trainer.is_global_zero):
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=int(trainer.max_steps), initial=int(trainer.global_step),
+                        desc="training", unit="step", dynamic_ncols=True, file=sys.stderr,
+                        smoothing=0.1, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                        "{n_fmt}/{total_fmt} steps [{elapsed}<{remaining}, {rate_fmt}]"
+                        "{postfix}")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.bar is None:
+            return
+        step = int(trainer.global_step)
+        if step - self.bar.n >= self.refresh or step >= self.bar.total:
+            metrics = trainer.progress_bar_metrics
+            post = {k.split("/")[-1] if k.startswith("train/") else k: _fmt(v)
+                    for k, v in metrics.items() if k in ("train/loss", "train/psnr")}
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(step - self.bar.n)
+
+    def on_validation_end(self, trainer, pl_module):
+        if self.bar is None or trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        parts = [f"{k[4:].upper()} {_fmt(v)}" for k, v in m.items() if k.startswith("val/")]
+        if parts:
+            self.bar.write(f"step {int(trainer.global_step)}/{int(trainer.max_steps)}: "
+                           + ", ".join(parts), file=sys.stderr)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.bar is not None:
+            self.bar.update(int(trainer.global_step) - self.bar.n)
+            self.bar.close()
+            self.bar = None
+
+    def on_exception(self, trainer, pl_module, exception):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
