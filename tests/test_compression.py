@@ -153,6 +153,13 @@ def test_ptq_compress_decompress_cli(tiny_cfg, small_png, tmp_path, capsys):
     assert Image.open(tmp_path / "r.png").size == (w, h) and out["file_bits"] == rec["file_bits"]
     assert main(["compress", str(run_dir), "--bits", "8", "--layers", "hidden,last"]) == 0
     assert "hidden+last" in capsys.readouterr().out
+    # the report's rate-distortion section lists both files and draws them
+    from inrbench.reports.ratedistortion import ratedistortion_sections
+    from inrbench.reports.runs import find_runs
+
+    (sec,) = ratedistortion_sections(find_runs(tmp_path))
+    assert sorted(r[1].text + r[2].text for r in sec.table[1]) == ["ptq4", "ptq8"]
+    assert sec.figures and sec.figures[0].png.startswith(b"\x89PNG")
     # bad input: one line, exit 2
     assert main(["compress", str(run_dir), "--bits", "1"]) == 2
     assert main(["compress", str(run_dir), "--layers", "middle"]) == 2

@@ -3,9 +3,9 @@
 Each codec is swept over its quality setting; a point is the encoded file's size and the
 PSNR of the decoded 8-bit image against the original 8-bit image, with ``bpp`` = bits / (H W)
 and ``bpp_ani`` = bits / (H W C) as for the INR files (``inrbench.compression.compress``).
-JPEG is libjpeg(-turbo) at quality 1..95; JPEG 2000 is OpenJPEG, irreversible 9/7, at
-fixed-quality targets 18..45 dB; WebP lossy at quality 0..95; AVIF
-(libavif) at quality 0..90, 4:2:0 defaults.
+JPEG is libjpeg(-turbo) at quality 1..100; JPEG 2000 is OpenJPEG, irreversible 9/7, at
+fixed-quality targets 18..60 dB; WebP lossy at quality 0..100; AVIF
+(libavif) at quality 0..98 (100 is lossless); up to ~5 bpp, the INR points' range.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from inrbench.errors import ConfigError, DataError
 from inrbench.io import atomic_write_json, atomic_write_text
 
 QUALITIES = {
-    "jpeg": [1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 75, 85, 95],
-    "jpeg2000": [18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 45],
-    "webp": [0, 2, 5, 10, 20, 30, 40, 50, 60, 75, 85, 95],
-    "avif": [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90],
+    "jpeg": [1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 75, 85, 95, 98, 100],
+    "jpeg2000": [18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 45, 50, 55, 60],
+    "webp": [0, 2, 5, 10, 20, 30, 40, 50, 60, 75, 85, 95, 98, 100],
+    "avif": [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98],
 }
 CODECS = tuple(QUALITIES)
 
