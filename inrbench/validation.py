@@ -380,6 +380,9 @@ def validate(cfg: DictConfig, base: DictConfig | None = None) -> DictConfig:
             if not isinstance(name, str):
                 raise ConfigError(f"{section}.name must be a registered name (see 'inrbench "
                                   f"list'), got {name!r}")
+            if name not in registries[section]:
+                continue  # unknown names are refused where the builder is looked up (an
+                # experiment may profile a data set not registered yet from its signal)
             specs = constructor_specs(registries[section].get(name))
         else:
             specs = declared(section, base)
