@@ -81,6 +81,7 @@ def compose(model: str | None = None, data: str | None = None,
     base = load_yaml(root / "defaults.yaml")
     cli = parse_overrides(list(overrides))
     row_cfg = OmegaConf.create(row or {})
+    paper_defaults = row is None and model is not None and data is not None
     model = model or OmegaConf.select(row_cfg, "model.name") or base.model.name
     data = data or OmegaConf.select(row_cfg, "data.name") or base.data.name
     layers = [base]
@@ -96,6 +97,13 @@ def compose(model: str | None = None, data: str | None = None,
     cfg.model = layers[2].model
     cfg = OmegaConf.merge(cfg, OmegaConf.masked_copy(layers[2], [k for k in layers[2]
                                                                   if k != "model"]))
+    if paper_defaults:  # the paper's row for this model and data, if any (inrbench/rowdefaults.py)
+        from inrbench.rowdefaults import row_defaults
+
+        cli_data = cli.get("data")
+        row_cfg = OmegaConf.create(row_defaults(
+            model, data, OmegaConf.to_container(cfg.data, resolve=True),
+            OmegaConf.to_container(cli_data, resolve=True) if cli_data else None) or {})
     cfg = OmegaConf.merge(cfg, row_cfg)
     for key, value in (extra or {}).items():
         if value is not None:

@@ -24,10 +24,13 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import inrbench
+from inrbench import rowdefaults
+from inrbench.blocks import configure_blocks
 from inrbench.callbacks import LatencyCallback, ProfileCallback
-from inrbench.data import create_datamodule
-from inrbench.data.base import SignalSpec
 from inrbench.console import StepProgressBar, quiet_libraries
+from inrbench.data import create_datamodule
+from inrbench.data.registry import DATAMODULES
+from inrbench.data.base import SignalSpec
 from inrbench.data.export import save_reconstruction
 from inrbench.data.provenance import check_same_data, data_record, summary_fields
 from inrbench.errors import ConfigError
@@ -37,9 +40,6 @@ from inrbench.models import create_model
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.models.registry import MODELS
 from inrbench.registry import accepted_kwargs
-from inrbench.tasks import FitTask, create_task
-
-
 from inrbench.rundir import (
     KeepCheckpoints,
     ReplanSchedule,
@@ -50,21 +50,18 @@ from inrbench.rundir import (
     remove_unfinished,
     resume_checkpoint,
 )
+from inrbench.tasks import FitTask, create_task
+
+
 AtomicCheckpointIO = SafeCheckpointIO  # checkpoints: atomic, plain types (inrbench/rundir.py)
 
 
 def build_datamodule(cfg: DictConfig):
     kwargs = OmegaConf.to_container(cfg.data, resolve=True)
     name = kwargs.pop("name")
-    if "seed" not in kwargs and "seed" in (accepted_kwargs(_dm_builder(name)) or []):
+    if "seed" not in kwargs and "seed" in (accepted_kwargs(DATAMODULES.get(name)) or []):
         kwargs["seed"] = int(cfg.trainer.seed)
     return create_datamodule(name, **kwargs)
-
-
-def _dm_builder(name):
-    from inrbench.data.registry import DATAMODULES
-
-    return DATAMODULES.get(name)
 
 
 def build_model(cfg: DictConfig, spec: SignalSpec):
@@ -175,7 +172,7 @@ def _parallel(cfg: DictConfig) -> tuple[int, str]:
     if strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")):
         raise ConfigError(f"--strategy {strategy} trains in child processes whose history "
                           f"never reaches the results folder; use --strategy ddp")
-    if cfg.data.get("sampling", "full") == "full":
+    if cfg.data.get("sampling", "full") == "full":  # "auto" is checked once resolved
         raise ConfigError(f"--devices {devices} needs data.sampling=random (or tile): "
                           f"full-signal training renders the whole grid in one pass and stays "
                           f"single-process")
@@ -217,6 +214,9 @@ def _evaluate_fit(model, dm, spec: SignalSpec, out: Path) -> dict:
 def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) -> dict:
     """Train ``cfg`` into its results folder and return the summary written to metrics.json.
 
+    The folder is locked for the run's life (a second run there raises ConfigError); a run
+    that fails before its first checkpoint removes what it wrote (inrbench/rundir.py)."""
+    out = Path(cfg.trainer.out) if cfg.trainer.out else default_out(cfg)
     cfg.trainer.out = str(out)
     quiet_libraries(bool(cfg.trainer.get("verbose", False)))
     if rank_zero_only.rank != 0:  # multi-process: rank 0 holds the lock and writes
@@ -236,9 +236,6 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
 
 def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
     out = Path(cfg.trainer.out)
-    The folder is locked for the run's life (a second run there raises ConfigError); a run
-    that fails before its first checkpoint removes what it wrote (inrbench/rundir.py)."""
-    out = Path(cfg.trainer.out) if cfg.trainer.out else default_out(cfg)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     steps = int(cfg.task.steps)
@@ -262,6 +259,12 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
     model = build_model(cfg, spec)
     if "bases" in cfg.model and cfg.model.bases is None and hasattr(model, "bases"):
         cfg.model.bases = model.bases  # config.yaml records the bases the run really used
+    rowdefaults.flush_notes()  # which paper row `--model M --data D` follows, if any
+    blocks = configure_blocks(dm, model, spec)  # data.sampling: blocks/auto (inrbench/blocks.py)
+    if devices > 1 and getattr(dm, "sampling", None) == "full":
+        raise ConfigError(f"--devices {devices} needs data.sampling=random, tile or blocks: "
+                          f"full-signal training renders the whole grid in one pass and stays "
+                          f"single-process")
     # cfg.task.name picks the task (inrbench/tasks/registry.py); it may still reject the config
     task = create_task(cfg, model, dm, spec)
     sha = git_sha()  # the code this run starts with
@@ -326,6 +329,7 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
         "latency_ms": results.get("latency_ms"), "latency_ms_all": results.get("latency_ms_all"),
         "latency_device": results.get("latency_device"),
         "backend": getattr(model, "backend", "torch"), "steps": int(trainer.global_step),
+        "sampling": getattr(dm, "sampling", None), "blocks": blocks,
         "seed": int(cfg.trainer.seed), "wall_s": wall_s,
         "devices": devices, "strategy": strategy,
         "versions": versions(), "git_sha": sha, "out": str(out),
