@@ -4,6 +4,13 @@
 # and ASMR(4) over seeds 0-4, ASMR(4) with the official lr_min 1e-5 too) and Figure 5's
 # meta-learning rows, as parallel processes sharing the card. Records land in $OUT.
 #   usage (on the device machine, repository root): bash benchmarks/gpu_session.sh
+# Measured on an H200 (2026-11-27): the benchmarks and Figure 5's ASMR row (600 outer steps,
+# 66 s) finished; the 19 Table 2 processes sharing the card did NOT reach 10k steps within
+# LIMIT=400 s (one card time-sliced between 19 CUDA contexts), and a killed run writes no
+# metrics. SIREN(3)/(4) alone, 2 processes side by side, took 172 s / 186 s for 10k steps:
+#   for row in siren3 siren4; do python3 -m inrbench.cli run --experiment table2 --rows $row \
+#       --out $R/table2 --logger csv trainer.progress_bar=false & done; wait
+# Give the ASMR seeds a session of their own (ASMR(4): 3.0 ms a step here, ~1 min per run).
 set -u
 export PYTHONPATH=/tmp/site:$PWD WANDB_MODE=offline PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
