@@ -269,9 +269,10 @@ def test_ani_experiments_profile_with_bpp(capsys):
 # -- codecs ---------------------------------------------------------------------------------
 
 def test_codec_sweep_rates_and_psnr(tmp_path):
-    from inrbench.compression.codecs import sweep, sweep_image
     from PIL import Image
     from skimage import data
+
+    from inrbench.compression.codecs import sweep
 
     im = data.astronaut()[:64, :96]
     rows = sweep(im, qualities={"jpeg": [10, 90], "jpeg2000": [25, 40], "webp": [10, 90],

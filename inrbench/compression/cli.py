@@ -51,7 +51,8 @@ def add_commands(sub) -> None:
 
 
 def _bpp_line(r: dict, key: str = "bpp") -> str:
-    return f"{r[key]:.4f} bpp (bits/(H*W)), {r[key.replace('bpp', 'bpp_ani')]:.4f} (ANI: bits/(H*W*C))"
+    ani = r[key.replace("bpp", "bpp_ani")]
+    return f"{r[key]:.4f} bpp (bits/(H*W)), {ani:.4f} (ANI: bits/(H*W*C))"
 
 
 def cmd_compress(args) -> int:

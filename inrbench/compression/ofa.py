@@ -17,8 +17,6 @@ that needs them, so that the bitstream's chunks in order are what each sub-netwo
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from inrbench.errors import ConfigError

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+
 from inrbench.reports.runs import Run
 
 #: published Kodak points, bpp = bits / (H W), PSNR dB (facts note sec. 2e-2f)
