@@ -89,7 +89,8 @@ class ASMR(INR):
         signal_shape = signal_shape_of(signal_shape, in_features)
         if bases is None:
             bases = default_bases(signal_shape, n_layers)
-            print(f"ASMR: model.bases not given; using {bases} for signal {tuple(signal_shape)}",
+            print(f"inrbench: ASMR: model.bases not given; using {bases} for signal "
+                  f"{tuple(signal_shape)}",
                   file=sys.stderr)
         self.bases = validate_bases(bases, signal_shape, n_layers)
         if modulator not in ("linear", "nonlinear"):
