@@ -68,7 +68,7 @@ class FitTask(L.LightningModule):
         loss = self._loss(pred, batch["values"])
         row = {"step": int(self.global_step), "loss": float(loss.detach()),
                "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
-        if "coords" not in batch:
+        if "coords" not in batch and "cells" not in batch:  # the whole signal: its PSNR
             row["psnr"] = psnr(prediction_to_signal(pred.detach(), self.spec), batch["values"],
                                self.spec.data_range)
             self._update_best(row["psnr"])
