@@ -66,10 +66,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list models, data modules and experiments")
     _add_report_commands(sub)
-    return p
     from inrbench.compression.cli import add_commands as add_compression_commands
 
     add_compression_commands(sub)  # compress, decompress, codecs (inrbench/compression/cli.py)
+    return p
 
 
 # -- report, compare, sweep, agent-run (inrbench.reports, inrbench.compare, inrbench.sweep) --
@@ -354,15 +354,15 @@ def cmd_list(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    # key=value overrides may come before, between or after the flags
 def _compression_commands() -> dict:
     from inrbench.compression.cli import COMMANDS
 
     return COMMANDS
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    # key=value overrides may come before, between or after the flags
     args, extra = parser.parse_known_args(argv)
     flags = [e for e in extra if e.startswith("-")]
     if flags or (extra and not hasattr(args, "overrides")):

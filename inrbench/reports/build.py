@@ -181,13 +181,13 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
     from inrbench.reports.figure5 import figure5_sections
 
     sections += figure5_sections(runs)
-    return sections, matched
-
-
     # rate-distortion of compressed runs and codecs, OFA sub-networks: reports/ratedistortion.py
     from inrbench.reports.ratedistortion import ratedistortion_sections
 
     sections += ratedistortion_sections(runs)
+    return sections, matched
+
+
 def _data_label(run: Run) -> str:
     """The data module, marked when the run did not see the paper's data set."""
     source = data_source(run)
