@@ -295,7 +295,7 @@ def test_missing_files_name_url_folder_and_files(name, offline):
 def test_offline_fallback_uses_the_shipped_sample_and_says_so(name, offline, capsys):
     dm = create_datamodule(name)  # download allowed, but the network probe says offline
     spec = dm.spec()
-    line = capsys.readouterr().out
+    line = capsys.readouterr().err  # a notice: stdout stays clean for --json output
     assert "using the shipped sample" in line and dm._sample.describe() in line
     assert dm.uses_sample and spec == dm._sample.spec()
     assert dm.prepare_data() is None  # nothing to download for the sample
@@ -578,8 +578,8 @@ def test_cli_run_offline_falls_back_to_the_sample_and_says_so(offline, capsys):
                  "trainer.latency_warmup=0"])
     captured = capsys.readouterr()
     assert code == 0
-    assert "LibriSpeech test-clean is not in" in captured.out
-    assert "using the shipped sample" in captured.out
+    assert "LibriSpeech test-clean is not in" in captured.err
+    assert "using the shipped sample" in captured.err
     assert "model.bases not given" in captured.err  # the bases ASMR chose are printed
     info = sf.info(str(out / "reconstruction.wav"))
     assert (info.frames, info.samplerate) == (4000, 16000)

@@ -56,7 +56,7 @@ def test_librispeech_offline_is_a_labelled_stand_in(no_network, capsys):
     (f,) = rec["files"]
     assert f["path"].endswith("sense_and_sensibility_01_austen_64kb-0890.wav")
     assert f["sha256"] == "5793ffbdee55fb8bfd284943a6866864c832d9d4accf2661cabd39915c84ee10"
-    assert "using the shipped sample" in capsys.readouterr().out
+    assert "using the shipped sample" in capsys.readouterr().err
 
 
 def test_user_file_is_labelled_user(small_png):
@@ -111,7 +111,7 @@ def test_kodak_downloads_nothing_unless_asked_and_falls_back(no_network, capsys)
     rec = data_record(dm)
     assert rec["source"] == "stand-in" and rec["stands_in_for"] == "Kodak"
     assert rec["files"][0]["path"].endswith("Kleiber_by_Lukas_Baubkus.jpg")
-    assert "data.fallback=false" in capsys.readouterr().out
+    assert "data.fallback=false" in capsys.readouterr().err
 
 
 def test_kodak_download_true_offline_probes_then_falls_back(no_network):

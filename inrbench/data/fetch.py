@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -282,7 +283,7 @@ class PaperDataModule(SignalDataModule):
             print(f"inrbench: {self.dataset} is not in {self.folder} ({why}); using the shipped "
                   f"sample {self._sample.describe()} instead, shape {tuple(spec.shape)} x "
                   f"{spec.channels} -- results are not comparable with the paper's "
-                  f"(data.fallback=false makes this an error)", flush=True)
+                  f"(data.fallback=false makes this an error)", file=sys.stderr, flush=True)
         else:
             raise self.missing_error()
         return self._resolution
