@@ -16,7 +16,8 @@ SPEC = SignalSpec(shape=(16, 24), channels=3)
 
 
 def tiny_model(name):
-    cfg = compose(model=name, data="cameraman")
+    # the model's own defaults: `image` has no paper row, so none is merged in (rowdefaults)
+    cfg = compose(model=name, data="image", overrides=["data.path=unused.png"])
     for key, small in (("hidden_dim", 16), ("n_layers", min(cfg.model.get("n_layers") or 3, 3))):
         if key in cfg.model:
             cfg.model[key] = small
