@@ -164,19 +164,26 @@ class ASMR(INR):
         perm = [p for j in range(d) for p in (j, d + j)] + [2 * d]
         return y.permute(*perm).reshape(*self.signal_shape, self.out_features)
 
-    def _forward_blocks(self, z: torch.Tensor, start: int, stop: int | None = None):
+    def _forward_blocks(self, z: torch.Tensor, start: int, stop: int | None = None,
+                        shifts: torch.Tensor | None = None):
         """Run layers ``start..stop-1`` (to the output when ``stop`` is None) on ``n`` blocks.
 
         ``z``: ``(n, *c, K_in)``, the activations entering layer ``start`` on the ``c`` cells
         (per axis) of each block. Returns ``(n, *c', K)`` activations, or the output
-        ``(n, *c', out_features)`` when run to the end.
+        ``(n, *c', out_features)`` when run to the end. ``shifts`` ``(B, L-1, K)``: one set of
+        shift modulations per block (meta-learning, eq. 3); ``z`` may then have one block that
+        all ``B`` share, broadcast at the first layer.
         """
         d, net = self.in_features, self.siren.net
         ones = [1] * d
         for i in range(start, len(net) if stop is None else stop):
             layer, bases = net[i], self.level_bases[i + 1]
-            n, cells = z.shape[0], list(z.shape[1:-1])
-            a = layer.omega * layer.linear(z)  # once per level-i cell: (n, *c, K)
+            cells = list(z.shape[1:-1])
+            a = layer.linear(z)  # once per level-i cell: (n, *c, K)
+            if shifts is not None:  # phi_i is constant over a cell: added to the shared a
+                a = a + shifts[:, i].reshape(shifts.shape[0], *ones, -1)
+            a = layer.omega * a
+            n = a.shape[0]
             # once per level-(i+1) grid point: (*B_{i+1}, K)
             m = layer.omega * self.modulators[i](getattr(self, f"_level_grid{i + 1}"))
             if i < len(net) - 1:
@@ -280,24 +287,8 @@ class ASMR(INR):
         added to the shared activation), and the fused last layer takes the shifted input, so
         an instance costs ASMR's MACs. Layer 0's input grid is shared by the whole batch.
         """
-        d, net = self.in_features, self.siren.net
-        ones, n = [1] * d, shifts.shape[0]
-        z = self._level_grid0.unsqueeze(0)  # (1, *B_0, d)
-        for i, layer in enumerate(net):
-            bases, cells = self.level_bases[i + 1], list(z.shape[1:-1])
-            phi = shifts[:, i].reshape(n, *ones, -1)
-            a = layer.omega * (layer.linear(z) + phi)  # once per level-i cell: (B, *c, K)
-            m = layer.omega * self.modulators[i](getattr(self, f"_level_grid{i + 1}"))
-            if i < len(net) - 1:
-                pre = (a.reshape(n, *_interleave_shape(cells, ones), -1)
-                       + m.reshape(1, *_interleave_shape(ones, bases), -1))
-                z = torch.sin(pre.reshape(n, *[c * b for c, b in zip(cells, bases)], -1))
-            else:
-                y = self._fused_last(a.reshape(-1, a.shape[-1]), m.reshape(-1, m.shape[-1]))
-                y = y.reshape(n, *cells, *bases, self.out_features)
-                perm = [0] + [p for j in range(d) for p in (1 + j, 1 + d + j)] + [1 + 2 * d]
-                return y.permute(*perm).reshape(n, *self.signal_shape, self.out_features)
-        raise AssertionError("unreachable: the loop returns at the last hidden layer")
+        # layer 0's input grid (1, *B_0, d) is shared by the whole batch
+        return self._forward_blocks(self._level_grid0.unsqueeze(0), 0, shifts=shifts)
 
 
 register_model(ASMR, name="asmr")
