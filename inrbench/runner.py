@@ -64,16 +64,23 @@ def build_datamodule(cfg: DictConfig):
     return create_datamodule(name, **kwargs)
 
 
-def build_model(cfg: DictConfig, spec: SignalSpec):
-    """Instantiate ``cfg.model``; signal-dependent arguments come from the data's spec."""
+def model_kwargs(cfg: DictConfig, spec: SignalSpec) -> dict:
+    """``cfg.model`` with ``name`` and the signal-dependent arguments the model accepts
+    (``in_features``, ``out_features``, ``signal_shape``) filled from the data's spec."""
     kwargs = OmegaConf.to_container(cfg.model, resolve=True)
-    name = kwargs.pop("name")
-    valid = accepted_kwargs(MODELS.get(name)) or []
+    valid = accepted_kwargs(MODELS.get(kwargs["name"])) or []
     derived = {"in_features": len(spec.shape), "out_features": spec.channels,
                "signal_shape": list(spec.shape)}
     for key, value in derived.items():
         if key in valid and kwargs.get(key) is None:
             kwargs[key] = value
+    return kwargs
+
+
+def build_model(cfg: DictConfig, spec: SignalSpec):
+    """Instantiate ``cfg.model``; signal-dependent arguments come from the data's spec."""
+    kwargs = model_kwargs(cfg, spec)
+    name = kwargs.pop("name")
     if kwargs.get("out_features", spec.channels) != spec.channels:
         raise ConfigError(f"model.out_features={kwargs['out_features']} but the data has "
                           f"{spec.channels} channel(s); drop the override")

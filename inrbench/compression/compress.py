@@ -39,19 +39,10 @@ METHODS = ("ptq", "qat", "none")
 # -- loading a finished run -----------------------------------------------------------------
 
 def model_kwargs(cfg: DictConfig, spec) -> dict:
-    """The constructor arguments the run's model was built with (as ``runner.build_model``)."""
-    from inrbench.models.registry import MODELS
-    from inrbench.registry import accepted_kwargs
+    """The constructor arguments the run's model was built with (``runner.build_model``'s)."""
+    from inrbench.runner import model_kwargs as built_with
 
-    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
-    name = kwargs.pop("name")
-    valid = accepted_kwargs(MODELS.get(name)) or []
-    derived = {"in_features": len(spec.shape), "out_features": spec.channels,
-               "signal_shape": list(spec.shape)}
-    for key, value in derived.items():
-        if key in valid and kwargs.get(key) is None:
-            kwargs[key] = value
-    return {"name": name, **kwargs}
+    return built_with(cfg, spec)
 
 
 def quant_config(cfg: DictConfig) -> dict | None:
