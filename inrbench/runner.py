@@ -19,7 +19,6 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -29,10 +28,10 @@ from inrbench.blocks import configure_blocks
 from inrbench.callbacks import LatencyCallback, ProfileCallback
 from inrbench.console import StepProgressBar, quiet_libraries
 from inrbench.data import create_datamodule
-from inrbench.data.registry import DATAMODULES
 from inrbench.data.base import SignalSpec
 from inrbench.data.export import save_reconstruction
 from inrbench.data.provenance import check_same_data, data_record, summary_fields
+from inrbench.data.registry import DATAMODULES
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from inrbench.metrics import evaluate, headline_metric
@@ -51,7 +50,6 @@ from inrbench.rundir import (
     resume_checkpoint,
 )
 from inrbench.tasks import FitTask, create_task
-
 
 AtomicCheckpointIO = SafeCheckpointIO  # checkpoints: atomic, plain types (inrbench/rundir.py)
 
