@@ -24,7 +24,23 @@ from inrbench.metrics import evaluate, prediction_to_signal, psnr
 from inrbench.models.base import EVAL_CHUNK
 
 
-class FitTask(L.LightningModule):
+class RunHistory:
+    """The records a task keeps across a resume: the best PSNR, one row per training step
+    and one per evaluation, saved in (and restored from) every checkpoint, so a resumed run's
+    metrics.csv is complete."""
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["inrbench"] = {"best": self.best, "history": self.history,
+                                  "evals": self.evals}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("inrbench", {})
+        self.best = state.get("best", self.best)
+        self.history = state.get("history", [])
+        self.evals = state.get("evals", [])
+
+
+class FitTask(RunHistory, L.LightningModule):
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, lr: float = 1e-4,
                  lr_min: float = 1e-6, steps: int = 10_000, scheduler: str = "cosine"):
         super().__init__()
@@ -84,13 +100,3 @@ class FitTask(L.LightningModule):
         self.evals.append({"step": int(self.global_step),
                            **{f"val_{k}": v for k, v in metrics.items()}})
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True)
-
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint["inrbench"] = {"best": self.best, "history": self.history,
-                                  "evals": self.evals}
-
-    def on_load_checkpoint(self, checkpoint):
-        state = checkpoint.get("inrbench", {})
-        self.best = state.get("best", self.best)
-        self.history = state.get("history", [])
-        self.evals = state.get("evals", [])

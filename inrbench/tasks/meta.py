@@ -24,7 +24,6 @@ curve (PSNR after 1..``curve_steps`` steps), seconds per image to encode (k step
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
+from inrbench.tasks.fit import RunHistory
 from inrbench.tasks.registry import register_task
 
 #: COIN++'s output offset (targets in [0, 1])
@@ -48,7 +48,7 @@ def mse_to_psnr(mse: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     return 10.0 * torch.log10(data_range ** 2 / mse.clamp(min=1e-12))
 
 
-class MetaTask(L.LightningModule):
+class MetaTask(RunHistory, L.LightningModule):
     """COIN++-style meta-learning of ``model`` (a SIREN, ASMR or Instant-NGP)."""
 
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, latent_dim: int = 128,
@@ -144,16 +144,6 @@ class MetaTask(L.LightningModule):
             self.best = {"psnr": row["val_psnr"], "step": row["step"]}
         self.log_dict({"val/psnr": row["val_psnr"], "val/psnr_std": row["val_psnr_std"]},
                       prog_bar=True)
-
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint["inrbench"] = {"best": self.best, "history": self.history,
-                                  "evals": self.evals}
-
-    def on_load_checkpoint(self, checkpoint):
-        state = checkpoint.get("inrbench", {})
-        self.best = state.get("best", self.best)
-        self.history = state.get("history", [])
-        self.evals = state.get("evals", [])
 
     # -- final evaluation (the runner merges it into metrics.json) ------------------------
     def evaluate_set(self, images: torch.Tensor, batch_size: int) -> dict:
