@@ -313,7 +313,9 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
     # the last checkpoint holds the final state, so a resume of a finished run is a no-op
     trainer.save_checkpoint(last, weights_only=False)
     if not trainer.is_global_zero:  # rank 0 evaluates and writes; the others get its summary
-        return trainer.strategy.broadcast(None, src=0)
+        summary = trainer.strategy.broadcast(None, src=0)
+        _close_process_group()
+        return summary
 
     model.eval()
     if hasattr(task, "summary"):  # the task scores itself (meta-learning: the test split)
@@ -343,4 +345,18 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
     atomic_write_json(out / "metrics.json", summary)
     if trainer.world_size > 1:
         trainer.strategy.broadcast(summary, src=0)
+        _close_process_group()
     return summary
+
+
+def _close_process_group() -> None:
+    """Shut gloo/NCCL down before the interpreter exits.
+
+    Lightning leaves the process group open; its threads, torn down by interpreter exit
+    instead, sometimes abort the process ("terminate called without an active exception",
+    exit -6) after the results were written."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
