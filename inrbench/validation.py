@@ -229,6 +229,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "keep_checkpoints": Int(min=1),
         "latency_repeats": Int(min=1),
         "latency_warmup": Int(min=0),
+        "latency_budget_s": Num(min=0.0, gt=True),
         "progress_bar": Bool(),
         "verbose": Bool(),
     },
@@ -239,7 +240,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
 RESUMABLE = {"task.steps", "task.eval_every", "trainer.out", "trainer.logger",
              "trainer.wandb_project", "trainer.accelerator", "trainer.checkpoint_every",
              "trainer.keep_checkpoints", "trainer.latency_repeats", "trainer.latency_warmup",
-             "trainer.progress_bar", "trainer.verbose"}
+             "trainer.latency_budget_s", "trainer.progress_bar", "trainer.verbose"}
 
 
 def declare(section: str, resumable: Sequence[str] = (), **keys: Spec) -> None:

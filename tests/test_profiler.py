@@ -1,6 +1,7 @@
 """The ASMR paper's params and MACs, to the digit (Tables 2 and 3)."""
 
 import pytest
+import torch
 
 from inrbench.models import create_model
 from inrbench.profiling import profile
@@ -37,3 +38,37 @@ def test_paper_rows(name, kwargs, data, params, macs):
 def test_siren_table7_convention_counts_biases():
     model = create_model("siren", n_layers=3, hidden_dim=256)
     assert round(model.macs_per_sample(include_bias=True) / 1000, 1) == 66.8
+
+
+class _SlowRender(torch.nn.Module):
+    """A model whose full-signal render takes ``seconds`` (stands for a 20 MP SIREN render)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seconds, self.calls = seconds, 0
+
+    def render(self, shape, chunk=None):
+        import time
+        self.calls += 1
+        time.sleep(self.seconds)
+        return torch.zeros(*shape, 1)
+
+
+def test_render_latency_stops_at_its_time_budget_after_one_timed_render():
+    from inrbench.profiling import render_latency_ms
+
+    slow = _SlowRender(0.05)
+    stats = render_latency_ms(slow, (4, 4), repeats=10, warmup=3, budget_s=0.12)
+    # warm-up stops at half the budget, then timed renders until the budget is spent
+    assert 1 <= stats["latency_warmup"] < 3
+    assert 1 <= stats["latency_repeats"] < 10
+    assert slow.calls == stats["latency_warmup"] + stats["latency_repeats"]
+    assert len(stats["latency_ms_all"]) == stats["latency_repeats"]
+    assert stats["latency_ms"] >= 45.0
+    fast = _SlowRender(0.0)
+    stats = render_latency_ms(fast, (4, 4), repeats=5, warmup=2, budget_s=60.0)
+    assert (stats["latency_warmup"], stats["latency_repeats"], fast.calls) == (2, 5, 7)
+    once = _SlowRender(0.2)  # one render longer than the whole budget: still one timed render
+    stats = render_latency_ms(once, (4, 4), repeats=10, warmup=3, budget_s=0.1)
+    assert stats["latency_repeats"] == 1 and stats["latency_warmup"] == 1

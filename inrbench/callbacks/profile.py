@@ -29,11 +29,13 @@ class ProfileCallback(L.Callback):
 class LatencyCallback(L.Callback):
     """Median full-signal render time (after warm-up, inference mode) when fitting ends."""
 
-    def __init__(self, shape, results: dict, repeats: int = 10, warmup: int = 3):
+    def __init__(self, shape, results: dict, repeats: int = 10, warmup: int = 3,
+                 budget_s: float = 60.0):
         self.shape, self.results = tuple(shape), results
-        self.repeats, self.warmup = repeats, warmup
+        self.repeats, self.warmup, self.budget_s = repeats, warmup, budget_s
 
     def on_fit_end(self, trainer, pl_module):
-        stats = render_latency_ms(pl_module.model, self.shape, self.repeats, self.warmup)
+        stats = render_latency_ms(pl_module.model, self.shape, self.repeats, self.warmup,
+                                  self.budget_s)
         self.results.update(stats)
         _log(trainer, {"latency_ms": stats["latency_ms"]})

@@ -16,20 +16,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def render_latency_ms(model, shape: Sequence[int], repeats: int = 10, warmup: int = 3) -> dict:
-    """``{"latency_ms": median, "latency_ms_all": [...]}`` of ``model.render(shape)``."""
+def render_latency_ms(model, shape: Sequence[int], repeats: int = 10, warmup: int = 3,
+                      budget_s: float = 60.0) -> dict:
+    """``{"latency_ms": median, "latency_ms_all": [...]}`` of ``model.render(shape)``.
+
+    Renders stop once ``budget_s`` seconds are spent, after at least one timed render: a
+    20-megapixel SIREN render takes minutes on a CPU, and 13 of them would outlast the run.
+    ``latency_repeats`` records how many renders the median is of."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    times = []
+    times: list[float] = []
+    start = time.perf_counter()
     with torch.inference_mode():
-        for i in range(warmup + repeats):
-            _sync(device)
+        warm = 0
+        while warm < warmup and time.perf_counter() - start < budget_s / 2:
+            model.render(shape, chunk=EVAL_CHUNK)
+            warm += 1
+        _sync(device)
+        while len(times) < max(1, repeats):
             t0 = time.perf_counter()
             model.render(shape, chunk=EVAL_CHUNK)
             _sync(device)
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
+            times.append((time.perf_counter() - t0) * 1e3)
+            if time.perf_counter() - start >= budget_s:
+                break
     model.train(was_training)
     return {"latency_ms": statistics.median(times), "latency_ms_all": times,
+            "latency_repeats": len(times), "latency_warmup": warm,
             "latency_device": str(device)}
