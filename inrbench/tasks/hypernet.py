@@ -13,8 +13,11 @@ the [0, 1] PSNR. ``eps`` are the *variational coordinates* of training
 +-0.5 / max(H, W)), a quarter-pixel jitter against aliasing when rendered denser; none at
 evaluation. Adam(lr, betas (0.9, 0.99)) on every shared weight (hyper-network and decoder),
 gradient norm clipped to ``task.grad_clip``, and an exponential moving average of the weights
-(decay ``task.ema_decay`` every ``task.ema_every`` steps, official 0.995 every 10) that all
-evaluation uses.
+(``ema_pytorch.EMA(beta=task.ema_decay, update_every=task.ema_every)`` as the official
+``script/train_inr.py`` builds it, 0.995 every 10 steps) that all evaluation uses. As that
+library does by default, the copy follows the weights for the first 100 steps and its decay
+then warms up as ``min(beta, 1 - (1 + t)^(-2/3))``, t the steps after the 101st, so a short
+run is not scored on weights that still remember their initialisation.
 
 Evaluation on the test split: PSNR per image (mean and std), seconds per image to encode (one
 forward pass of the hyper-network and ``represent``) and to decode (one render), MACs per pixel
@@ -25,6 +28,7 @@ render at ``task.sr_scale`` x the training resolution.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -32,7 +36,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
@@ -51,6 +54,9 @@ HYPER_DEFAULTS = {"hyper_dim": 512, "patch_size": 10, "patch_padding": 1, "enc_d
                   "dec_depth": 6, "n_heads": 6, "head_dim": 64, "ff_dim": 3072}
 TRAIN_DEFAULTS = {"betas": [0.9, 0.99], "ema_decay": 0.995, "ema_every": 10,
                   "grad_clip": 1.0, "coord_noise": True, "sr_scale": 2}
+
+#: ema_pytorch's update_after_step: the EMA copies the weights until then
+EMA_AFTER = 100
 
 declare("task", hyper_dim=Int(min=1), patch_size=Int(min=1), patch_padding=Int(min=0),
         enc_depth=Int(min=1), dec_depth=Int(min=0), n_heads=Int(min=1), head_dim=Int(min=1),
@@ -83,9 +89,7 @@ class HypernetTask(RunHistory, L.LightningModule):
         self.grid_images, self.sr_scale = int(grid_images), int(sr_scale)
         self.ema = None
         if ema_decay:  # a weight copy, saved in every checkpoint with the rest of the state
-            self.ema = AveragedModel(self._nets(), multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
-                                     use_buffers=True)
-            self.ema.requires_grad_(False)
+            self.ema = copy.deepcopy(self._nets()).requires_grad_(False)
         self._ema_step = -1
         self.best = {"psnr": -math.inf, "step": -1}
         self.history: list[dict] = []
@@ -97,7 +101,7 @@ class HypernetTask(RunHistory, L.LightningModule):
         return nn.ModuleDict({"model": self.model, "hyper": self.hyper})
 
     def _eval_nets(self) -> tuple[GeneratedINR, HyperNetwork]:
-        nets = self.ema.module if self.ema is not None else self._nets()
+        nets = self.ema if self.ema is not None else self._nets()
         return nets["model"], nets["hyper"]
 
     def trainable(self) -> list[nn.Parameter]:
@@ -150,11 +154,22 @@ class HypernetTask(RunHistory, L.LightningModule):
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.trainable(), self.grad_clip)
 
+    def ema_decay_at(self, step: int) -> float:
+        """ema_pytorch's schedule: 0 (copy) up to step 101, then 1 - (1 + t)^(-2/3) capped
+        at ``ema_decay``."""
+        t = step - EMA_AFTER - 1
+        return 0.0 if t <= 0 else min(self.ema_decay, 1.0 - (1.0 + t) ** (-2.0 / 3.0))
+
+    @torch.no_grad()
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        step = int(self.global_step)  # optimizer steps taken so far
-        if self.ema is not None and step != self._ema_step and step % self.ema_every == 0:
-            self.ema.update_parameters(self._nets())
-            self._ema_step = step
+        step = int(self.global_step) - 1  # the optimizer step just taken, counted from 0
+        if self.ema is None or step == self._ema_step or step < 0:
+            return  # (a micro-batch of gradient accumulation repeats the step)
+        self._ema_step = step
+        if step % self.ema_every == 0:
+            decay = self.ema_decay_at(step)
+            for e, p in zip(self.ema.parameters(), self._nets().parameters()):
+                e.lerp_(p, 1.0 - decay)
 
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)
