@@ -37,6 +37,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from torch.utils.data import DataLoader
+
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
@@ -90,7 +92,6 @@ class HypernetTask(RunHistory, L.LightningModule):
         self.ema = None
         if ema_decay:  # a weight copy, saved in every checkpoint with the rest of the state
             self.ema = copy.deepcopy(self._nets()).requires_grad_(False)
-        self._ema_step = -1
         self.best = {"psnr": -math.inf, "step": -1}
         self.history: list[dict] = []
         self.evals: list[dict] = []
@@ -160,24 +161,18 @@ class HypernetTask(RunHistory, L.LightningModule):
         t = step - EMA_AFTER - 1
         return 0.0 if t <= 0 else min(self.ema_decay, 1.0 - (1.0 + t) ** (-2.0 / 3.0))
 
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # here, after the update and before any callback can checkpoint this step, the
+        # global step is this update's 0-based index
+        self._update_ema(int(self.global_step))
+
     @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        step = int(self.global_step) - 1  # the optimizer step just taken, counted from 0
-        if self.ema is None or step == self._ema_step or step < 0:
-            return  # (a micro-batch of gradient accumulation repeats the step)
-        self._ema_step = step
-        if step % self.ema_every == 0:
+    def _update_ema(self, step: int) -> None:
+        if self.ema is not None and step % self.ema_every == 0:
             decay = self.ema_decay_at(step)
             for e, p in zip(self.ema.parameters(), self._nets().parameters()):
                 e.lerp_(p, 1.0 - decay)
-
-    def on_save_checkpoint(self, checkpoint):
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["inrbench"]["ema_step"] = self._ema_step
-
-    def on_load_checkpoint(self, checkpoint):
-        super().on_load_checkpoint(checkpoint)
-        self._ema_step = checkpoint.get("inrbench", {}).get("ema_step", -1)
 
     def validation_step(self, batch, batch_idx):
         images = batch["images"]
@@ -275,6 +270,42 @@ def _save_sr(path: Path, originals: torch.Tensor, sr: torch.Tensor, scale: int) 
     atomic_write_bytes(path, buffer.getvalue())
 
 
+class _GlobalSteps(torch.utils.data.Sampler):
+    """Global batch indices from ``start`` on, one epoch of the set per pass; the position is
+    its own, not Lightning's epoch counter (which a resume at an epoch's end sets one ahead)."""
+
+    def __init__(self, length: int, start: int):
+        self.length, self.next = length, start
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it; the position is ours
+        pass
+
+    def __len__(self):
+        return self.length - self.next % self.length
+
+    def __iter__(self):
+        stop = (self.next // self.length + 1) * self.length
+        for i in range(self.next, stop):
+            self.next = i + 1
+            yield i
+
+
+class ResumableImageBatches(ImageSetDataModule):
+    """``ImageSetDataModule`` whose loader continues at the batch a resumed run stopped at
+    (the restored optimizer steps times the micro-batches per step), so a resumed run draws
+    the batches an uninterrupted one would."""
+
+    def train_dataloader(self) -> DataLoader:
+        from inrbench.data.images import _identity, _TrainBatches
+
+        ds = _TrainBatches(self.set.train, self.batch_size, self.seed)
+        trainer = getattr(self, "trainer", None)
+        done = 0 if trainer is None else int(trainer.global_step) * int(
+            getattr(trainer, "accumulate_grad_batches", 1))
+        return DataLoader(ds, batch_size=None, sampler=_GlobalSteps(len(ds), done),
+                          num_workers=0, collate_fn=_identity)
+
+
 def _task_key(t, key: str, defaults: dict):
     """``task.KEY`` (null turns the EMA and clipping off; other nulls mean the default)."""
     if key not in t:
@@ -320,7 +351,7 @@ def build_hypernet(cfg, model, datamodule, spec):
                         scheduler=str(t.scheduler), lr_min=float(t.lr_min),
                         steps=int(t.steps), grid_images=int(t.grid_images),
                         sr_scale=int(o["sr_scale"]))
-    task.train_data = ImageSetDataModule(
+    task.train_data = ResumableImageBatches(
         image_set, batch_size=int(cfg.data.get("batch_size") or 64),
         seed=int(cfg.trainer.seed), eval_images=t.get("eval_images"))
     return task
