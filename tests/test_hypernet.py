@@ -281,3 +281,42 @@ def test_celeba_offline_names_the_url_and_folder_or_uses_the_stand_in(tmp_path, 
     s = fallback.image_set()
     assert "stand-in" in capsys.readouterr().err
     assert s.source == "stand-in" and s.spec == SignalSpec((32, 32), 3) and len(s.test) > 10
+
+
+def test_report_compares_hypernet_meta_and_fit_on_the_same_test_images(tmp_path, monkeypatch,
+                                                                      capsys):
+    """hypernet (ANR, Trans-INR) and a fit of test images 0 and 1 of the same (offline
+    stand-in) set: one table, PSNRs read back from the runs' records."""
+    from inrbench.data import fetch
+    from inrbench.reports.build import make_report
+
+    monkeypatch.setenv("INRBENCH_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(fetch, "reachable", lambda url, timeout=5.0: False)
+    common = ["--data", "cifar10", "--logger", "csv", "trainer.latency_repeats=1",
+              "trainer.latency_warmup=0", "trainer.progress_bar=false"]
+    tiny_hyper = [a.replace("patch_size=4", "patch_size=8") for a in TINY_HYPER]
+    for model, tiny in (("anr", TINY_ANR), ("transinr", TINY_TRANS)):
+        assert main(["run", "--task", "hypernet", "--model", model, "--steps", "2", "--out",
+                     str(tmp_path / "runs" / model), *common, "data.batch_size=4",
+                     *[f"model.{k}={v}" for k, v in tiny.items()], *tiny_hyper,
+                     "task.eval_images=4", "task.eval_every=2", "task.grid_images=2"]) == 0
+    for i in (0, 1):
+        assert main(["run", "--model", "asmr", "--steps", "3", "--out",
+                     str(tmp_path / "runs" / f"fit{i}"), *common, "data.split=test",
+                     f"data.index={i}", "model.hidden_dim=16", "model.n_layers=3",
+                     "task.eval_every=3"]) == 0
+    capsys.readouterr()
+    make_report(tmp_path / "runs", tmp_path / "rep", formats=("md",))
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "Three ways to an INR of each image: CIFAR-10 stand-in (32x32x3)" in text
+    anr = json.loads((tmp_path / "runs" / "anr" / "metrics.json").read_text())
+    psnr = np.load(tmp_path / "runs" / "anr" / "reconstructions.npz")["psnr"]
+    assert f"{psnr[:4].mean():.2f} ± {psnr[:4].std():.2f}" in text  # first 4
+    assert f"{psnr[:2].mean():.2f} ± {psnr[:2].std():.2f}" in text  # the two fitted images
+    fits = [json.loads((tmp_path / "runs" / f"fit{i}" / "metrics.json").read_text())["psnr"]
+            for i in (0, 1)]
+    assert "fit: ASMR (3 x 16), 2 image(s)" in text
+    assert f"{np.mean(fits):.2f} ± {np.std(fits):.2f}" in text
+    assert "Generated in one pass: ANR vs the linear baseline" in text
+    assert f"{anr['psnr']:.2f} ± {anr['psnr_std']:.2f}" in text
+    assert "Attention beats linear here" in text or "Attention does not beat linear" in text

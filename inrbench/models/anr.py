@@ -273,7 +273,7 @@ class TransINR(GeneratedINR):
 
     def represent(self, raw):
         rep = {}
-        for i, (fan_in, fan_out) in enumerate(self.shapes):
+        for i, (_, fan_out) in enumerate(self.shapes):
             u = raw[f"layer{i}"].transpose(-1, -2)  # (B, in, g)
             u = u.repeat(1, 1, fan_out // u.shape[-1])  # output j uses token j mod g
             rep[f"w{i}"] = F.normalize(self.base_w[i] * u, dim=1)

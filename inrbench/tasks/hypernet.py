@@ -36,7 +36,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import nn
-
 from torch.utils.data import DataLoader
 
 from inrbench.data.base import SignalSpec
