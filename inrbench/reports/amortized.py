@@ -56,6 +56,12 @@ def _per_image(run: Run) -> np.ndarray | None:
         return np.asarray(z["psnr"], dtype=float) if "psnr" in z else None
 
 
+def _build(run: Run) -> str:
+    """``CUDA`` when the run's torch was a CUDA build (its timings are a GPU's), else ``CPU``."""
+    torch_version = str((run.summary.get("versions") or {}).get("torch", ""))
+    return "CUDA" if "+cu" in torch_version else "CPU"
+
+
 def _fmt(value, spec: str) -> str:
     return "—" if value is None else f"{value:{spec}}"
 
@@ -113,17 +119,21 @@ def amortized_sections(runs: list[Run]):
             f"*decode* one render of the image; MACs per pixel of the render, plus the "
             f"per-image set-up spread over its pixels (ANR's keys and values of the tokens; "
             f"meta's latent-to-shift map); the per-instance representation is what must be "
-            f"stored per image. Training lengths differ between methods (column *trained*).")
+            f"stored per image. Training lengths differ between methods (column *trained*), and "
+            f"so may the machines (column *torch*: a CUDA build's timings are a GPU's).")
         if source != "paper":
             sec.paragraphs.append(f"Data: {first.get('data_note') or first.get('data_set')}.")
         header = ["method", f"PSNR, first {n_common} (dB)", "PSNR, fitted (dB)", "encode s/img",
                   "decode ms/img", "MACs/pixel (+ per-image)", "per-instance floats",
-                  "trained", "wall s"]
+                  "trained", "wall s", "torch"]
         body = []
         for run in set_runs:
             s, psnr = run.summary, per_image[str(run.path)]
             common = psnr[:n_common] if psnr is not None else np.array([])
             at_fit = psnr[fitted] if psnr is not None and fitted else np.array([])
+            # a run without per-image PSNRs: its own mean, over its own images, marked
+            own = (f"{s['psnr']:.2f} ± {s.get('psnr_std', 0):.2f} (its {s.get('eval_images')} "
+                   f"images)")
             if _task(run) == "hypernet":
                 setup, size = s.get("instance_macs_per_pixel"), s.get("instance_floats")
                 decode_ms = s.get("decode_ms")
@@ -132,10 +142,12 @@ def amortized_sections(runs: list[Run]):
                 decode_ms = (s.get("decode_s_per_image") or 0) * 1e3 or None
             macs = _fmt(s.get("macs_per_pixel"), ",.0f") + (
                 f" (+{setup:,.0f})" if setup else "")
-            body.append([Cell(_label(run), str(run.path)), Cell(_ms(common), str(run.path)),
+            body.append([Cell(_label(run), str(run.path)),
+                         Cell(_ms(common) if psnr is not None else own, str(run.path)),
                          Cell(_ms(at_fit)), Cell(_fmt(s.get("encode_s_per_image"), ".4f")),
                          Cell(_fmt(decode_ms, ".2f")), Cell(macs), Cell(_fmt(size, ",d")),
-                         Cell(f"{run.steps:,} steps"), Cell(_fmt(s.get("wall_s"), ",.0f"))])
+                         Cell(f"{run.steps:,} steps"), Cell(_fmt(s.get("wall_s"), ",.0f")),
+                         Cell(_build(run))])
         if fitted:
             chosen = [max(fits[i], key=lambda r: r.steps or 0) for i in fitted]
             by_model: OrderedDict = OrderedDict()
@@ -154,7 +166,8 @@ def amortized_sections(runs: list[Run]):
                              Cell(_fmt(mean("macs"), ",.0f")),
                              Cell(_fmt(int(mean("params")) if mean("params") else None, ",d")),
                              Cell(f"{steps:,} steps / image"),
-                             Cell(_fmt(mean("wall_s"), ",.0f") + " / image")])
+                             Cell(_fmt(mean("wall_s"), ",.0f") + " / image"),
+                             Cell(_build(rs[0]))])
         sec.table = (header, body)
         sections.append(sec)
     sections += hypernet_sections(runs)
