@@ -103,6 +103,8 @@ def amortized_sections(runs: list[Run]):
     sections = []
     for (data, source, shape), group in groups(runs).items():
         set_runs, fits = group["set"], group["fit"]
+        set_runs = sorted(set_runs, key=lambda r: (DATASET_TASKS.index(_task(r)), r.model,
+                                                   r.steps or 0))
         first = set_runs[0].summary
         per_image = {str(r.path): _per_image(r) for r in set_runs}
         n_common = min(int(r.summary.get("eval_images") or 0) for r in set_runs)
@@ -149,11 +151,15 @@ def amortized_sections(runs: list[Run]):
                          Cell(f"{run.steps:,} steps"), Cell(_fmt(s.get("wall_s"), ",.0f")),
                          Cell(_build(run))])
         if fitted:
-            chosen = [max(fits[i], key=lambda r: r.steps or 0) for i in fitted]
+            # one row per fitted network (model, its size, steps): its runs on these images
             by_model: OrderedDict = OrderedDict()
-            for r in chosen:
-                by_model.setdefault((r.model, r.steps), []).append(r)
-            for (_, steps), rs in by_model.items():
+            for i in fitted:
+                for r in fits[i]:
+                    m = r.config.get("model", {})
+                    key = (r.model, m.get("hidden_dim"), m.get("n_layers"), r.steps)
+                    by_model.setdefault(key, {})[i] = r  # the last run of an image counts
+            by_model = OrderedDict((k, list(v.values())) for k, v in by_model.items())
+            for (*_, steps), rs in by_model.items():
                 psnr = np.array([r.summary["psnr"] for r in rs])
 
                 def mean(key, rs=rs):
