@@ -217,6 +217,7 @@ def test_hypernet_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, stop
     (["--data", "cameraman"], "data set of images"),
     (["task.patch_size=abc"], "task.patch_size"),
     (["task.patch_size=64"], "task.patch_size=64"),
+    (["task.dec_depth=0"], "task.dec_depth"),
     (["task.ema_decay=2"], "task.ema_decay"),
     (["task.betas=[0.9]"], "task.betas"),
     (["model.att_threshold=0.5"], "model.att_threshold"),

@@ -60,7 +60,7 @@ TRAIN_DEFAULTS = {"betas": [0.9, 0.99], "ema_decay": 0.995, "ema_every": 10,
 EMA_AFTER = 100
 
 declare("task", hyper_dim=Int(min=1), patch_size=Int(min=1), patch_padding=Int(min=0),
-        enc_depth=Int(min=1), dec_depth=Int(min=0), n_heads=Int(min=1), head_dim=Int(min=1),
+        enc_depth=Int(min=1), dec_depth=Int(min=1), n_heads=Int(min=1), head_dim=Int(min=1),
         ff_dim=Int(min=1), betas=ListOf(item=Num(min=0, max=1)),
         ema_decay=Num(min=0, max=1, nullable=True), ema_every=Int(min=1),
         grad_clip=Num(min=0, gt=True, nullable=True), coord_noise=Bool(), sr_scale=Int(min=1))
