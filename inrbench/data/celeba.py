@@ -9,7 +9,8 @@ depends on the file system; we cut the sorted names, so the split is the same ev
 about 30 GB as float32 in memory).
 
 Files: ``img_align_celeba.zip`` (1,443,490,838 bytes, MD5 00d2c5bc6d35e252742224ab0c1e8fcb,
-the checksum torchvision checks) from the authors' Google Drive, unpacked into
+the checksum torchvision checks) from the authors' Google Drive (two file ids of the same
+file are tried), unpacked into
 ``$INRBENCH_DATA/celeba/img_align_celeba/``. Offline, a stand-in set of ``size`` x ``size``
 tiles of the shipped photos takes its place (the train and test tiles from different photos,
 as CIFAR-10's stand-in), and the run's records say so.
@@ -36,9 +37,13 @@ from inrbench.data.fetch import PaperDataModule, check_archive, extract, fetch_u
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
-CELEBA_DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
-CELEBA_URL = (f"https://drive.usercontent.google.com/download?id={CELEBA_DRIVE_ID}"
-              f"&export=download&confirm=t")
+#: the authors' Google Drive file ids of img_align_celeba.zip (the current one, then the one
+#: older tools use); the same file, the same MD5
+CELEBA_DRIVE_IDS = ("1zmsC4yvw-e089uHXj5EdP0BSZ0AlDQRR", "0B7EVK8r0v71pZjFTYXZWM3FlRnM")
+CELEBA_DRIVE_ID = CELEBA_DRIVE_IDS[0]
+CELEBA_URLS = [f"https://drive.usercontent.google.com/download?id={i}&export=download&confirm=t"
+               for i in CELEBA_DRIVE_IDS]
+CELEBA_URL = CELEBA_URLS[0]
 CELEBA_ZIP = "img_align_celeba.zip"
 CELEBA_BYTES = 1_443_490_838
 CELEBA_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"
@@ -134,7 +139,7 @@ class CelebADataModule(PaperDataModule):
 
     # -- PaperDataModule ----------------------------------------------------------------------
     def urls(self) -> list[str]:
-        return [CELEBA_URL]
+        return list(CELEBA_URLS)
 
     def paper_files(self) -> list[Path]:
         return [self.images_dir]
@@ -148,7 +153,13 @@ class CelebADataModule(PaperDataModule):
     def fetch(self) -> None:
         archive = self.folder / CELEBA_ZIP
         if not archive.exists():
-            fetch_url(CELEBA_URL, archive, CELEBA_BYTES, CELEBA_MD5)
+            for i, url in enumerate(CELEBA_URLS):
+                try:
+                    fetch_url(url, archive, CELEBA_BYTES, CELEBA_MD5)
+                    break
+                except DataError:
+                    if i == len(CELEBA_URLS) - 1:  # every copy failed: the last error says why
+                        raise
         else:
             check_archive(archive, CELEBA_BYTES, md5=CELEBA_MD5)
         extract(archive, self.folder)
