@@ -194,6 +194,7 @@ TINY = {  # name -> kwargs of a tiny instance (paper data sets offline use the s
     "sdf": lambda t, m: {"path": str(write_mesh(t / "s.off")), "resolution": 12},
     "cifar10": lambda t, m: _cifar(t, m),
     "images": lambda t, m: _image_folder(t),
+    "celeba": lambda t, m: {"size": 16, "download": False, "root": str(t / "celeba")},
 }
 RANGES = {"image": (0, 1), "video": (0, 1), "occupancy": (0, 1), "audio": (-1, 1),
           "sdf": (-1, 1)}

@@ -2,6 +2,7 @@
 
 from inrbench.data import (  # noqa: F401  (registration side effects)
     audio,
+    celeba,
     cifar,
     image,
     images,

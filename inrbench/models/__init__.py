@@ -1,6 +1,17 @@
 """Coordinate networks, one file per family; importing this package registers them all."""
 
-from inrbench.models import asmr, diner, ffn, kilonerf, loe, mfn, ngp, siren, wire  # noqa: F401
+from inrbench.models import (  # noqa: F401
+    anr,  # issue 14: anr, transinr
+    asmr,
+    diner,
+    ffn,
+    kilonerf,
+    loe,
+    mfn,
+    ngp,
+    siren,
+    wire,
+)
 from inrbench.models.base import INR, make_grid
 from inrbench.models.registry import create_model, list_models, register_model
 

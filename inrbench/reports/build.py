@@ -181,6 +181,10 @@ def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], d
     from inrbench.reports.figure5 import figure5_sections
 
     sections += figure5_sections(runs)
+    # hypernet / meta / fit on the same test images, ANR vs Trans-INR: reports/amortized.py
+    from inrbench.reports.amortized import amortized_sections
+
+    sections += amortized_sections(runs)
     # rate-distortion of compressed runs and codecs, OFA sub-networks: reports/ratedistortion.py
     from inrbench.reports.ratedistortion import ratedistortion_sections
 

@@ -21,4 +21,7 @@ from inrbench.tasks import ofa, qat  # noqa: E402,F401
 # meta-learning over a data set (issue 10); registered on import
 from inrbench.tasks import meta  # noqa: E402,F401
 
+# generating INRs in one forward pass, ANR / Trans-INR (issue 14); registered on import
+from inrbench.tasks import hypernet  # noqa: E402,F401
+
 __all__ = ["FitTask", "TASKS", "create_task", "list_tasks", "register_task"]

@@ -1,0 +1,359 @@
+"""Generating INRs in one forward pass (``--task hypernet``): ANR (Zhang et al., ECCV 2024,
+arXiv 2407.15355) and its linear baseline, trained end to end over a data set of images.
+
+For an image I of the batch, the hyper-network (``inrbench.models.hypernet``) emits raw tokens,
+the decoder (``--model anr`` or ``transinr``, ``inrbench.models.anr``) turns them into the
+instance and renders coordinates x on the pixel-centre grid::
+
+    R = H_psi(I),   theta_I = represent(R),   loss = mean_x (f(x + eps; theta_I) - (2 I(x) - 1))^2
+
+The target is the image in [-1, 1] (official ``ModelManager``), so PSNR = 10 log10(4 / MSE),
+the [0, 1] PSNR. ``eps`` are the *variational coordinates* of training
+(``model_manager.hypo_pred``, ``task.coord_noise``): eps = clip(0.3 / max(H, W) * N(0, 1),
++-0.5 / max(H, W)), a quarter-pixel jitter against aliasing when rendered denser; none at
+evaluation. Adam(lr, betas (0.9, 0.99)) on every shared weight (hyper-network and decoder),
+gradient norm clipped to ``task.grad_clip``, and an exponential moving average of the weights
+(``ema_pytorch.EMA(beta=task.ema_decay, update_every=task.ema_every)`` as the official
+``script/train_inr.py`` builds it, 0.995 every 10 steps) that all evaluation uses. As that
+library does by default, the copy follows the weights for the first 100 steps and its decay
+then warms up as ``min(beta, 1 - (1 + t)^(-2/3))``, t the steps after the 101st, so a short
+run is not scored on weights that still remember their initialisation.
+
+Evaluation on the test split: PSNR per image (mean and std), seconds per image to encode (one
+forward pass of the hyper-network and ``represent``) and to decode (one render), MACs per pixel
+of the decoder, of the per-instance set-up (ANR's keys and values) and of the hyper-network,
+the size of the per-instance representation, a reconstruction grid and a super-resolution
+render at ``task.sr_scale`` x the training resolution.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from inrbench.data.base import SignalSpec
+from inrbench.data.images import ImageSetDataModule
+from inrbench.errors import ConfigError
+from inrbench.io import atomic_write_bytes, atomic_write_json
+from inrbench.models.anr import GeneratedINR, pixel_grid
+from inrbench.models.hypernet import HyperNetwork, n_params
+from inrbench.tasks.fit import RunHistory
+from inrbench.tasks.meta import _npz, _sync, grid_image, mse_to_psnr, save_grid
+from inrbench.tasks.registry import register_task
+from inrbench.validation import Bool, Int, ListOf, Num, declare
+
+#: the hyper-network's keys (``task.*``) and their defaults: the official CelebA-128 setting
+#: (configs/Celeba128_anr_d5.yaml, script/train_inr.py)
+HYPER_DEFAULTS = {"hyper_dim": 512, "patch_size": 10, "patch_padding": 1, "enc_depth": 6,
+                  "dec_depth": 6, "n_heads": 6, "head_dim": 64, "ff_dim": 3072}
+TRAIN_DEFAULTS = {"betas": [0.9, 0.99], "ema_decay": 0.995, "ema_every": 10,
+                  "grad_clip": 1.0, "coord_noise": True, "sr_scale": 2}
+
+#: ema_pytorch's update_after_step: the EMA copies the weights until then
+EMA_AFTER = 100
+
+declare("task", hyper_dim=Int(min=1), patch_size=Int(min=1), patch_padding=Int(min=0),
+        enc_depth=Int(min=1), dec_depth=Int(min=1), n_heads=Int(min=1), head_dim=Int(min=1),
+        ff_dim=Int(min=1), betas=ListOf(item=Num(min=0, max=1)),
+        ema_decay=Num(min=0, max=1, nullable=True), ema_every=Int(min=1),
+        grad_clip=Num(min=0, gt=True, nullable=True), coord_noise=Bool(), sr_scale=Int(min=1))
+
+
+def variational_coords(grid: torch.Tensor, shape) -> torch.Tensor:
+    """The official training jitter: N(0, (0.3 / max(H, W))^2) clipped to +-0.5 / max(H, W)."""
+    size = max(shape)
+    noise = (torch.randn_like(grid) * 0.3 / size).clamp(-0.5 / size, 0.5 / size)
+    return grid + noise
+
+
+class HypernetTask(RunHistory, L.LightningModule):
+    """A decoder (``model``) and its hyper-network trained together over a set of images."""
+
+    def __init__(self, model: GeneratedINR, spec: SignalSpec, hyper: HyperNetwork,
+                 lr: float = 5e-5, betas=(0.9, 0.99), ema_decay: float | None = 0.995,
+                 ema_every: int = 10, grad_clip: float | None = 1.0, coord_noise: bool = True,
+                 scheduler: str = "none", lr_min: float = 0.0, steps: int = 1,
+                 grid_images: int = 8, sr_scale: int = 2):
+        super().__init__()
+        self.model, self.spec, self.hyper = model, spec, hyper
+        self.lr, self.betas = float(lr), tuple(float(b) for b in betas)
+        self.ema_decay, self.ema_every = ema_decay, int(ema_every)
+        self.grad_clip, self.coord_noise = grad_clip, bool(coord_noise)
+        self.scheduler_name, self.lr_min, self.steps = scheduler, float(lr_min), int(steps)
+        self.grid_images, self.sr_scale = int(grid_images), int(sr_scale)
+        self.ema = None
+        if ema_decay:  # a weight copy, saved in every checkpoint with the rest of the state
+            self.ema = copy.deepcopy(self._nets()).requires_grad_(False)
+        self.best = {"psnr": -math.inf, "step": -1}
+        self.history: list[dict] = []
+        self.evals: list[dict] = []
+        self._val: list[torch.Tensor] = []
+        self.train_data: ImageSetDataModule | None = None
+
+    def _nets(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"model": self.model, "hyper": self.hyper})
+
+    def _eval_nets(self) -> tuple[GeneratedINR, HyperNetwork]:
+        nets = self.ema if self.ema is not None else self._nets()
+        return nets["model"], nets["hyper"]
+
+    def trainable(self) -> list[nn.Parameter]:
+        """The shared weights: the hyper-network and the decoder, not the decoder's own
+        instance (used only when it fits one signal alone) nor the EMA copy."""
+        skip = {id(p) for p in self.model.instance.parameters()}
+        return [p for p in self._nets().parameters() if id(p) not in skip]
+
+    # -- the model of a batch -----------------------------------------------------------------
+    @staticmethod
+    def encode(model: GeneratedINR, hyper: HyperNetwork, images: torch.Tensor) -> dict:
+        """Images ``(B, H, W, C)`` in [0, 1] -> the instances (one forward pass)."""
+        return model.represent(hyper(images))
+
+    def render(self, images: torch.Tensor, shape=None, ema: bool = True) -> torch.Tensor:
+        """Images in [0, 1] -> their INRs rendered at ``shape`` (default: their own size; a
+        larger shape is super-resolution), ``(B, *shape, C)`` in [0, 1]."""
+        model, hyper = self._eval_nets() if ema else (self.model, self.hyper)
+        rep = self.encode(model, hyper, images)
+        return (model.render_batch(rep, shape or images.shape[1:3]) + 1) / 2
+
+    # -- Lightning ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.trainable(), lr=self.lr, betas=self.betas)
+        if self.scheduler_name == "none":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.steps, 1),
+                                                           eta_min=self.lr_min)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, batch, batch_idx):
+        images = batch["images"]
+        shape = images.shape[1:3]
+        rep = self.encode(self.model, self.hyper, images)
+        grid = pixel_grid(shape, device=images.device, dtype=images.dtype)
+        coords = grid.reshape(1, -1, 2).expand(len(images), -1, -1)
+        if self.coord_noise:
+            coords = variational_coords(coords, shape)
+        pred = self.model.decode(rep, coords)
+        mse = (pred - (images.flatten(1, 2) * 2 - 1)).pow(2).flatten(1).mean(1)
+        loss = mse.mean()
+        opt = self.optimizers()
+        lr = opt.param_groups[0]["lr"] if hasattr(opt, "param_groups") else self.lr
+        self.history.append({"step": int(self.global_step), "loss": float(loss.detach()),
+                             "psnr": float(mse_to_psnr(mse.detach(), 2.0).mean()), "lr": lr})
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer):
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.trainable(), self.grad_clip)
+
+    def ema_decay_at(self, step: int) -> float:
+        """ema_pytorch's schedule: 0 (copy) up to step 101, then 1 - (1 + t)^(-2/3) capped
+        at ``ema_decay``."""
+        t = step - EMA_AFTER - 1
+        return 0.0 if t <= 0 else min(self.ema_decay, 1.0 - (1.0 + t) ** (-2.0 / 3.0))
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # here, after the update and before any callback can checkpoint this step, the
+        # global step is this update's 0-based index
+        self._update_ema(int(self.global_step))
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        if self.ema is not None and step % self.ema_every == 0:
+            decay = self.ema_decay_at(step)
+            for e, p in zip(self.ema.parameters(), self._nets().parameters()):
+                e.lerp_(p, 1.0 - decay)
+
+    def validation_step(self, batch, batch_idx):
+        images = batch["images"]
+        pred = self.render(images)
+        self._val.append(mse_to_psnr((pred - images).pow(2).flatten(1).mean(1)).cpu())
+
+    def on_validation_epoch_end(self):
+        if not self._val:
+            return
+        psnr = torch.cat(self._val)
+        self._val = []
+        row = {"step": int(self.global_step), "val_psnr": float(psnr.mean()),
+               "val_psnr_std": float(psnr.std(unbiased=False))}
+        self.evals.append(row)
+        if row["val_psnr"] > self.best["psnr"]:
+            self.best = {"psnr": row["val_psnr"], "step": row["step"]}
+        self.log_dict({"val/psnr": row["val_psnr"]}, prog_bar=True)
+
+    # -- final evaluation (the runner merges it into metrics.json) ----------------------------
+    @torch.no_grad()
+    def evaluate_set(self, images: torch.Tensor, batch_size: int) -> dict:
+        self.eval()
+        device = next(self.parameters()).device
+        model, hyper = self._eval_nets()
+        psnr, recon, enc_s, dec_s = [], [], 0.0, 0.0
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            _sync(device)
+            t0 = time.perf_counter()
+            rep = self.encode(model, hyper, x)
+            _sync(device)
+            t1 = time.perf_counter()
+            pred = (model.render_batch(rep, x.shape[1:3]) + 1) / 2
+            _sync(device)
+            enc_s, dec_s = enc_s + t1 - t0, dec_s + time.perf_counter() - t1
+            psnr.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
+            if sum(len(r) for r in recon) < self.grid_images:
+                recon.append(pred.cpu())
+        psnr_t, n = torch.cat(psnr), len(images)
+        return {"psnr": float(psnr_t.mean()), "psnr_std": float(psnr_t.std(unbiased=False)),
+                "psnr_per_image": psnr_t, "encode_s_per_image": enc_s / n,
+                "decode_s_per_image": dec_s / n, "eval_images": n,
+                "reconstructions": torch.cat(recon)[: self.grid_images]}
+
+    def summary(self, datamodule, out: Path) -> dict:
+        data: ImageSetDataModule = self.train_data
+        test = data.test_images()
+        result = self.evaluate_set(test, data.batch_size)
+        recon, per_image = result.pop("reconstructions"), result.pop("psnr_per_image")
+        originals = test[: len(recon)]
+        save_grid(out / "reconstruction.png", originals, recon)
+        atomic_write_bytes(out / "reconstructions.npz", _npz(
+            originals=originals.numpy(), reconstructions=recon.clamp(0, 1).numpy(),
+            psnr=per_image.numpy()))
+        sr_shape = tuple(self.sr_scale * n for n in self.spec.shape)
+        with torch.no_grad():
+            sr = self.render(originals.to(self.device), sr_shape).cpu()
+        _save_sr(out / "super_resolution.png", originals, sr, self.sr_scale)
+        atomic_write_json(out / "super_resolution.json", {
+            "scale": self.sr_scale, "shape": list(sr_shape), "images": len(sr),
+            "note": "rendered from the same instances on a denser pixel-centre grid; no "
+                    "high-resolution ground truth, so no PSNR"})
+        if self.best["psnr"] < result["psnr"]:
+            self.best = {"psnr": result["psnr"], "step": int(self.global_step)}
+        npix = math.prod(self.spec.shape)
+        model, hyper = self.model, self.hyper
+        hyper_macs = hyper.macs_per_image()
+        return {
+            **result, "decode_ms": result["decode_s_per_image"] * 1e3,
+            "best_psnr": self.best["psnr"], "best_step": self.best["step"],
+            "amortized": "hypernet", "decoder": type(model).__name__,
+            "macs_per_pixel": float(model.macs_per_sample()),
+            "instance_macs_per_pixel": model.instance_macs() / npix,
+            "hyper_macs_per_image": hyper_macs, "hyper_macs_per_pixel": hyper_macs / npix,
+            "instance_floats": model.instance_floats(), "instance_params": model.instance_params(),
+            "hyper_params": n_params(hyper),
+            "decoder_params": n_params(model) - n_params(model.instance),
+            "lr": self.lr, "betas": list(self.betas), "ema_decay": self.ema_decay,
+            "ema_every": self.ema_every, "grad_clip": self.grad_clip,
+            "coord_noise": self.coord_noise, "coords": "pixel-centre", "sr_scale": self.sr_scale,
+            "batch_size": data.batch_size, "epochs": int(self.global_step) / data.steps_per_epoch,
+            "steps_per_epoch": data.steps_per_epoch, **data.set.record(),
+        }
+
+
+def _save_sr(path: Path, originals: torch.Tensor, sr: torch.Tensor, scale: int) -> None:
+    """Originals (nearest-upscaled to the render's size) on top, the denser render below."""
+    import io
+
+    from PIL import Image
+
+    up = originals.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    buffer = io.BytesIO()
+    Image.fromarray(grid_image([up, sr], scale=max(1, 4 // scale))).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+class _GlobalSteps(torch.utils.data.Sampler):
+    """Global batch indices from ``start`` on, one epoch of the set per pass; the position is
+    its own, not Lightning's epoch counter (which a resume at an epoch's end sets one ahead)."""
+
+    def __init__(self, length: int, start: int):
+        self.length, self.next = length, start
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it; the position is ours
+        pass
+
+    def __len__(self):
+        return self.length - self.next % self.length
+
+    def __iter__(self):
+        stop = (self.next // self.length + 1) * self.length
+        for i in range(self.next, stop):
+            self.next = i + 1
+            yield i
+
+
+class ResumableImageBatches(ImageSetDataModule):
+    """``ImageSetDataModule`` whose loader continues at the batch a resumed run stopped at
+    (the restored optimizer steps times the micro-batches per step), so a resumed run draws
+    the batches an uninterrupted one would."""
+
+    def train_dataloader(self) -> DataLoader:
+        from inrbench.data.images import _identity, _TrainBatches
+
+        ds = _TrainBatches(self.set.train, self.batch_size, self.seed)
+        trainer = getattr(self, "trainer", None)
+        done = 0 if trainer is None else int(trainer.global_step) * int(
+            getattr(trainer, "accumulate_grad_batches", 1))
+        return DataLoader(ds, batch_size=None, sampler=_GlobalSteps(len(ds), done),
+                          num_workers=0, collate_fn=_identity)
+
+
+def _task_key(t, key: str, defaults: dict):
+    """``task.KEY`` (null turns the EMA and clipping off; other nulls mean the default)."""
+    if key not in t:
+        return defaults[key]
+    value = t[key]
+    return defaults[key] if value is None and key not in ("ema_decay", "grad_clip") else value
+
+
+@register_task("hypernet")
+def build_hypernet(cfg, model, datamodule, spec):
+    """``--task hypernet --model anr|transinr --data cifar10|celeba|images``; the hyper-network
+    keys ``task.hyper_dim, patch_size, patch_padding, enc_depth, dec_depth, n_heads, head_dim,
+    ff_dim`` and the training keys ``task.lr, betas, ema_decay, ema_every, grad_clip,
+    coord_noise, scheduler`` (default values: the official CelebA-128 configuration)."""
+    if not isinstance(model, GeneratedINR):
+        raise ConfigError(f"--task hypernet generates the instance of a decoder; model "
+                          f"{cfg.model.name!r} has none. Use --model anr or --model transinr")
+    if not hasattr(datamodule, "image_set"):
+        raise ConfigError(f"--task hypernet needs a data set of images; data {cfg.data.name!r} "
+                          f"is one signal. Use --data cifar10, celeba or images data.path=DIR")
+    if spec.modality != "image" or len(spec.shape) != 2:
+        raise ConfigError(f"--task hypernet learns images; data {cfg.data.name!r} is "
+                          f"{spec.modality}")
+    t = cfg.task
+    h = {k: int(_task_key(t, k, HYPER_DEFAULTS)) for k in HYPER_DEFAULTS}
+    o = {k: _task_key(t, k, TRAIN_DEFAULTS) for k in TRAIN_DEFAULTS}
+    if any((n + 2 * h["patch_padding"]) // h["patch_size"] < 1 for n in spec.shape):
+        raise ConfigError(f"task.patch_size={h['patch_size']} is larger than the image "
+                          f"{tuple(spec.shape)} (+ padding); choose a smaller patch")
+    if len(o["betas"]) != 2:
+        raise ConfigError(f"task.betas must be two numbers in [0, 1], got {list(o['betas'])}")
+    image_set = datamodule.image_set()
+    if image_set.spec.shape != tuple(spec.shape) or image_set.spec.channels != spec.channels:
+        raise ConfigError(f"{cfg.data.name}: the image set is {image_set.spec} but the model was "
+                          f"built for {spec}")
+    hyper = HyperNetwork(spec.shape, spec.channels, model.token_groups, dim=h["hyper_dim"],
+                         patch_size=h["patch_size"], padding=h["patch_padding"],
+                         enc_depth=h["enc_depth"], dec_depth=h["dec_depth"],
+                         n_heads=h["n_heads"], head_dim=h["head_dim"], ff_dim=h["ff_dim"])
+    task = HypernetTask(model, spec, hyper, lr=float(t.lr), betas=list(o["betas"]),
+                        ema_decay=o["ema_decay"], ema_every=int(o["ema_every"]),
+                        grad_clip=o["grad_clip"], coord_noise=bool(o["coord_noise"]),
+                        scheduler=str(t.scheduler), lr_min=float(t.lr_min),
+                        steps=int(t.steps), grid_images=int(t.grid_images),
+                        sr_scale=int(o["sr_scale"]))
+    task.train_data = ResumableImageBatches(
+        image_set, batch_size=int(cfg.data.get("batch_size") or 64),
+        seed=int(cfg.trainer.seed), eval_images=t.get("eval_images"))
+    return task
+
+
+__all__ = ["HypernetTask", "build_hypernet", "variational_coords"]
