@@ -228,7 +228,16 @@ def test_meta_run_writes_results_and_resumes(tmp_path, capsys):
                 + ["--resume"]) == 0
     m2 = json.loads((out / "metrics.json").read_text())
     assert m2["steps"] == 4
-    assert len(pd.read_csv(out / "metrics.csv")["loss"].dropna()) == 4
+    resumed = pd.read_csv(out / "metrics.csv")["loss"].dropna()
+    assert len(resumed) == 4
+    # the resume came at an epoch's end (6 train images, batches of 3): the batches after it
+    # are the ones an uninterrupted run draws, so every step's loss is the same
+    whole = tmp_path / "whole"
+    assert main([a if a != str(out) else str(whole) for a in argv[:argv.index("--steps") + 1]]
+                + ["4"] + [a if a != str(out) else str(whole)
+                           for a in argv[argv.index("--steps") + 2:]]) == 0
+    uninterrupted = pd.read_csv(whole / "metrics.csv")["loss"].dropna()
+    assert resumed.tolist() == pytest.approx(uninterrupted.tolist(), rel=1e-5)
     # the report builds a Figure 5 section from the run: table, encoding curve, grid
     from inrbench.reports.build import make_report
 

@@ -36,7 +36,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
@@ -269,42 +268,6 @@ def _save_sr(path: Path, originals: torch.Tensor, sr: torch.Tensor, scale: int) 
     atomic_write_bytes(path, buffer.getvalue())
 
 
-class _GlobalSteps(torch.utils.data.Sampler):
-    """Global batch indices from ``start`` on, one epoch of the set per pass; the position is
-    its own, not Lightning's epoch counter (which a resume at an epoch's end sets one ahead)."""
-
-    def __init__(self, length: int, start: int):
-        self.length, self.next = length, start
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls it; the position is ours
-        pass
-
-    def __len__(self):
-        return self.length - self.next % self.length
-
-    def __iter__(self):
-        stop = (self.next // self.length + 1) * self.length
-        for i in range(self.next, stop):
-            self.next = i + 1
-            yield i
-
-
-class ResumableImageBatches(ImageSetDataModule):
-    """``ImageSetDataModule`` whose loader continues at the batch a resumed run stopped at
-    (the restored optimizer steps times the micro-batches per step), so a resumed run draws
-    the batches an uninterrupted one would."""
-
-    def train_dataloader(self) -> DataLoader:
-        from inrbench.data.images import _identity, _TrainBatches
-
-        ds = _TrainBatches(self.set.train, self.batch_size, self.seed)
-        trainer = getattr(self, "trainer", None)
-        done = 0 if trainer is None else int(trainer.global_step) * int(
-            getattr(trainer, "accumulate_grad_batches", 1))
-        return DataLoader(ds, batch_size=None, sampler=_GlobalSteps(len(ds), done),
-                          num_workers=0, collate_fn=_identity)
-
-
 def _task_key(t, key: str, defaults: dict):
     """``task.KEY`` (null turns the EMA and clipping off; other nulls mean the default)."""
     if key not in t:
@@ -350,7 +313,7 @@ def build_hypernet(cfg, model, datamodule, spec):
                         scheduler=str(t.scheduler), lr_min=float(t.lr_min),
                         steps=int(t.steps), grid_images=int(t.grid_images),
                         sr_scale=int(o["sr_scale"]))
-    task.train_data = ResumableImageBatches(
+    task.train_data = ImageSetDataModule(
         image_set, batch_size=int(cfg.data.get("batch_size") or 64),
         seed=int(cfg.trainer.seed), eval_images=t.get("eval_images"))
     return task
