@@ -164,12 +164,16 @@ def test_image_set_batches_walk_a_permutation_per_epoch():
                               seed=3, eval_images=2)
     assert data.steps_per_epoch == 2
     loader = data.train_dataloader()
-    seen = [b["images"][:, 0, 0, 0].long().tolist() for b in loader]
+    first = list(loader)
+    seen = [b["images"][:, 0, 0, 0].long().tolist() for b in first]
     assert len(seen) == 2 and len(set(sum(seen, []))) == 8  # no repeats within an epoch
     assert [b["images"].shape[0] for b in data.val_dataloader()] == [2]
     again = ImageSetDataModule(ImageSet(train.clone(), train[:3].clone(), "t"), batch_size=4,
                                seed=3).train_dataloader()
-    assert [b["index"].tolist() for b in again] == [b["index"].tolist() for b in loader]
+    assert [b["index"].tolist() for b in again] == [b["index"].tolist() for b in first]
+    # the loader keeps its place: a second pass is the next epoch, another permutation
+    second = [b["index"].tolist() for b in loader]
+    assert len(second) == 2 and second != [b["index"].tolist() for b in first]
 
 
 def _folder(tmp_path, n=6):
