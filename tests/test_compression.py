@@ -287,3 +287,40 @@ def test_codec_sweep_rates_and_psnr(tmp_path):
                  "--codecs", "jpeg"]) == 0
     saved = json.loads((tmp_path / "c" / "codecs.json").read_text())
     assert saved["shape"] == [64, 96, 3] and len(saved["points"]) > 5
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_qat_step_sizes_learn_at_a_rate_relative_to_their_size(bits):
+    """Adam moves a parameter by about its rate: each quantizer's rate is quant_step_lr x its
+    initial step, so an 8-bit step (16x smaller than a 4-bit one) is not swamped, and the
+    cosine schedule scales every group by the same factor (not towards the weights' lr_min)."""
+    from inrbench.compression.quant import apply_lsq
+    from inrbench.data.base import SignalSpec
+    from inrbench.models import create_model
+    from inrbench.tasks.qat import QATTask
+
+    torch.manual_seed(0)
+    model = create_model("siren", in_features=2, out_features=1, hidden_dim=32, n_layers=4)
+    apply_lsq(model, bits, "hidden")
+    task = QATTask(model, SignalSpec((8, 8), 1), bits, quant_step_lr=0.005, lr=1e-3,
+                   lr_min=1e-6, steps=10, scheduler="cosine")
+    conf = task.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    quantizers = [m for m in model.modules() if isinstance(m, LSQWeight)]
+    assert len(opt.param_groups) == 1 + len(quantizers) >= 3
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    for group, q in zip(opt.param_groups[1:], quantizers):
+        assert group["params"][0] is q.step
+        assert group["lr"] == pytest.approx(0.005 * float(q.step.detach()), rel=1e-6)
+    before = [g["lr"] for g in opt.param_groups]
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    after = [g["lr"] for g in opt.param_groups]
+    assert after[0] == pytest.approx(1e-6)  # the weights end at lr_min, as CosineAnnealingLR
+    for b, a in zip(before[1:], after[1:]):
+        assert a == pytest.approx(b * 1e-6 / 1e-3)  # the steps anneal by the same factor
+    legacy = QATTask(model, SignalSpec((8, 8), 1), bits, quant_lr_scale=0.01,
+                     quant_step_lr=None, lr=1e-3, lr_min=1e-6, steps=10, scheduler="none")
+    groups = legacy.configure_optimizers().param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-5])  # the old absolute rule

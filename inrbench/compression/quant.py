@@ -201,6 +201,7 @@ class LSQWeight(nn.Module):
             init = max(abs(mu - 3 * sigma), abs(mu + 3 * sigma), 1e-8) / 2 ** (bits - 1)
             self.offset = None
         self.step = nn.Parameter(torch.tensor(init))
+        self.init_step = init  # the scale of this tensor's quantizer (QAT's relative rate)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         # |s| keeps the step positive if an update overshoots zero

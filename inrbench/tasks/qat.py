@@ -13,11 +13,18 @@ evaluation uses the quantized weights, so the PSNR in ``metrics.json`` is the PS
 network ``inrbench compress`` writes (which stores ``s``, ``beta`` and the integer symbols).
 
 Adam's update is invariant to gradient scale, so LSQ's gradient scale g = 1/sqrt(N Qp) alone
-does not slow the step sizes down as it does under SGD; they get their own learning rate,
-``task.lr * task.quant_lr_scale``.
+does not slow the step sizes down as it does under SGD, and an Adam step moves a parameter by
+about its learning rate whatever its size. The step sizes (and offsets) of a tensor therefore
+learn at ``task.quant_step_lr`` times that tensor's initial step size (a relative rate, the
+same at every bit width; it follows the run's cosine schedule). An absolute rate, as
+``task.lr * task.quant_lr_scale``, is 16x larger relative to an 8-bit step than to a 4-bit
+one: measured on a 512x768 photo, ASMR QAT at 8 bits then ended 3.5 dB *below* 4 bits.
+``task.quant_step_lr=null`` restores that absolute rule (the records made before it).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -30,11 +37,14 @@ from inrbench.tasks.registry import register_task
 class QATTask(FitTask):
     """``FitTask`` whose optimizer gives the LSQ+ quantizer parameters their own rate."""
 
-    def __init__(self, model, spec, bits: int, quant_lr_scale: float = 0.01, **kwargs):
+    def __init__(self, model, spec, bits: int, quant_lr_scale: float = 0.01,
+                 quant_step_lr: float | None = 0.005, **kwargs):
         super().__init__(model, spec, **kwargs)
-        self.bits, self.quant_lr_scale = bits, quant_lr_scale
+        self.bits, self.quant_lr_scale, self.quant_step_lr = bits, quant_lr_scale, quant_step_lr
 
     def configure_optimizers(self):
+        if self.quant_step_lr is not None:
+            return self._relative_rate_optimizers()
         quant = {id(p) for m in self.model.modules() if isinstance(m, LSQWeight)
                  for p in m.parameters()}
         groups = [{"params": [p for p in self.model.parameters() if id(p) not in quant],
@@ -49,6 +59,28 @@ class QATTask(FitTask):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+    def _relative_rate_optimizers(self):
+        quantizers = [m for m in self.model.modules() if isinstance(m, LSQWeight)]
+        quant = {id(p) for m in quantizers for p in m.parameters()}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in quant],
+                   "lr": self.lr}]
+        groups += [{"params": list(m.parameters()), "lr": self.quant_step_lr * m.init_step}
+                   for m in quantizers]
+        opt = torch.optim.Adam(groups, lr=self.lr)
+        if self.scheduler_name == "none":
+            return opt
+        steps, floor = max(self.steps, 1), self.lr_min / self.lr
+
+        def cosine(step: int) -> float:
+            """CosineAnnealingLR's closed form as a factor of each group's own rate, so the
+            step sizes anneal in proportion instead of towards the weights' lr_min."""
+            t = min(step, steps)
+            return floor + (1 - floor) * (1 + math.cos(math.pi * t / steps)) / 2
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 @register_task("qat")
 def build_qat(cfg, model, datamodule, spec):
     """LSQ+ QAT of ``cfg.model`` on the signal (``task.quant_*`` keys)."""
@@ -60,7 +92,11 @@ def build_qat(cfg, model, datamodule, spec):
     scale = float(task.get("quant_lr_scale", 0.01))
     if not scale > 0:
         raise ConfigError(f"task.quant_lr_scale must be > 0, got {scale}")
+    step_lr = task.get("quant_step_lr", None)
+    if step_lr is not None and not (isinstance(step_lr, (int, float)) and step_lr > 0):
+        raise ConfigError(f"task.quant_step_lr must be a number > 0 (a fraction of each "
+                          f"tensor's initial step size per Adam step) or null, got {step_lr!r}")
     apply_lsq(model, bits, str(task.get("quant_layers", "hidden")),
               bool(task.get("quant_biases", False)), bool(task.get("quant_offset", False)))
-    return QATTask(model, spec, bits, scale, lr=task.lr, lr_min=task.lr_min, steps=task.steps,
-                   scheduler=task.scheduler)
+    return QATTask(model, spec, bits, scale, None if step_lr is None else float(step_lr),
+                   lr=task.lr, lr_min=task.lr_min, steps=task.steps, scheduler=task.scheduler)
