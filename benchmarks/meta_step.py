@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
+import time
 
 import torch
-from common import device, machine, median_ms
+from common import device, machine
 
 from inrbench.data.base import SignalSpec
 from inrbench.models import create_model
@@ -45,8 +47,8 @@ def images(batch: int) -> torch.Tensor:
     return standin_set().train[:batch]
 
 
-def outer_step_ms(key: str, x: torch.Tensor, inner: int, repeats: int, dev,
-                  warmup: int = 1) -> dict:
+def outer_step(key: str, x: torch.Tensor, inner: int, dev):
+    """One outer step of ``key`` as a closure, and the model's row facts."""
     torch.manual_seed(0)
     kwargs = dict(MODELS[key])
     model = create_model(kwargs.pop("name"), in_features=2, out_features=3, **kwargs).to(dev)
@@ -61,9 +63,28 @@ def outer_step_ms(key: str, x: torch.Tensor, inner: int, repeats: int, dev,
         loss.backward()
         opt.step()
 
-    ms = median_ms(step, repeats=repeats, warmup=warmup)
-    return {"model": key, "ms": ms, "macs_per_pixel": float(model.macs_per_sample()),
-            "params": sum(p.numel() for p in task.parameters())}
+    return step, {"model": key, "macs_per_pixel": float(model.macs_per_sample()),
+                  "params": sum(p.numel() for p in task.parameters())}
+
+
+def interleaved_ms(keys, x, inner: int, repeats: int, warmup: int, dev) -> list[dict]:
+    """Median ms per outer step of each model, the models taking turns within every repeat,
+    so a change in the machine's load during the run hits all of them alike (timing one model
+    after the other let a shared CPU's load swing the ratio from 3.3x to 4.8x)."""
+    steps = [outer_step(k, x, inner, dev) for k in keys]
+    times: list[list[float]] = [[] for _ in keys]
+    for r in range(warmup + repeats):
+        for (step, _), t in zip(steps, times):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            if r >= warmup:
+                t.append((time.perf_counter() - t0) * 1e3)
+    return [{**row, "ms": statistics.median(t), "ms_all": t}
+            for (_, row), t in zip(steps, times)]
 
 
 def main() -> None:
@@ -77,8 +98,7 @@ def main() -> None:
     args = p.parse_args()
     dev = device()
     x = images(args.batch).to(dev)
-    rows = [outer_step_ms(k, x, args.inner, args.repeats, dev, args.warmup)
-            for k in args.models.split(",")]
+    rows = interleaved_ms(args.models.split(","), x, args.inner, args.repeats, args.warmup, dev)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if args.json:
         print(json.dumps({"machine": machine(), "batch": args.batch, "inner": args.inner,
