@@ -23,7 +23,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from inrbench.errors import InrbenchError
 
 
@@ -76,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_report_commands(sub) -> None:
     rep = sub.add_parser("report", help="the paper's tables and figures from run results")
-    rep.add_argument("results", help="folder searched recursively for run results")
+    rep.add_argument("results", nargs="+", help="folder(s) searched recursively for run "
+                     "results (several: one report of all their runs)")
     rep.add_argument("--out", help="report folder (default reports/<results folder name>)")
     rep.add_argument("--format", default="md,html,png", help="comma-separated: md,html,png")
     rep.add_argument("--tables", help="comma-separated tables, e.g. 2,12 or table2 (default: "
@@ -115,9 +115,11 @@ def cmd_report(args) -> int:
     if args.tables:
         tables = [t.strip() if t.strip().startswith("table") else f"table{t.strip()}"
                   for t in args.tables.split(",") if t.strip()]
-    results = Path(args.results)
-    out = Path(args.out) if args.out else Path("reports") / (results.resolve().name or "report")
-    done = make_report(results, out, formats, tables, args.title, args.note)
+    results = [Path(r) for r in args.results]
+    out = Path(args.out) if args.out else Path("reports") / (results[0].resolve().name
+                                                           or "report")
+    done = make_report(results if len(results) > 1 else results[0], out, formats, tables,
+                       args.title, args.note)
     print(f"report of {done['runs']} run(s): {out}")
     for f in done["files"]:
         print(f"  {f}")

@@ -139,6 +139,17 @@ def test_html_is_self_contained(results, tmp_path):
     assert "<script" not in html
 
 
+def test_one_report_of_several_results_folders(results, tmp_path, capsys):
+    folders = [results / "seed0", results / "seed1"]
+    n = sum(len(list(f.rglob("metrics.json"))) for f in folders)
+    assert n >= 2
+    assert main(["report", *map(str, folders), "--out", str(tmp_path / "r"), "--format",
+                 "md", "--tables", "2"]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert f"`inrbench report {folders[0]} {folders[1]}`" in text
+    assert f"from {n} run folder(s)" in text
+
+
 def test_report_of_a_folder_without_runs_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "no run results" in capsys.readouterr().err
