@@ -17,7 +17,6 @@ baseline (the paper's claim), the validation curves and the reconstructions.
 
 from __future__ import annotations
 
-import io
 from collections import OrderedDict
 from pathlib import Path
 
@@ -181,26 +180,11 @@ def amortized_sections(runs: list[Run]):
 
 
 def _curve_png(curves: list[tuple[str, list, list]], title: str) -> bytes | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from inrbench.reports.figure5 import _lines_png
 
     if not any(len(x) for _, x, _ in curves):
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, x, y in curves:
-        ax.plot(x, y, marker="o", ms=3, label=label)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("test PSNR (dB)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    return _lines_png(curves, "training step", title)
 
 
 def hypernet_sections(runs: list[Run]):

@@ -53,18 +53,19 @@ def _paper_psnr(run: Run) -> tuple[str, str] | None:
     return None
 
 
-def _curve_png(groups: list[tuple[str, list[float]]], title: str) -> bytes | None:
+def _lines_png(lines: list[tuple[str, list, list]], xlabel: str, title: str) -> bytes | None:
+    """One marked line per ``(label, x, y)``, y = test PSNR; PNG bytes (None: no lines)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not groups:
+    if not lines:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, curve in groups:
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=label)
-    ax.set_xlabel("inner steps")
+    for label, x, y in lines:
+        ax.plot(x, y, marker="o", ms=3, label=label)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test PSNR (dB)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -74,6 +75,12 @@ def _curve_png(groups: list[tuple[str, list[float]]], title: str) -> bytes | Non
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _curve_png(groups: list[tuple[str, list[float]]], title: str) -> bytes | None:
+    """Encoding curves: PSNR after 1..n inner steps."""
+    return _lines_png([(label, list(range(1, len(c) + 1)), c) for label, c in groups],
+                      "inner steps", title)
 
 
 def _grid_png(rows: list[tuple[str, np.ndarray]], title: str) -> bytes | None:

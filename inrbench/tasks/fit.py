@@ -39,6 +39,20 @@ class RunHistory:
         self.history = state.get("history", [])
         self.evals = state.get("evals", [])
 
+    def close_val_epoch(self) -> dict | None:
+        """The evaluation row of the per-image test PSNRs gathered in ``self._val`` (mean and
+        spread), recorded in ``evals`` and ``best``; None when nothing was evaluated."""
+        if not getattr(self, "_val", None):
+            return None
+        psnr = torch.cat(self._val)
+        self._val = []
+        row = {"step": int(self.global_step), "val_psnr": float(psnr.mean()),
+               "val_psnr_std": float(psnr.std(unbiased=False))}
+        self.evals.append(row)
+        if row["val_psnr"] > self.best["psnr"]:
+            self.best = {"psnr": row["val_psnr"], "step": row["step"]}
+        return row
+
 
 class FitTask(RunHistory, L.LightningModule):
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, lr: float = 1e-4,

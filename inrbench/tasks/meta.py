@@ -133,15 +133,9 @@ class MetaTask(RunHistory, L.LightningModule):
             self._val.append(mse_to_psnr(self.per_image_mse(latents, images)).cpu())
 
     def on_validation_epoch_end(self):
-        if not self._val:
+        row = self.close_val_epoch()
+        if row is None:
             return
-        psnr = torch.cat(self._val)
-        self._val = []
-        row = {"step": int(self.global_step), "val_psnr": float(psnr.mean()),
-               "val_psnr_std": float(psnr.std(unbiased=False))}
-        self.evals.append(row)
-        if row["val_psnr"] > self.best["psnr"]:
-            self.best = {"psnr": row["val_psnr"], "step": row["step"]}
         self.log_dict({"val/psnr": row["val_psnr"], "val/psnr_std": row["val_psnr_std"]},
                       prog_bar=True)
 
