@@ -259,6 +259,14 @@ def _identity(x):
     return x
 
 
+def batches_done(trainer) -> int:
+    """Batches a (resumed) run has trained: restored optimizer steps x micro-batches per step
+    (0 without a trainer)."""
+    if trainer is None:
+        return 0
+    return int(trainer.global_step) * int(getattr(trainer, "accumulate_grad_batches", 1))
+
+
 class SignalDataModule(L.LightningDataModule):
     """Base class. Subclasses implement ``spec`` and ``load_signal`` (and ``prepare_data`` to
     download). ``sampling``: ``full``, ``random`` or ``tile``; ``batch_size``: samples per
@@ -318,11 +326,7 @@ class SignalDataModule(L.LightningDataModule):
     def _trained_batches(self, length: int) -> int:
         """Batches of the current epoch a resumed run has already trained (0 on a fresh run):
         the restored optimizer steps times the micro-batches per step, modulo the epoch."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 0
-        done = int(trainer.global_step) * int(getattr(trainer, "accumulate_grad_batches", 1))
-        return done % length
+        return batches_done(getattr(self, "trainer", None)) % length
 
     def _shard(self) -> dict:
         """This process's rank and the number of processes (multi-process training)."""

@@ -29,7 +29,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from inrbench.data.base import SignalDataModule, SignalSpec
+from inrbench.data.base import SignalDataModule, SignalSpec, batches_done
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
@@ -164,9 +164,7 @@ class ImageSetDataModule(L.LightningDataModule):
         the micro-batches per step), so a resumed run draws the batches an uninterrupted one
         would; 0 on a fresh run."""
         ds = _TrainBatches(self.set.train, self.batch_size, self.seed)
-        trainer = getattr(self, "trainer", None)
-        done = 0 if trainer is None else int(trainer.global_step) * int(
-            getattr(trainer, "accumulate_grad_batches", 1))
+        done = batches_done(getattr(self, "trainer", None))
         return DataLoader(ds, batch_size=None, sampler=_GlobalSteps(len(ds), done),
                           num_workers=0, collate_fn=_identity)
 
