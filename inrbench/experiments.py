@@ -533,6 +533,25 @@ def default_out(exp: Experiment) -> Path:
     return Path("runs") / f"{exp.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+def _earlier_rows(path: Path, exp: Experiment, rerun: set[str]) -> list[dict]:
+    """Rows an earlier invocation recorded in the same folder and this one leaves alone: a
+    second ``--rows`` call into one ``--out`` adds to its experiment.json instead of
+    replacing it."""
+    import json
+
+    if not path.is_file():
+        return []
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not readable JSON ({e}); move it away or pick another "
+                          "--out") from None
+    if earlier.get("experiment") != exp.name:
+        raise ConfigError(f"{path} records experiment {earlier.get('experiment')!r}, not "
+                          f"{exp.name!r}; pick another --out")
+    return [r for r in earlier.get("rows", []) if r.get("id") not in rerun]
+
+
 def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list[str] = (),
                    extra: dict | None = None, resume: bool = False,
                    on_done=None) -> list[dict]:
@@ -543,6 +562,7 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
     from inrbench.runner import run
 
     out = Path(out)
+    kept = _earlier_rows(out / "experiment.json", exp, {row["id"] for row in rows})
     results: list[dict] = []
     for row in rows:
         entry = {"id": row["id"], "label": row.get("label", row["id"]),
@@ -557,9 +577,11 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
             entry.update(status="failed", error=f"{type(e).__name__}: {e}")
             print(f"inrbench: row {row['id']} of {exp.name} failed: {e}", file=sys.stderr)
         results.append(entry)
+        order = {row_id: i for i, row_id in enumerate(exp.row_ids)}
+        listed = sorted(kept + results, key=lambda e: order.get(e["id"], len(order)))
         atomic_write_json(out / "experiment.json",
                           {"experiment": exp.name, "title": exp.title, "source": exp.source,
-                           "rows": results})
+                           "rows": listed})
         if on_done is not None:
             on_done(entry)
     return results
