@@ -562,7 +562,8 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
     from inrbench.runner import run
 
     out = Path(out)
-    kept = _earlier_rows(out / "experiment.json", exp, {row["id"] for row in rows})
+    rerun = {row["id"] for row in rows}
+    _earlier_rows(out / "experiment.json", exp, rerun)  # a foreign or corrupt file stops us now
     results: list[dict] = []
     for row in rows:
         entry = {"id": row["id"], "label": row.get("label", row["id"]),
@@ -577,6 +578,8 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
             entry.update(status="failed", error=f"{type(e).__name__}: {e}")
             print(f"inrbench: row {row['id']} of {exp.name} failed: {e}", file=sys.stderr)
         results.append(entry)
+        # read again at each write: another invocation may have added rows since we started
+        kept = _earlier_rows(out / "experiment.json", exp, {e["id"] for e in results})
         order = {row_id: i for i, row_id in enumerate(exp.row_ids)}
         listed = sorted(kept + results, key=lambda e: order.get(e["id"], len(order)))
         atomic_write_json(out / "experiment.json",

@@ -265,6 +265,18 @@ def test_cli_run_experiment_continues_past_a_failing_row(table2_out, capsys):
     assert list(statuses) == ["siren3", "asmr3", "asmr4"]
 
 
+@pytest.mark.parametrize("content,message", [
+    ('{"experiment": "table4", "rows": []}', "records experiment 'table4', not 'table2'"),
+    ('{"experiment": "tab', "is not readable JSON"),
+])
+def test_cli_run_experiment_refuses_a_foreign_experiment_json(tmp_path, capsys, content, message):
+    (tmp_path / "experiment.json").write_text(content)
+    assert main(["run", "--experiment", "table2", "--rows", "asmr3", "--steps", "1",
+                 "--out", str(tmp_path), "--logger", "none", *TINY]) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "asmr3").exists()  # refused before training
+
+
 @pytest.mark.parametrize("argv,message", [
     (["run", "--experiment", "nope"], "unknown experiment 'nope'; valid choices: "),
     (["profile", "--experiment", "nope"], "unknown experiment 'nope'; valid choices: "),
