@@ -34,6 +34,10 @@ def write_record(folder, row_id, steps, best_psnr, seed=0, source="paper", legac
         summary["data_description"] = ("cameraman (skimage.data.camera)" if source == "paper"
                                         else "some shipped photo")
         cfg["data_record"] = {"source": source, "files": []}
+        if source == "stand-in":  # an absolute path of the machine that ran it
+            summary["data_stands_in_for"] = "Cameraman"
+            summary["data_files"] = [{"path": "/home/someone/samples/photo.png", "bytes": 9,
+                                      "sha256": "0" * 64}]
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     (folder / "metrics.json").write_text(json.dumps(summary))
@@ -80,8 +84,8 @@ def test_short_runs_are_shown_apart_without_delta(tmp_path):
     apart = md.split("runs shown apart", 1)[1]
     line = next(x for x in apart.splitlines() if "2,000 of the paper's 10,000 steps" in x)
     assert "28.50 ± 0.71" in line and "0, 1" in line
-    line = next(x for x in apart.splitlines() if "stand-in data (some shipped photo)" in x)
-    assert "45.00" in line
+    line = next(x for x in apart.splitlines() if "stand-in data (photo.png for Cameraman)" in x)
+    assert "45.00" in line and "/home/someone" not in md
     assert "| cameraman (stand-in) |" in md.split("## Runs", 1)[1]
     # a record older than data_source on Cameraman (no stand-in exists) still counts
     asmr4 = next(x for x in main_table.splitlines()

@@ -16,6 +16,8 @@ its figures, and never a Δ.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from inrbench.reports.runs import Run, fmt_mean_std, mean_std
 
 
@@ -50,7 +52,13 @@ def apart_reason(run: Run, steps: int | None) -> str | None:
     """Why ``run`` is not comparable with the paper's figure (None when it is)."""
     source = data_source(run)
     if source == "stand-in":
-        what = run.summary.get("data_description") or "a shipped sample"
+        # file names, not paths: the folders are those of the machine that ran it
+        names = [Path(f["path"]).name for f in run.summary.get("data_files") or []
+                 if f.get("path")]
+        what = (", ".join(names) or run.summary.get("data_description")
+                or "a shipped sample")
+        if run.summary.get("data_stands_in_for"):
+            what += f" for {run.summary['data_stands_in_for']}"
         return f"stand-in data ({what}), not the paper's data set"
     if source == "user":
         return "the user's own file, not the paper's data set"
