@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from collections import OrderedDict
@@ -116,7 +115,7 @@ class RunLock:
                     raise ConfigError(
                         f"{self.out} is in use by another inrbench run ({who}); wait for it to "
                         f"end or choose another --out (if that process is gone, delete "
-                        f"{self.path})")
+                        f"{self.path})") from None
             raise ConfigError(f"cannot lock {self.out}: {self.path} keeps changing; is another "
                               f"run starting there?")
         finally:

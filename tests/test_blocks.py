@@ -11,7 +11,6 @@ from inrbench.data.base import RandomBlocks, SignalSpec, choose_cells, index_to_
 from inrbench.errors import ConfigError
 from inrbench.models import create_model
 
-
 CASES = [
     ((60,), [[3, 5, 4]]),                                   # 1-D, odd bases
     ((24, 30), [[2, 3, 4], [5, 3, 2]]),                     # 2-D, odd bases

@@ -9,10 +9,10 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from test_run import _Crash
 
 from inrbench.cli import main
 from inrbench.runner import run
-from test_run import _Crash
 
 BLOCKS = ["data.sampling=blocks", "data.batch_size=128"]
 

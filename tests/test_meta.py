@@ -13,8 +13,8 @@ from PIL import Image
 
 from inrbench.cli import main
 from inrbench.data import create_datamodule
-from inrbench.data.images import ImageSet, ImageSetDataModule
 from inrbench.data.base import SignalSpec
+from inrbench.data.images import ImageSet, ImageSetDataModule
 from inrbench.errors import ConfigError
 from inrbench.models import create_model, make_grid
 from inrbench.models.modulated import (

@@ -27,8 +27,8 @@ from torch import nn
 from inrbench.errors import ConfigError
 from inrbench.models.base import INR, coords_to_index
 from inrbench.models.bases import default_bases, validate_bases
-from inrbench.models.registry import register_model, register_variant
 from inrbench.models.checks import check_int, signal_shape_of
+from inrbench.models.registry import register_model, register_variant
 from inrbench.models.siren import SIREN, check_positive, check_sizes, mlp_macs
 
 

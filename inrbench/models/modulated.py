@@ -5,7 +5,8 @@ A latent vector per instance is mapped by one linear layer to ``phi``, one shift
 hidden layer (``n_shift_layers x K`` values), which is added to that layer's pre-activation:
 
 * SIREN, as COIN++'s ``ModulatedSiren``:  z_i = sin(omega_i (W_i z_{i-1} + b_i + phi_{i-1}))
-* ASMR, appendix I eq. (3):               z_i = sin(omega_i (W_i z_{i-1} + b_i + M_i(x_i) + phi_{i-1}))
+* ASMR, appendix I eq. (3):
+  z_i = sin(omega_i (W_i z_{i-1} + b_i + M_i(x_i) + phi_{i-1}))
 * Instant-NGP, shifts on the hidden layers of its ReLU MLP (the paper gives no equation; the
   hash tables stay shared):              z_i = relu(W_i z_{i-1} + b_i + phi_{i-1})
 

@@ -22,7 +22,6 @@ from torch import nn
 
 from inrbench.errors import ConfigError
 
-
 INITS = ("official", "fan_in")
 
 

@@ -149,7 +149,7 @@ def figure5_sections(runs: list[Run]):
         for run in group:
             s = run.summary
             curve = s.get("encoding_curve") or []
-            at = (lambda i: curve[i - 1] if len(curve) >= i else None)  # noqa: E731
+            at = (lambda i, curve=curve: curve[i - 1] if len(curve) >= i else None)  # noqa: E731
             paper = _paper_psnr(run)
             body.append([
                 Cell(_label(run), str(run.path)),

@@ -15,13 +15,8 @@ def build_fit(cfg, model, datamodule, spec):
                    scheduler=cfg.task.scheduler)
 
 
-# compression tasks (issue 13): LSQ+ QAT and once-for-all; registered on import
-from inrbench.tasks import ofa, qat  # noqa: E402,F401
-
-# meta-learning over a data set (issue 10); registered on import
-from inrbench.tasks import meta  # noqa: E402,F401
-
-# generating INRs in one forward pass, ANR / Trans-INR (issue 14); registered on import
-from inrbench.tasks import hypernet  # noqa: E402,F401
+# tasks registered on import: generating INRs in one forward pass, ANR / Trans-INR (issue 14);
+# meta-learning over a data set (issue 10); compression, LSQ+ QAT and once-for-all (issue 13)
+from inrbench.tasks import hypernet, meta, ofa, qat  # noqa: E402,F401
 
 __all__ = ["FitTask", "TASKS", "create_task", "list_tasks", "register_task"]
