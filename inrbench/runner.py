@@ -110,6 +110,21 @@ def versions() -> dict:
             "numpy": np.__version__, "inrbench": inrbench.__version__}
 
 
+def machine(device: torch.device) -> dict:
+    """What trained the run: its timings (``wall_s``, s/step) mean something only next to
+    the card or CPU that produced them, so reports group by ``device_name``."""
+    cpu = platform.processor() or platform.machine()
+    try:  # Linux names the CPU model here; platform.processor() is often empty there
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
+    return {"accelerator": device.type, "device_name": name, "cpu": cpu,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
 def make_logger(cfg: DictConfig, out: Path):
     kind = cfg.trainer.logger
     if kind == "none":
@@ -340,6 +355,7 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
         "sampling": getattr(dm, "sampling", None), "blocks": blocks,
         "seed": int(cfg.trainer.seed), "wall_s": wall_s,
         "devices": devices, "strategy": strategy,
+        "machine": machine(trainer.strategy.root_device),
         "versions": versions(), "git_sha": sha, "out": str(out),
         "finished_at": datetime.now().isoformat(timespec="seconds"),
     }

@@ -129,3 +129,25 @@ def test_figure3_labels_do_not_overlap_and_paper_points_are_drawn(tmp_path):
     assert "KiloNeRF (ours)" in labels and "KiloNeRF (paper)" in labels
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_time_per_step_is_never_averaged_across_machines(tmp_path):
+    """A GPU's s/step and a CPU's are listed apart, each naming its machine; a record older
+    than ``machine`` is named by its torch build."""
+    for name, wall, machine, torch_version in (
+            ("gpu", 180.0, {"device_name": "NVIDIA H200"}, "2.11.0+cu130"),
+            ("cpu", 60_000.0, {"device_name": "Some CPU"}, "2.13.0+cpu"),
+            ("old", 170.0, None, "2.11.0+cu130")):
+        folder = write_record(tmp_path / name, "siren3", 10_000, 28.6)
+        summary = json.loads((folder / "metrics.json").read_text())
+        summary.update(wall_s=wall, versions={"torch": torch_version})
+        if machine:
+            summary["machine"] = machine
+        (folder / "metrics.json").write_text(json.dumps(summary))
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path), "--out", str(out), "--tables", "2",
+                 "--format", "md"]) == 0
+    intro = (out / "report.md").read_text().split("## ", 1)[0]
+    assert "siren 10,000 steps (1 run, 0.02 s/step on NVIDIA H200)" in intro
+    assert "siren 10,000 steps (1 run, 6.00 s/step on Some CPU)" in intro
+    assert "siren 10,000 steps (1 run, 0.02 s/step on a GPU (card not recorded))" in intro

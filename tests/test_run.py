@@ -24,6 +24,9 @@ def _check_results(out, steps):
         assert key in summary, key
     assert summary["steps"] == steps
     assert summary["best_psnr"] >= summary["psnr"]
+    # which machine trained it, so that its wall time is never read as another machine's
+    assert summary["machine"]["accelerator"] == "cpu"
+    assert summary["machine"]["device_name"] == summary["machine"]["cpu"] != ""
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["task"]["steps"] == steps
     if cfg["model"]["name"] == "asmr":  # the factorisation chosen at run time is recorded

@@ -55,12 +55,6 @@ def _per_image(run: Run) -> np.ndarray | None:
         return np.asarray(z["psnr"], dtype=float) if "psnr" in z else None
 
 
-def _build(run: Run) -> str:
-    """``CUDA`` when the run's torch was a CUDA build (its timings are a GPU's), else ``CPU``."""
-    torch_version = str((run.summary.get("versions") or {}).get("torch", ""))
-    return "CUDA" if "+cu" in torch_version else "CPU"
-
-
 def _fmt(value, spec: str) -> str:
     return "—" if value is None else f"{value:{spec}}"
 
@@ -121,12 +115,12 @@ def amortized_sections(runs: list[Run]):
             f"per-image set-up spread over its pixels (ANR's keys and values of the tokens; "
             f"meta's latent-to-shift map); the per-instance representation is what must be "
             f"stored per image. Training lengths differ between methods (column *trained*), and "
-            f"so may the machines (column *torch*: a CUDA build's timings are a GPU's).")
+            f"so may the machines (column *machine*: the card or CPU that ran it).")
         if source != "paper":
             sec.paragraphs.append(f"Data: {first.get('data_note') or first.get('data_set')}.")
         header = ["method", f"PSNR, first {n_common} (dB)", "PSNR, fitted (dB)", "encode s/img",
                   "decode ms/img", "MACs/pixel (+ per-image)", "per-instance floats",
-                  "trained", "wall s", "torch"]
+                  "trained", "wall s", "machine"]
         body = []
         for run in set_runs:
             s, psnr = run.summary, per_image[str(run.path)]
@@ -148,7 +142,7 @@ def amortized_sections(runs: list[Run]):
                          Cell(_ms(at_fit)), Cell(_fmt(s.get("encode_s_per_image"), ".4f")),
                          Cell(_fmt(decode_ms, ".2f")), Cell(macs), Cell(_fmt(size, ",d")),
                          Cell(f"{run.steps:,} steps"), Cell(_fmt(s.get("wall_s"), ",.0f")),
-                         Cell(_build(run))])
+                         Cell(run.machine)])
         if fitted:
             # one row per fitted network (model, its size, steps): its runs on these images
             by_model: OrderedDict = OrderedDict()
@@ -172,7 +166,7 @@ def amortized_sections(runs: list[Run]):
                              Cell(_fmt(int(mean("params")) if mean("params") else None, ",d")),
                              Cell(f"{steps:,} steps / image"),
                              Cell(_fmt(mean("wall_s"), ",.0f") + " / image"),
-                             Cell(_build(rs[0]))])
+                             Cell(rs[0].machine)])
         sec.table = (header, body)
         sections.append(sec)
     sections += hypernet_sections(runs)

@@ -311,18 +311,21 @@ def runs_csv(runs: list[Run], matched: dict) -> str:
 
 
 def _lengths(runs: list[Run]) -> str:
-    """Per model: the steps its runs had, how many runs, and seconds per step."""
-    by_model: dict[str, list[Run]] = {}
+    """Per model and machine: the steps its runs had, how many runs, and seconds per step
+    (never averaged across machines: a GPU's step is not a CPU's)."""
+    groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
-        by_model.setdefault(r.model, []).append(r)
+        groups.setdefault((r.model, r.machine), []).append(r)
+    several = len({m for _, m in groups}) > 1
     parts = []
-    for model, rs in by_model.items():
+    for (model, where), rs in groups.items():
         steps = sorted({r.steps for r in rs if r.steps})
         per_step, _, _ = mean_std([r.value("wall_s") / r.steps for r in rs
                                    if r.steps and r.value("wall_s") is not None])
         text = f"{model} {'/'.join(f'{s:,}' for s in steps) or '?'} steps ({len(rs)} run"
         text += "s" if len(rs) > 1 else ""
-        text += f", {per_step:.2f} s/step)" if per_step is not None else ")"
+        text += f", {per_step:.2f} s/step" if per_step is not None else ""
+        text += f" on {where})" if several else ")"
         parts.append(text)
     return "; ".join(parts)
 

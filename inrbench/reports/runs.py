@@ -52,6 +52,16 @@ class Run:
     def data(self) -> str:
         return str(self.summary.get("data") or self.config.get("data", {}).get("name"))
 
+    @property
+    def machine(self) -> str:
+        """The card or CPU that trained the run (``metrics.json``'s ``machine``); records made
+        before it was written say only whether their torch was a CUDA build."""
+        name = (self.summary.get("machine") or {}).get("device_name")
+        if name:
+            return str(name)
+        torch_version = str((self.summary.get("versions") or {}).get("torch", ""))
+        return "a GPU (card not recorded)" if "+cu" in torch_version else "a CPU (not recorded)"
+
     def curve(self) -> pd.DataFrame:
         """``metrics.csv`` (one row per step, evaluations merged in); empty if absent."""
         if self._curve is None:
