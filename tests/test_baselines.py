@@ -303,6 +303,7 @@ def test_cli_profile_prints_the_paper_rows(capsys):
 
 
 @pytest.mark.parametrize("name,kwargs,key", [
+    ("siren", dict(coord_scale=0.0), "coord_scale"),
     ("ffn", dict(n_layers=1), "n_layers"),
     ("ffn", dict(sigma=-1.0), "sigma"),
     ("mfn", dict(filter="wavelet"), "filter"),
@@ -327,3 +328,20 @@ def test_cli_profile_prints_the_paper_rows(capsys):
 def test_bad_config_raises_config_error(name, kwargs, key):
     with pytest.raises(ConfigError, match=key):
         create_model(name, **kwargs)
+
+
+def test_siren_coord_scale_is_the_official_audio_input_range():
+    """coord_scale 5 on our [-1, 1] grid is the official audio SIREN fed linspace(-5, 5):
+    same weights, same outputs, also on the meta-learning (shifted) path; MACs unchanged."""
+    from inrbench.models.modulated import forward_shifted, shift_layout
+
+    torch.manual_seed(0)
+    scaled = create_model("siren", in_features=1, hidden_dim=16, n_layers=3, coord_scale=5.0)
+    plain = create_model("siren", in_features=1, hidden_dim=16, n_layers=3)
+    plain.load_state_dict(scaled.state_dict())
+    x = torch.linspace(-1.0, 1.0, 101)[:, None]
+    assert torch.allclose(scaled(x), plain(5.0 * x), atol=1e-6)
+    assert not torch.allclose(scaled(x), plain(x), atol=1e-3)
+    shifts = torch.zeros(1, *shift_layout(scaled))
+    assert torch.allclose(forward_shifted(scaled, x[None], shifts)[0], scaled(x), atol=1e-6)
+    assert scaled.macs_per_sample() == plain.macs_per_sample()

@@ -56,7 +56,7 @@ def _check_shifts(model: nn.Module, shifts: torch.Tensor) -> None:
 
 
 def _siren_shifted(siren: SIREN, x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    z = x
+    z = siren.inputs(x)
     for i, layer in enumerate(siren.net):
         z = torch.sin(layer.omega * (layer.linear(z) + shifts[:, i, None, :]))
     return siren.last_layer(z)

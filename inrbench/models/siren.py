@@ -2,7 +2,9 @@
 
     z_0 = x,   z_i = sin(omega_i (W_i z_{i-1} + b_i))  for i = 1..L-1,   y = W_L z_{L-1} + b_L
 
-with ``omega_1 = first_omega0`` and ``omega_i = omega0`` after. ``n_layers`` counts linear
+with ``omega_1 = first_omega0`` and ``omega_i = omega0`` after; ``x`` is the coordinate in
+[-1, 1] times ``coord_scale`` (1 by default; 5 reproduces the official code's audio inputs,
+``coord_mode: 2`` = ``linspace(-5, 5)`` "following COIN++", see ``conf/experiment/table4.yaml``). ``n_layers`` counts linear
 layers as the ASMR paper does: "SIREN (3)" is in->h, h->h, h->out. Initialisation (paper
 sec. 3.2): first layer W ~ U(-1/n_in, 1/n_in); later layers W ~ U(-sqrt(6/n_in)/omega0, +...).
 Biases are drawn from the same range, as the SIREN of the official ASMR code does (its
@@ -65,10 +67,13 @@ class SIREN(INR):
     """SIREN with ``n_layers`` linear layers of width ``hidden_dim``."""
 
     def __init__(self, in_features: int = 2, out_features: int = 1, hidden_dim: int = 256,
-                 n_layers: int = 3, omega0: float = 30.0, first_omega0: float = 30.0):
+                 n_layers: int = 3, omega0: float = 30.0, first_omega0: float = 30.0,
+                 coord_scale: float = 1.0):
         super().__init__()
         check_sizes(in_features, out_features, hidden_dim, n_layers)
-        check_positive(omega0=omega0, first_omega0=first_omega0)
+        check_positive(omega0=omega0, first_omega0=first_omega0, coord_scale=coord_scale)
+        # not first_omega0 x coord_scale: that would also scale the first layer's bias
+        self.coord_scale = float(coord_scale)
         self.in_features, self.out_features = in_features, out_features
         self.hidden_dim, self.n_layers = hidden_dim, n_layers
         dims = [in_features] + [hidden_dim] * (n_layers - 1)
@@ -79,11 +84,17 @@ class SIREN(INR):
         self.last_layer = nn.Linear(hidden_dim, out_features)
         siren_uniform_(self.last_layer, omega0, is_first=False)
 
+    def inputs(self, coords: torch.Tensor) -> torch.Tensor:
+        """``coords`` on the scale the first layer sees (see ``coord_scale``)."""
+        return coords if self.coord_scale == 1.0 else coords * self.coord_scale
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        return self.last_layer(self.net(coords))
+        return self.last_layer(self.net(self.inputs(coords)))
 
     def macs_per_sample(self, include_bias: bool = False) -> float:
-        """Weights only (ASMR paper Tables 2, 3); ``include_bias`` gives Table 7's figures."""
+        """Weights only (ASMR paper Tables 2, 3); ``include_bias`` gives Table 7's figures.
+        ``coord_scale`` is not counted: the official code generates its coordinates on that
+        scale, outside the network its profiler counts."""
         return mlp_macs([self.in_features] + [self.hidden_dim] * (self.n_layers - 1)
                         + [self.out_features], include_bias)
 
