@@ -4,9 +4,10 @@
 
 with ``omega_1 = first_omega0`` and ``omega_i = omega0`` after; ``x`` is the coordinate in
 [-1, 1] times ``coord_scale`` (1 by default; 5 reproduces the official code's audio inputs,
-``coord_mode: 2`` = ``linspace(-5, 5)`` "following COIN++", see ``conf/experiment/table4.yaml``). ``n_layers`` counts linear
-layers as the ASMR paper does: "SIREN (3)" is in->h, h->h, h->out. Initialisation (paper
-sec. 3.2): first layer W ~ U(-1/n_in, 1/n_in); later layers W ~ U(-sqrt(6/n_in)/omega0, +...).
+``coord_mode: 2`` = ``linspace(-5, 5)`` "following COIN++", see
+``conf/experiment/table4.yaml``). ``n_layers`` counts linear layers as the ASMR paper does:
+"SIREN (3)" is in->h, h->h, h->out. Initialisation (paper sec. 3.2): first layer
+W ~ U(-1/n_in, 1/n_in); later layers W ~ U(-sqrt(6/n_in)/omega0, +...).
 Biases are drawn from the same range, as the SIREN of the official ASMR code does (its
 Tables 2 and 3 were produced with it).
 """
