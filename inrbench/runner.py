@@ -38,6 +38,7 @@ from inrbench.metrics import evaluate, headline_metric
 from inrbench.models import create_model
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.models.registry import MODELS
+from inrbench.profiling.machine import machine
 from inrbench.registry import accepted_kwargs
 from inrbench.rundir import (
     KeepCheckpoints,
@@ -108,21 +109,6 @@ def versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "lightning": lightning.__version__, "torchmetrics": torchmetrics.__version__,
             "numpy": np.__version__, "inrbench": inrbench.__version__}
-
-
-def machine(device: torch.device) -> dict:
-    """What trained the run: its timings (``wall_s``, s/step) mean something only next to
-    the card or CPU that produced them, so reports group by ``device_name``."""
-    cpu = platform.processor() or platform.machine()
-    try:  # Linux names the CPU model here; platform.processor() is often empty there
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
-    return {"accelerator": device.type, "device_name": name, "cpu": cpu,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
 def make_logger(cfg: DictConfig, out: Path):
