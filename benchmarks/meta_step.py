@@ -20,10 +20,9 @@ import argparse
 import json
 import resource
 import statistics
-import time
 
 import torch
-from common import device, machine
+from common import device, elapsed_ms, machine
 
 from inrbench.data.base import SignalSpec
 from inrbench.models import create_model
@@ -75,14 +74,9 @@ def interleaved_ms(keys, x, inner: int, repeats: int, warmup: int, dev) -> list[
     times: list[list[float]] = [[] for _ in keys]
     for r in range(warmup + repeats):
         for (step, _), t in zip(steps, times):
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            ms = elapsed_ms(step)
             if r >= warmup:
-                t.append((time.perf_counter() - t0) * 1e3)
+                t.append(ms)
     return [{**row, "ms": statistics.median(t), "ms_all": t}
             for (_, row), t in zip(steps, times)]
 
