@@ -564,6 +564,7 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
     out = Path(out)
     rerun = {row["id"] for row in rows}
     _earlier_rows(out / "experiment.json", exp, rerun)  # a foreign or corrupt file stops us now
+    order = {row_id: i for i, row_id in enumerate(exp.row_ids)}
     results: list[dict] = []
     for row in rows:
         entry = {"id": row["id"], "label": row.get("label", row["id"]),
@@ -580,7 +581,6 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
         results.append(entry)
         # read again at each write: another invocation may have added rows since we started
         kept = _earlier_rows(out / "experiment.json", exp, {e["id"] for e in results})
-        order = {row_id: i for i, row_id in enumerate(exp.row_ids)}
         listed = sorted(kept + results, key=lambda e: order.get(e["id"], len(order)))
         atomic_write_json(out / "experiment.json",
                           {"experiment": exp.name, "title": exp.title, "source": exp.source,
