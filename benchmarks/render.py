@@ -15,7 +15,9 @@ import argparse
 import torch
 from common import device, machine, median_ms
 
-from inrbench.experiments import load_experiment, row_config, row_signal, select_rows
+from inrbench.config import row_config
+from inrbench.config.experiment import load_experiment, select_rows
+from inrbench.experiments import row_signal
 from inrbench.profiling import profile
 from inrbench.runner import build_model
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 import sys
 
+from inrbench.bases import default_bases
 from inrbench.data.base import SignalSpec, choose_cells
 from inrbench.errors import ConfigError
-from inrbench.models.bases import default_bases
 
 #: signals with more samples than this train on blocks when ``data.sampling: auto``
 AUTO_FULL_LIMIT = 2**20

@@ -183,7 +183,8 @@ def cmd_run_seeds(args) -> int:
     if args.out:
         base = Path(args.out)
     elif args.experiment:
-        from inrbench.experiments import default_out, load_experiment
+        from inrbench.config.experiment import load_experiment
+        from inrbench.experiments import default_out
 
         base = default_out(load_experiment(args.experiment))
     else:
@@ -259,13 +260,9 @@ def _experiment_only(args) -> None:
 def cmd_run_experiment(args) -> int:
     """Train the experiment's rows one after another into ``--out/<row id>/``; a row that
     fails is reported and the next one runs; exit 1 when any row failed."""
-    from inrbench.experiments import (
-        default_out,
-        load_experiment,
-        row_config,
-        run_experiment,
-        select_rows,
-    )
+    from inrbench.config import row_config
+    from inrbench.config.experiment import load_experiment, select_rows
+    from inrbench.experiments import default_out, run_experiment
 
     _experiment_only(args)
     exp = load_experiment(args.experiment)
@@ -326,7 +323,8 @@ def cmd_profile_experiment(args) -> int:
     """Our params/MACs of every row beside the paper's printed figures; exit 1 when a row
     differs from the paper without a documented reason (or cannot be profiled), so it can
     gate a change."""
-    from inrbench.experiments import format_profile, load_experiment, profile_experiment
+    from inrbench.config.experiment import load_experiment
+    from inrbench.experiments import format_profile, profile_experiment
 
     _experiment_only(args)
     if args.overrides:

@@ -36,3 +36,35 @@ def atomic_write_text(path: os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_png(path: os.PathLike, image) -> None:
+    """An ``(H, W)`` or ``(H, W, C)`` image in [0, 1] (tensor or array; ``C`` 1, 3 or 4) as an
+    8-bit PNG, clamped, then rounded half to even, written atomically."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    arr = np.asarray(image)
+    arr = (np.clip(arr if arr.dtype.kind == "f" else arr.astype(np.float32), 0, 1) * 255)
+    arr = arr.round().astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"task": {"lr": 1e-3}}`` -> ``{"task.lr": 1e-3}`` (dotted keys, leaves kept)."""
+    flat: dict = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

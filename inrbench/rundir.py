@@ -298,7 +298,7 @@ def resume_config(out: Path, overrides=(), extra: dict | None = None, model: str
     """The folder's config with the command line's changes, refusing those a resumed run
     cannot take (a different model, data, learning rate...)."""
     from inrbench.config import check_keys, conf_dir, load_yaml, parse_overrides, validate
-    from inrbench.validation import RESUMABLE, SCHEMA, to_plain
+    from inrbench.config.validation import RESUMABLE, SCHEMA, to_plain
 
     saved_path = out / "config.yaml"
     if not saved_path.is_file():

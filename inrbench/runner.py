@@ -23,9 +23,9 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import inrbench
-from inrbench import rowdefaults
 from inrbench.blocks import configure_blocks
 from inrbench.callbacks import LatencyCallback, ProfileCallback
+from inrbench.config import rowdefaults
 from inrbench.console import StepProgressBar, quiet_libraries
 from inrbench.data import create_datamodule
 from inrbench.data.base import SignalSpec

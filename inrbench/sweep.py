@@ -148,7 +148,8 @@ def compose_trial(config: dict, extra: dict | None = None, cli_overrides=()):
     m = to_overrides(config)
     overrides = [*m["overrides"], *cli_overrides]
     if m["experiment"]:
-        from inrbench.experiments import get_row, load_experiment, row_config
+        from inrbench.config import row_config
+        from inrbench.config.experiment import get_row, load_experiment
 
         exp = load_experiment(str(m["experiment"]))
         cfg = row_config(exp, get_row(exp, str(m["row"])), overrides)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from inrbench.bases import default_bases, factorize_axis
 from inrbench.errors import ConfigError
 from inrbench.models import create_model, make_grid
-from inrbench.models.bases import default_bases, factorize_axis
 
 
 @pytest.mark.parametrize("shape,bases,channels", [

@@ -514,7 +514,7 @@ def test_tile_sampling_serves_whole_blocks():
 
 
 def test_crop_makes_a_prime_size_factorisable(offline):
-    from inrbench.models.bases import factorize_axis
+    from inrbench.bases import factorize_axis
 
     dm = create_datamodule("video", path=str(BIKES), frames=67, crop=[8, 8])
     with pytest.raises(ConfigError, match="crop"):

@@ -14,16 +14,10 @@ from omegaconf import OmegaConf
 import inrbench.data  # noqa: F401  (registers the data modules)
 import inrbench.models  # noqa: F401  (registers the models)
 from inrbench.cli import main
-from inrbench.config import conf_dir, list_experiments
+from inrbench.config import conf_dir, list_experiments, row_config
+from inrbench.config.experiment import get_row, load_experiment, printed
 from inrbench.errors import ConfigError
-from inrbench.experiments import (
-    get_row,
-    load_experiment,
-    printed,
-    profile_row,
-    row_config,
-    row_signal,
-)
+from inrbench.experiments import profile_row, row_signal
 from inrbench.models import create_model
 from inrbench.profiling import profile
 

@@ -103,8 +103,8 @@ def test_wrong_types_from_the_issue_exit_2_in_a_fresh_process(tmp_path):
 
 
 def _int_keys(model: str) -> list[str]:
+    from inrbench.config.validation import Int, constructor_specs
     from inrbench.models.registry import MODELS
-    from inrbench.validation import Int, constructor_specs
 
     skip = {"in_features", "out_features"}  # filled from the data
     return [k for k, s in constructor_specs(MODELS.get(model)).items()
@@ -131,8 +131,7 @@ def test_every_models_integer_keys_reject_text_and_zero(model, capsys):
 
 def test_validation_spec_is_declared_in_one_place():
     """New keys: declared once (or typed by their default); declared keys are valid keys."""
-    from inrbench import validation
-    from inrbench.config import compose
+    from inrbench.config import compose, validation
 
     validation.declare("task", resumable=["hardening_probe"],
                        hardening_probe=validation.Int(min=2))
@@ -460,7 +459,7 @@ def test_report_marks_a_row_whose_matching_failed(tmp_path, finished_run, monkey
     assert len(errors) == 1 and str(runs[0].path) in errors[0] and \
         "model rebuild failed" in errors[0]
     # a run whose config cannot be compared is named too, not skipped silently
-    from inrbench.experiments import load_experiment
+    from inrbench.config.experiment import load_experiment
 
     exp = load_experiment("table2")
     monkeypatch.setattr(tables, "_identity", lambda cfg: (_ for _ in ()).throw(

@@ -13,7 +13,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from inrbench.cli import main
-from inrbench.experiments import get_row, load_experiment, row_config
+from inrbench.config import row_config
+from inrbench.config.experiment import get_row, load_experiment
 from inrbench.reports.figures import _figure3_axes, _overlap, figure3_paper_points
 from inrbench.reports.runs import find_runs
 from inrbench.reports.tables import build_table

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from inrbench.cli import main
-from inrbench.experiments import get_row, load_experiment
+from inrbench.config.experiment import get_row, load_experiment
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    from inrbench.experiments import row_config
+    from inrbench.config import row_config
     from inrbench.runner import run
 
     root = tmp_path_factory.mktemp("results")

@@ -3,8 +3,7 @@
 import pytest
 
 import inrbench.data.fetch as fetch_mod
-from inrbench import rowdefaults
-from inrbench.config import compose
+from inrbench.config import compose, rowdefaults
 
 
 @pytest.fixture
@@ -55,7 +54,8 @@ def test_no_row_no_note(offline):
 
 def test_experiment_rows_are_not_replaced(offline):
     """A run of an experiment row composes that row, never the data's default row."""
-    from inrbench.experiments import get_row, load_experiment, row_config
+    from inrbench.config import row_config
+    from inrbench.config.experiment import get_row, load_experiment
 
     exp = load_experiment("table2")
     cfg = row_config(exp, get_row(exp, "asmr3"))

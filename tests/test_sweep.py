@@ -18,8 +18,8 @@ import yaml
 
 from inrbench import sweep
 from inrbench.cli import main
+from inrbench.config.experiment import get_row, load_experiment
 from inrbench.errors import ConfigError
-from inrbench.experiments import get_row, load_experiment
 
 SWEEP_DIR = Path(__file__).resolve().parent.parent / "conf" / "sweep"
 LRS = [1.0e-4, 1.0e-3, 1.0e-2]

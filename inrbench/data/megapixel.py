@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from inrbench.bases import largest_smooth_below
 from inrbench.data.base import SignalDataModule, SignalSpec
 from inrbench.data.fetch import PaperDataModule, fetch_url, sample_file
 from inrbench.data.image import ImageDataModule, _check_crop, load_image, read_image_header
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import DataError
 from inrbench.io import atomic_write_bytes
-from inrbench.models.bases import largest_smooth_below
 
 # "Pluto in True Color - High-Res" (NASA/JHUAPL/SwRI/Alex Parker, public domain), 8000x8000
 # JPEG; the ACORN code (Martel et al. 2021) fetches this file and, like the official ASMR

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from inrbench.bases import default_bases, validate_bases
 from inrbench.errors import ConfigError
 from inrbench.models.base import INR, coords_to_index
-from inrbench.models.bases import default_bases, validate_bases
 from inrbench.models.checks import check_int, signal_shape_of
 from inrbench.models.registry import register_model, register_variant
 from inrbench.models.siren import SIREN, check_positive, check_sizes, mlp_macs

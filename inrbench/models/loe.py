@@ -44,9 +44,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from inrbench.bases import default_bases
 from inrbench.errors import ConfigError
 from inrbench.models.base import INR, coords_to_index, make_grid
-from inrbench.models.bases import default_bases
 from inrbench.models.checks import check_choice, check_int, signal_shape_of
 from inrbench.models.encoding import PositionalEncoding
 from inrbench.models.kilonerf import ACTIVATIONS

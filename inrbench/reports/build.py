@@ -83,7 +83,8 @@ def _has_runs(table) -> bool:
 
 
 def build_sections(runs: list[Run], tables: list[str]) -> tuple[list[Section], dict]:
-    from inrbench.experiments import load_experiment, profile_experiment
+    from inrbench.config.experiment import load_experiment
+    from inrbench.experiments import profile_experiment
 
     sections: list[Section] = []
     matched: dict[str, list[str]] = {}

@@ -23,7 +23,7 @@ from inrbench.reports.runs import Run, fmt_mean_std, mean_std
 
 def paper_steps(exp, row) -> int | None:
     """The row's training length as the experiment file gives it (None if it has none)."""
-    from inrbench.experiments import row_config
+    from inrbench.config import row_config
 
     try:
         steps = row_config(exp, row).task.get("steps")

@@ -39,7 +39,7 @@ def _label(run: Run) -> str:
 def _paper_psnr(run: Run) -> tuple[str, str] | None:
     """The printed PSNR of the figure5 row with this run's model config, if any."""
     try:
-        from inrbench.experiments import load_experiment
+        from inrbench.config.experiment import load_experiment
 
         exp = load_experiment(EXPERIMENT)
     except Exception:  # noqa: BLE001 - a report never fails on a missing experiment file

@@ -102,7 +102,7 @@ def _resolved_bases(config: dict, summary: dict) -> dict:
     shape, layers = summary.get("signal_shape"), model.get("n_layers")
     if not shape or not isinstance(layers, int):
         return config
-    from inrbench.models.bases import default_bases
+    from inrbench.bases import default_bases
 
     try:
         bases = default_bases([int(n) for n in shape], layers)

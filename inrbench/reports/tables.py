@@ -90,7 +90,7 @@ def row_identity(exp, row, errors: list[str] | None = None) -> tuple | None:
     compose, so it cannot have runs."""
     from omegaconf import OmegaConf
 
-    from inrbench.experiments import row_config
+    from inrbench.config import row_config
 
     try:
         cfg = OmegaConf.to_container(row_config(exp, row), resolve=True)

@@ -37,6 +37,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from inrbench.config.validation import Bool, Int, ListOf, Num, declare
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
@@ -46,7 +47,6 @@ from inrbench.models.hypernet import HyperNetwork, n_params
 from inrbench.tasks.fit import RunHistory
 from inrbench.tasks.meta import _npz, _sync, grid_image, mse_to_psnr, save_grid
 from inrbench.tasks.registry import register_task
-from inrbench.validation import Bool, Int, ListOf, Num, declare
 
 #: the hyper-network's keys (``task.*``) and their defaults: the official CelebA-128 setting
 #: (configs/Celeba128_anr_d5.yaml, script/train_inr.py)

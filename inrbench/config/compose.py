@@ -7,62 +7,29 @@ and ``data:`` are exactly the constructor arguments of the registered class.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from inrbench.config import validation
+from inrbench.config.experiment import Experiment, row_sections
+from inrbench.config.files import conf_dir, load_yaml, parse_overrides
+from inrbench.config.rowdefaults import row_defaults
 from inrbench.errors import ConfigError
-
-
-def conf_dir() -> Path:
-    """``$INRBENCH_CONF``, else the repository's ``conf/`` next to the package."""
-    env = os.environ.get("INRBENCH_CONF")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parent.parent / "conf")
-    for c in candidates:
-        if (c / "defaults.yaml").is_file():
-            return c
-    raise ConfigError("cannot find the conf/ folder; install inrbench from its repository with "
-                      "'pip install -e .' or set INRBENCH_CONF=/path/to/conf")
-
-
-def load_yaml(path: Path) -> DictConfig:
-    try:
-        return OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError) as e:
-        raise ConfigError(f"cannot parse {path}: {e}") from None
-
-
-def list_experiments() -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
-
-
-def parse_overrides(overrides: list[str]) -> DictConfig:
-    for o in overrides:
-        if "=" not in o or o.startswith("="):
-            raise ConfigError(f"bad override {o!r}; write key=value, e.g. model.hidden_dim=128")
-    try:
-        return OmegaConf.from_dotlist(list(overrides))
-    except (OmegaConfBaseException, ValueError) as e:
-        raise ConfigError(f"bad override in {overrides}: {e}") from None
 
 
 def check_keys(cfg: DictConfig, base: DictConfig, sections=None) -> None:
     """Keys outside ``model``/``data`` must exist in defaults.yaml or be declared in
     ``inrbench.validation.SCHEMA`` (model/data keys are checked against their constructors).
     """
-    from inrbench.validation import SCHEMA, declared
-
-    top = set(base.keys()) | set(SCHEMA)
+    top = set(base.keys()) | set(validation.SCHEMA)
     for key in cfg.keys():
         if key not in top:
             raise ConfigError(f"unknown config section {key!r}; valid sections: "
                               f"{', '.join(sorted(top))}")
     for section in sections or [s for s in top if s not in ("model", "data")]:
-        valid = declared(section, base)
+        valid = validation.declared(section, base)
         node = cfg.get(section)
         if node is not None and not isinstance(node, DictConfig):
             raise ConfigError(f"{section} is a section of keys (e.g. {section}.KEY=VALUE), "
@@ -98,8 +65,6 @@ def compose(model: str | None = None, data: str | None = None,
     cfg = OmegaConf.merge(cfg, OmegaConf.masked_copy(layers[2], [k for k in layers[2]
                                                                   if k != "model"]))
     if paper_defaults:  # the paper's row for this model and data, if any (inrbench/rowdefaults.py)
-        from inrbench.rowdefaults import row_defaults
-
         cli_data = cli.get("data")
         row_cfg = OmegaConf.create(row_defaults(
             model, data, OmegaConf.to_container(cfg.data, resolve=True),
@@ -119,9 +84,13 @@ def compose(model: str | None = None, data: str | None = None,
 
 def validate(cfg: DictConfig, base: DictConfig | None = None) -> DictConfig:
     """Every key's type and range (``inrbench.validation``), before anything is written."""
-    from inrbench import validation
-
     if base is None:
         base = load_yaml(conf_dir() / "defaults.yaml")
     check_keys(cfg, base)
     return validation.validate(cfg, base)
+
+
+def row_config(exp: Experiment, row: dict, overrides: list[str] = (),
+               extra: dict | None = None) -> DictConfig:
+    """The run config of one row: defaults <- data <- model <- row <- ``extra`` <- overrides."""
+    return compose(overrides=list(overrides), extra=extra, row=row_sections(exp, row))

@@ -19,7 +19,8 @@ import re
 import sys
 from typing import Any
 
-from inrbench.config import list_experiments
+from inrbench.config.experiment import declared_signal, load_experiment, row_sections
+from inrbench.config.files import list_experiments
 from inrbench.errors import InrbenchError
 
 #: model keys that only fit the paper's signal shape
@@ -42,8 +43,6 @@ def _tables() -> list[str]:
 
 def find_row(model: str, data: str):
     """``(experiment, row)`` of the paper row that trains ``model`` on ``data``, or None."""
-    from inrbench.experiments import load_experiment
-
     for name in _tables():
         exp = load_experiment(name)
         if exp.common.get("data", {}).get("name") != data:
@@ -75,8 +74,6 @@ def row_defaults(model: str, data: str, data_keys: dict[str, Any],
     """The ``row=`` sections for :func:`inrbench.config.compose`, or None without a row.
     ``data_keys``: the data section of the data's own file; ``cli_data``: data keys given on
     the command line (they win over the row's)."""
-    from inrbench.experiments import declared_signal, row_sections
-
     found = find_row(model, data)
     if found is None:
         return None

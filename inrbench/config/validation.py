@@ -20,7 +20,7 @@ Where the rules come from:
 Adding keys (new tasks, new sampling modes): put the default in ``conf/defaults.yaml`` (or a
 model/data yaml) and, when the key has a range or a fixed set of values, declare it::
 
-    from inrbench.validation import Choice, Int, declare
+    from inrbench.config.validation import Choice, Int, declare
     declare("task", inner_steps=Int(min=1), name=Choice("fit", "meta"))
 
 ``declare`` may be called from the module that uses the keys (at import time); a declared key

@@ -1,0 +1,44 @@
+"""The configuration files: where ``conf/`` is, reading a YAML file, command-line overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from inrbench.errors import ConfigError
+
+
+def conf_dir() -> Path:
+    """``$INRBENCH_CONF``, else the repository's ``conf/`` next to the package."""
+    env = os.environ.get("INRBENCH_CONF")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "conf")
+    for c in candidates:
+        if (c / "defaults.yaml").is_file():
+            return c
+    raise ConfigError("cannot find the conf/ folder; install inrbench from its repository with "
+                      "'pip install -e .' or set INRBENCH_CONF=/path/to/conf")
+
+
+def load_yaml(path: Path) -> DictConfig:
+    try:
+        return OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as e:
+        raise ConfigError(f"cannot parse {path}: {e}") from None
+
+
+def list_experiments() -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    for o in overrides:
+        if "=" not in o or o.startswith("="):
+            raise ConfigError(f"bad override {o!r}; write key=value, e.g. model.hidden_dim=128")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except (OmegaConfBaseException, ValueError) as e:
+        raise ConfigError(f"bad override in {overrides}: {e}") from None
