@@ -15,11 +15,11 @@ import argparse
 import torch
 from common import device, machine, median_ms
 
+from inrbench.build import build_model
 from inrbench.config import row_config
 from inrbench.config.experiment import load_experiment, select_rows
 from inrbench.experiments import row_signal
 from inrbench.profiling import profile
-from inrbench.runner import build_model
 
 
 def main() -> None:

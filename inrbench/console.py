@@ -100,3 +100,8 @@ class StepProgressBar(ProgressBar):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def note(message: str) -> None:
+    """An informational line for the user (stdout: stderr holds only the error, one line)."""
+    print(f"inrbench: {message}", flush=True)

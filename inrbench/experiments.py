@@ -9,7 +9,6 @@ import inspect
 import re
 import sys
 import traceback
-from datetime import datetime
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -24,14 +23,15 @@ from inrbench.config.experiment import (
     row_units,
 )
 from inrbench.errors import ConfigError, DataError, InrbenchError
+from inrbench.profiling import macs_counts
 
 
 def row_signal(exp: Experiment, row: dict, cfg: DictConfig):
     """The row's signal spec. The experiment's ``signal`` (the paper's shape) is used when
     given; when the data module is registered too, the two must agree."""
+    from inrbench.build import build_datamodule
     from inrbench.data.base import SignalSpec
     from inrbench.data.registry import DATAMODULES
-    from inrbench.runner import build_datamodule
 
     declared = declared_signal(exp, row)
     spec = None
@@ -59,23 +59,6 @@ def row_signal(exp: Experiment, row: dict, cfg: DictConfig):
 
 # -- profiling and comparison with the paper -----------------------------------------------
 
-def _accepts(fn, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def macs_counts(model) -> dict[str, float | None]:
-    """Our MACs per sample under each count; None where the model cannot give that count."""
-
-    counts: dict[str, float | None] = {"model": float(model.macs_per_sample())}
-    fn = model.macs_per_sample
-    for name, bias in (("weights", False), ("weights+biases", True)):
-        counts[name] = float(fn(include_bias=bias)) if _accepts(fn, "include_bias") else None
-    return counts
-
-
 def _macs_doc(model, count: str) -> str:
     if count != "model":
         return COUNT_LABELS[count]
@@ -86,8 +69,8 @@ def _macs_doc(model, count: str) -> str:
 
 def profile_row(exp: Experiment, row: dict) -> dict:
     """Our params/MACs of one row beside the paper's printed figures, with a status."""
+    from inrbench.build import build_model
     from inrbench.profiling import profile
-    from inrbench.runner import build_model
 
     units = row_units(exp, row)
     paper = row.get("paper") or {}
@@ -248,10 +231,6 @@ def _with_unit(value: str | None, unit: str | None) -> str:
 
 # -- running -------------------------------------------------------------------------------
 
-def default_out(exp: Experiment) -> Path:
-    return Path("runs") / f"{exp.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-
-
 def _earlier_rows(path: Path, exp: Experiment, rerun: set[str]) -> list[dict]:
     """Rows an earlier invocation recorded in the same folder and this one leaves alone: a
     second ``--rows`` call into one ``--out`` adds to its experiment.json instead of
@@ -278,7 +257,7 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
     the next one runs. ``out/experiment.json`` lists every row's status, summary and the
     paper's printed figures. Returns that list."""
     from inrbench.io import atomic_write_json
-    from inrbench.runner import run
+    from inrbench.run import run
 
     out = Path(out)
     rerun = {row["id"] for row in rows}

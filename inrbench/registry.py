@@ -70,3 +70,18 @@ def check_kwargs(builder: Callable[..., Any], kwargs: dict[str, Any], where: str
             f"unknown key(s) {', '.join(where + '.' + k for k in unknown)}; "
             f"valid keys: {', '.join(valid)}"
         )
+
+
+#: tasks: a builder ``build(model, spec, ..., **keys)`` whose keyword arguments are the keys of
+#: ``conf/task/<name>.yaml``; :func:`inrbench.build.build_task` fills in the run's objects
+#: (``model``, ``spec``, ``datamodule``, ``seed``, ``data_name``, ``model_config``) that it names.
+TASKS = Registry("task")
+
+
+def register_task(name: str) -> Callable[..., Any]:
+    """Decorator: register a task builder (or LightningModule class) under ``name``."""
+    return TASKS.register(name=name)
+
+
+def list_tasks(pattern: str = "*") -> list[str]:
+    return TASKS.names(pattern)

@@ -34,7 +34,11 @@ from typing import Any
 
 import yaml
 
+from inrbench.config import compose, row_config
+from inrbench.config.experiment import get_row, load_experiment
 from inrbench.errors import ConfigError, InrbenchError
+from inrbench.io import atomic_write_json, atomic_write_text, flatten
+from inrbench.run import run
 
 SPECIAL = ("experiment", "row")
 DEFAULT_COMMAND = ["inrbench", "agent-run"]
@@ -93,22 +97,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def flatten(config: dict, prefix: str = "") -> dict:
-    """``{"task": {"lr": 1e-3}}`` and ``{"task.lr": 1e-3}`` -> ``{"task.lr": 1e-3}``; W&B's
-    own keys (``_wandb``) are dropped; a ``{"value": v}`` wrapper is unwrapped."""
-    flat: dict = {}
+def _unwrap(config: dict) -> dict:
+    """W&B's own keys (``_wandb``) dropped, ``{"value": v}`` wrappers unwrapped, numpy values
+    made plain."""
+    tree: dict = {}
     for key, value in config.items():
-        key = str(key)
-        if key.startswith("_"):
+        if str(key).startswith("_"):
             continue
         if isinstance(value, dict) and set(value) == {"value"}:
             value = value["value"]
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = _plain(value)
-    return flat
+        tree[str(key)] = _unwrap(value) if isinstance(value, dict) else _plain(value)
+    return tree
+
+
+def trial_params(config: dict) -> dict:
+    """``{"task": {"lr": 1e-3}}`` and ``{"task.lr": 1e-3}`` -> ``{"task.lr": 1e-3}``, as W&B
+    hands a trial's configuration over."""
+    return flatten(_unwrap(config))
 
 
 def _format(value: Any) -> str:
@@ -121,7 +126,7 @@ def to_overrides(config: dict) -> dict:
     """Map a W&B run config (``wandb.config`` or a trial of ``sweeps.next_run``) onto what
     :func:`inrbench.config.compose` takes: ``model``, ``data``, ``experiment``, ``row`` and
     ``key=value`` overrides (values JSON-encoded, which OmegaConf's dotlist parses back)."""
-    flat = flatten(config)
+    flat = trial_params(config)
     out = {"model": flat.pop("model.name", None), "data": flat.pop("data.name", None),
            "experiment": flat.pop("experiment", None), "row": flat.pop("row", None)}
     if (out["experiment"] is None) != (out["row"] is None):
@@ -143,14 +148,9 @@ def compose_trial(config: dict, extra: dict | None = None, cli_overrides=()):
     line's flags such as ``--steps``, and ``trainer.out``), which win over the sweep file."""
     from omegaconf import OmegaConf
 
-    from inrbench.config import compose
-
     m = to_overrides(config)
     overrides = [*m["overrides"], *cli_overrides]
     if m["experiment"]:
-        from inrbench.config import row_config
-        from inrbench.config.experiment import get_row, load_experiment
-
         exp = load_experiment(str(m["experiment"]))
         cfg = row_config(exp, get_row(exp, str(m["row"])), overrides)
     else:
@@ -215,9 +215,6 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
     import numpy as np
     import sweeps
 
-    from inrbench.io import atomic_write_json, atomic_write_text
-    from inrbench.runner import run
-
     cfg = load_sweep(path)
     if cfg["method"] != "grid" and not trials:
         raise ConfigError(f"a {cfg['method']} sweep never runs out of trials; give --trials N")
@@ -238,7 +235,7 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
         suggestion = sweeps.next_run(cfg, history)
         if suggestion is None:  # grid exhausted
             break
-        params = flatten(suggestion.config)
+        params = trial_params(suggestion.config)
         trial_dir = out / f"trial-{i:03d}"
         record = {"trial": i, "out": str(trial_dir), "params": params, "status": "failed",
                   "searched": {k: v for k, v in params.items() if k in searched},
@@ -333,9 +330,6 @@ def agent_run(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     import wandb
 
-    import inrbench.data  # noqa: F401  (registers data modules and models)
-    import inrbench.models  # noqa: F401
-    from inrbench.runner import run
 
     wrun = wandb.init(project=os.environ.get("WANDB_PROJECT") or "inrbench")
     try:

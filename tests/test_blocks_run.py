@@ -12,7 +12,7 @@ import torch
 from test_run import _Crash
 
 from inrbench.cli import main
-from inrbench.runner import run
+from inrbench.run import run
 
 BLOCKS = ["data.sampling=blocks", "data.batch_size=128"]
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from inrbench.cli import main
+from inrbench.compress import compress_run, decode_file, load_run
 from inrbench.compression.bitstream import Entry, decode, encode
-from inrbench.compression.compress import compress_run, decode_file, load_run
 from inrbench.compression.quant import (
     LSQWeight,
     lsq_fake_quant,
@@ -25,7 +25,7 @@ from inrbench.models import create_model
 
 
 def _train(tiny_cfg, png, out, model="siren", steps=6, extra=()):
-    from inrbench.runner import run
+    from inrbench.run import run
 
     cfg = tiny_cfg(png, out, model=model, steps=steps,
                    extra_overrides=["model.hidden_dim=16", "model.n_layers=4",
@@ -209,7 +209,7 @@ def test_ofa_subnetworks_from_run_and_from_file(tiny_cfg, small_png, tmp_path):
     assert {(r["width"], r["depth"]) for r in metrics["subnets"]} == {
         (8, 2), (8, 3), (16, 2), (16, 3)}
     cfg, model, spec, dm = load_run(run_dir)
-    from inrbench.compression.compress import model_kwargs
+    from inrbench.compress import model_kwargs
 
     rec = compress_run(run_dir, method="none")
     sub_from_run = extract_subnet(model_kwargs(cfg, spec), plain_state_dict(model), 8, 2,
@@ -272,7 +272,7 @@ def test_codec_sweep_rates_and_psnr(tmp_path):
     from PIL import Image
     from skimage import data
 
-    from inrbench.compression.codecs import sweep
+    from inrbench.codecs import sweep
 
     im = data.astronaut()[:64, :96]
     rows = sweep(im, qualities={"jpeg": [10, 90], "jpeg2000": [25, 40], "webp": [10, 90],

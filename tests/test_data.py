@@ -596,7 +596,7 @@ def test_runner_saves_the_modality_reconstruction(data, overrides, files, tmp_pa
     import json
 
     from inrbench.config import compose
-    from inrbench.runner import run
+    from inrbench.run import run
 
     path = BIKES if data == "video" else write_mesh(tmp_path / "s.obj")
     cfg = compose(model="asmr", data=data, overrides=[

@@ -265,7 +265,7 @@ def test_resuming_a_shared_folder_never_unpickles_objects(finished_run, tmp_path
 
 
 def test_checkpoints_hold_plain_types_only(finished_run):
-    from inrbench.rundir import plain
+    from inrbench.checkpoint import plain
 
     ckpt = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert "state_dict" in ckpt and ckpt["global_step"] == 20
@@ -280,7 +280,7 @@ def test_checkpoints_hold_plain_types_only(finished_run):
 # -- 3. the results folder: lock, stale lock, no half folder ---------------------------------
 
 def _write_lock(out: Path, pid: int, host: str | None = None):
-    from inrbench.rundir import LOCK_NAME, _start_time
+    from inrbench.run.folder import LOCK_NAME, _start_time
 
     out.mkdir(parents=True, exist_ok=True)
     (out / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
@@ -454,7 +454,7 @@ def test_report_marks_a_row_whose_matching_failed(tmp_path, finished_run, monkey
     def broken(*a, **k):
         raise RuntimeError("model rebuild failed")
 
-    monkeypatch.setattr("inrbench.runner.build_model", broken)
+    monkeypatch.setattr("inrbench.run.runner.build_model", broken)
     assert tables.run_macs(runs[0], "bias", errors) is None
     assert len(errors) == 1 and str(runs[0].path) in errors[0] and \
         "model rebuild failed" in errors[0]

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
+from inrbench.build import build_model
 from inrbench.config import compose
 from inrbench.data.base import SignalSpec
 from inrbench.models import list_models, make_grid
 from inrbench.profiling import profile
-from inrbench.runner import build_model, run
+from inrbench.run import run
 
 SPEC = SignalSpec(shape=(16, 24), channels=3)
 

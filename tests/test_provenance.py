@@ -17,7 +17,7 @@ import inrbench.data.fetch as fetch_mod
 from inrbench.data import create_datamodule
 from inrbench.data.provenance import data_record
 from inrbench.errors import DataError
-from inrbench.runner import run
+from inrbench.run import run
 
 
 def digest(path):

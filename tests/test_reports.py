@@ -21,7 +21,7 @@ from inrbench.config.experiment import get_row, load_experiment
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     from inrbench.config import row_config
-    from inrbench.runner import run
+    from inrbench.run import run
 
     root = tmp_path_factory.mktemp("results")
     exp = load_experiment("table2")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from inrbench.runner import run
+from inrbench.run import run
 
 STEPS, CRASH_AT = 24, 13  # checkpoints every 5 steps: the crash loses steps 11-13
 

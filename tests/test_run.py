@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from inrbench.cli import main
-from inrbench.runner import run
+from inrbench.run import run
 
 
 def _check_results(out, steps):

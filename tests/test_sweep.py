@@ -74,7 +74,7 @@ def _lr_errors(tmp_path, monkeypatch, method: str, trials: int = 12, seed: int =
         return {"best_psnr": 30.0 - abs(math.log10(lr) + 3.0) * 5, "lr": lr,
                 "out": cfg.trainer.out}
 
-    monkeypatch.setattr("inrbench.runner.run", fake_run)
+    monkeypatch.setattr("inrbench.sweep.run", fake_run)
     params = {"model.name": {"value": "siren"}, "data.name": {"value": "cameraman"},
               "task.lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1}}
     file = _write(tmp_path / f"{method}.yaml", {

@@ -1,8 +1,9 @@
-"""Config composition with OmegaConf: defaults <- data <- model <- experiment row <- CLI.
+"""Config composition with OmegaConf: defaults <- task <- data <- model <- experiment row <- CLI.
 
 Each file in ``conf/`` is a partial root config (``model:``, ``data:``, ``task:`` ...), so a
-model file may also carry the paper's training settings for that model. Keys under ``model:``
-and ``data:`` are exactly the constructor arguments of the registered class.
+model file may also carry the paper's training settings for that model. Keys under ``model:``,
+``data:`` and ``task:`` are exactly the arguments of the registered class or builder; a task's
+keys and their defaults are ``conf/task/<name>.yaml``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,28 @@ from inrbench.config.rowdefaults import row_defaults
 from inrbench.errors import ConfigError
 
 
+def base_config(task: str = "fit") -> DictConfig:
+    """``conf/defaults.yaml`` with ``conf/task/<task>.yaml`` merged in: every valid section, and
+    the task section holding exactly the task's keys."""
+    root = conf_dir()
+    base = load_yaml(root / "defaults.yaml")
+    path = root / "task" / f"{task}.yaml"
+    if not isinstance(task, str) or not path.is_file():
+        valid = sorted(p.stem for p in (root / "task").glob("*.yaml"))
+        raise ConfigError(f"unknown task {task!r}; valid choices: {', '.join(valid)} "
+                          f"(one conf/task/<name>.yaml each)")
+    layer = load_yaml(path)
+    base.task = OmegaConf.merge(layer.get("task") or {}, {"name": task})
+    return base
+
+
 def check_keys(cfg: DictConfig, base: DictConfig, sections=None) -> None:
-    """Keys outside ``model``/``data`` must exist in defaults.yaml or be declared in
-    ``inrbench.validation.SCHEMA`` (model/data keys are checked against their constructors).
-    """
+    """Keys outside ``model``/``data`` must exist in ``base`` (defaults.yaml and the task's file)
+    or be declared in :data:`inrbench.config.validation.SCHEMA`; model/data keys are checked
+    against their constructors."""
     top = set(base.keys()) | set(validation.SCHEMA)
     for key in cfg.keys():
-        if key not in top:
+        if key not in top and key not in RECORDS:
             raise ConfigError(f"unknown config section {key!r}; valid sections: "
                               f"{', '.join(sorted(top))}")
     for section in sections or [s for s in top if s not in ("model", "data")]:
@@ -36,39 +52,77 @@ def check_keys(cfg: DictConfig, base: DictConfig, sections=None) -> None:
                               f"got {section}={node!r}")
         for key in (node or {}).keys():
             if key not in valid:
-                raise ConfigError(f"unknown key {section}.{key}; valid keys: "
-                                  f"{', '.join(valid)}")
+                raise ConfigError(f"unknown key {section}.{key}{_owner(section, key)}; valid "
+                                  f"keys{_of_task(section, base)}: {', '.join(valid)}")
+
+
+def _of_task(section: str, base: DictConfig) -> str:
+    return f" of task {base.task.name}" if section == "task" else ""
+
+
+def _owner(section: str, key: str) -> str:
+    """For a task key of another task: which tasks take it."""
+    if section != "task":
+        return ""
+    owners = [p.stem for p in sorted((conf_dir() / "task").glob("*.yaml"))
+              if key in (load_yaml(p).get("task") or {})]
+    return f" (a key of --task {' or '.join(owners)})" if owners else ""
+
+
+#: sections the runner adds to a run's config.yaml: records, not configuration
+RECORDS = ("data_record", "paper_row")
+
+
+def _task_of(cli: DictConfig, extra: dict | None, row_cfg: DictConfig) -> str:
+    """The task a config is for: the command line's ``task.name=``, then ``--task``, then the
+    experiment row's, else ``fit``."""
+    for source in (OmegaConf.select(cli, "task.name"), (extra or {}).get("task.name"),
+                   OmegaConf.select(row_cfg, "task.name")):
+        if source is not None:
+            return source
+    return "fit"
+
+
+def _file_layer(kind: str, name: str, base: DictConfig) -> DictConfig:
+    """``conf/<kind>/<name>.yaml`` (model or data); its ``task:`` keys that the chosen task does
+    not take are left out: a model file holds the paper's fitting rate for that model."""
+    path = conf_dir() / kind / f"{name}.yaml"
+    layer = load_yaml(path) if path.is_file() else OmegaConf.create({kind: {}})
+    if OmegaConf.select(layer, f"{kind}.name") not in (None, name):
+        layer = OmegaConf.create({kind: {}})  # a family file does not name a variant
+    layer[kind]["name"] = name
+    if "task" in layer:
+        layer.task = OmegaConf.masked_copy(layer.task, [k for k in layer.task
+                                                        if k in base.task and k != "name"])
+    return layer
 
 
 def compose(model: str | None = None, data: str | None = None,
             overrides: list[str] = (), extra: dict[str, Any] | None = None,
             row: dict[str, Any] | None = None) -> DictConfig:
-    """Build the run config. ``extra`` holds CLI flags as dotted keys (``task.steps``)."""
-    root = conf_dir()
-    base = load_yaml(root / "defaults.yaml")
+    """Build the run config: defaults <- task <- data <- model <- paper row <- ``extra`` (CLI
+    flags as dotted keys, ``task.steps``) <- ``overrides``. Without ``row``, ``--model M --data D``
+    follows the paper row that trains M on D (:mod:`inrbench.config.rowdefaults`), recorded in
+    the config's ``paper_row`` section."""
     cli = parse_overrides(list(overrides))
     row_cfg = OmegaConf.create(row or {})
+    base = base_config(_task_of(cli, extra, row_cfg))
     paper_defaults = row is None and model is not None and data is not None
     model = model or OmegaConf.select(row_cfg, "model.name") or base.model.name
     data = data or OmegaConf.select(row_cfg, "data.name") or base.data.name
-    layers = [base]
-    for kind, name in (("data", data), ("model", model)):
-        path = root / kind / f"{name}.yaml"
-        layer = load_yaml(path) if path.is_file() else OmegaConf.create({kind: {}})
-        if OmegaConf.select(layer, f"{kind}.name") not in (None, name):
-            layer = OmegaConf.create({kind: {}})  # a family file does not name a variant
-        # a different model/data replaces the section rather than mixing its keys in
-        layer[kind]["name"] = name
-        layers.append(layer)
-    cfg = OmegaConf.merge(base, layers[1])
-    cfg.model = layers[2].model
-    cfg = OmegaConf.merge(cfg, OmegaConf.masked_copy(layers[2], [k for k in layers[2]
-                                                                  if k != "model"]))
-    if paper_defaults:  # the paper's row for this model and data, if any (inrbench/rowdefaults.py)
+    data_layer, model_layer = _file_layer("data", data, base), _file_layer("model", model, base)
+    cfg = OmegaConf.merge(base, data_layer)
+    cfg.model = model_layer.model  # another model replaces the section, never mixes keys in
+    cfg = OmegaConf.merge(cfg, OmegaConf.masked_copy(model_layer, [k for k in model_layer
+                                                                    if k != "model"]))
+    followed = None
+    if paper_defaults:
         cli_data = cli.get("data")
-        row_cfg = OmegaConf.create(row_defaults(
-            model, data, OmegaConf.to_container(cfg.data, resolve=True),
-            OmegaConf.to_container(cli_data, resolve=True) if cli_data else None) or {})
+        found = row_defaults(model, data, OmegaConf.to_container(cfg.data, resolve=True),
+                             OmegaConf.to_container(cli_data, resolve=True) if cli_data else None)
+        if found is not None:
+            sections, followed = found
+            row_cfg = OmegaConf.create(sections)
     cfg = OmegaConf.merge(cfg, row_cfg)
     for key, value in (extra or {}).items():
         if value is not None:
@@ -78,19 +132,23 @@ def compose(model: str | None = None, data: str | None = None,
         cfg = OmegaConf.merge(cfg, cli)
     except (OmegaConfBaseException, ValueError) as e:
         raise ConfigError(f"bad override in {list(overrides)}: {e}".splitlines()[0]) from None
-    check_keys(cfg, base)
-    return validate(cfg, base)
+    cfg = validate(cfg, base)
+    if followed is not None:
+        cfg.paper_row = followed
+    return cfg
 
 
 def validate(cfg: DictConfig, base: DictConfig | None = None) -> DictConfig:
-    """Every key's type and range (``inrbench.validation``), before anything is written."""
+    """Every key's type and range (:mod:`inrbench.config.validation`), before anything is
+    written; ``base`` defaults to the defaults of the config's own task."""
     if base is None:
-        base = load_yaml(conf_dir() / "defaults.yaml")
+        base = base_config(OmegaConf.select(cfg, "task.name") or "fit")
     check_keys(cfg, base)
     return validation.validate(cfg, base)
 
 
 def row_config(exp: Experiment, row: dict, overrides: list[str] = (),
                extra: dict | None = None) -> DictConfig:
-    """The run config of one row: defaults <- data <- model <- row <- ``extra`` <- overrides."""
+    """The run config of one row: defaults <- task <- data <- model <- row <- ``extra`` <-
+    overrides."""
     return compose(overrides=list(overrides), extra=extra, row=row_sections(exp, row))

@@ -16,26 +16,15 @@ import contextlib
 import io
 import math
 import re
-import sys
 from typing import Any
 
 from inrbench.config.experiment import declared_signal, load_experiment, row_sections
 from inrbench.config.files import list_experiments
+from inrbench.data import served_spec
 from inrbench.errors import InrbenchError
 
 #: model keys that only fit the paper's signal shape
 SHAPE_BOUND = ("bases",)
-#: the lines naming the rows used, printed by the runner once the config has been accepted
-#: (a rejected config prints its one error line and nothing else)
-PENDING: list[str] = []
-
-
-def flush_notes() -> None:
-    for line in PENDING:
-        print(line, file=sys.stderr)
-    PENDING.clear()
-
-
 def _tables() -> list[str]:
     names = [n for n in list_experiments() if re.fullmatch(r"table\d+", n)]
     return sorted(names, key=lambda n: int(n[5:]))
@@ -58,22 +47,21 @@ def find_row(model: str, data: str):
 
 def _served_shape(data: str, data_keys: dict) -> tuple[int, ...] | None:
     """The shape the data module will serve (a stand-in's when the paper data is missing)."""
-    from inrbench.data import create_datamodule
-
     kwargs = {k: v for k, v in data_keys.items() if k != "name"}
     quiet = io.StringIO()  # the runner says which data it serves, once
     try:
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            return tuple(create_datamodule(data, **kwargs).spec().shape)
+            return tuple(served_spec(data, **kwargs).shape)
     except (InrbenchError, TypeError, ValueError):
         return None  # the runner reports it with its own message
 
 
 def row_defaults(model: str, data: str, data_keys: dict[str, Any],
-                 cli_data: dict[str, Any] | None = None) -> dict | None:
-    """The ``row=`` sections for :func:`inrbench.config.compose`, or None without a row.
-    ``data_keys``: the data section of the data's own file; ``cli_data``: data keys given on
-    the command line (they win over the row's)."""
+                 cli_data: dict[str, Any] | None = None) -> tuple[dict, dict] | None:
+    """``(sections, followed)``: the ``row=`` sections for :func:`inrbench.config.compose` and
+    the record of the row they come from (``experiment``, ``id``, ``label``, ``note``: the line
+    the runner prints), or None without a row. ``data_keys``: the data section of the data's
+    own file; ``cli_data``: data keys given on the command line (they win over the row's)."""
     found = find_row(model, data)
     if found is None:
         return None
@@ -95,9 +83,8 @@ def row_defaults(model: str, data: str, data_keys: dict[str, Any],
     steps = sections.get("task", {}).get("steps")
     length = (f"{row['epochs']} epochs = {steps:,} steps" if "epochs" in row and steps
               else f"{steps:,} steps" if steps else "")
-    PENDING.clear()
-    PENDING.append(f"inrbench: --model {model} --data {data} follows "
-                   f"{exp.title.split(':')[0]} row '{row['id']}' ({row.get('label', row['id'])}"
-                   + (f", {length}" if length else "")
-                   + f"){note}; override any key with key=value")
-    return sections
+    line = (f"--model {model} --data {data} follows {exp.title.split(':')[0]} row "
+            f"'{row['id']}' ({row.get('label', row['id'])}" + (f", {length}" if length else "")
+            + f"){note}; override any key with key=value")
+    return sections, {"experiment": exp.name, "id": row["id"],
+                      "label": row.get("label", row["id"]), "note": line}

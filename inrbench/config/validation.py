@@ -7,24 +7,25 @@ Every user error reads the same way, one line naming the key, the value and what
 
 Where the rules come from:
 
-* ``task.*``, ``trainer.*`` (and any other section that is not ``model``/``data``): the
-  :data:`SCHEMA` below. A key that ``conf/defaults.yaml`` holds but no schema entry declares
-  is checked against the type of its default value (an int default takes integers, a float
-  default numbers, a bool default true/false, a string default text).
+* ``task.*``: the keys of the task's ``conf/task/<name>.yaml``, each checked by its rule in
+  :data:`TASK_RULES` or else by the type of its default value (an int default takes
+  integers, a float default numbers, a bool default true/false, a string default text).
+* ``trainer.*`` (and any other section that is not ``model``/``data``): the :data:`SCHEMA`
+  below, or the type of the key's default in ``conf/defaults.yaml``.
 * ``model.*`` and ``data.*``: the type annotations of the registered class's constructor
   (``hidden_dim: int = 256`` takes integers, ``tile: list[int] | None`` a list of integers or
   null); the constructor then checks ranges with :mod:`inrbench.models.checks` before any
   tensor is built. So a new model or data module needs annotated constructor arguments and
   nothing else.
 
-Adding keys (new tasks, new sampling modes): put the default in ``conf/defaults.yaml`` (or a
-model/data yaml) and, when the key has a range or a fixed set of values, declare it::
+Adding keys: a new task's keys are its builder's arguments, with their defaults in
+``conf/task/<name>.yaml`` (a range goes in :data:`TASK_RULES`); a key every task or the trainer
+takes may be declared with its rule::
 
-    from inrbench.config.validation import Choice, Int, declare
-    declare("task", inner_steps=Int(min=1), name=Choice("fit", "meta"))
+    from inrbench.config.validation import Int, declare
+    declare("trainer", probe=Int(min=1))
 
-``declare`` may be called from the module that uses the keys (at import time); a declared key
-is a valid key even when ``defaults.yaml`` does not hold it.
+A declared key is valid even where no file holds it.
 """
 
 from __future__ import annotations
@@ -208,15 +209,26 @@ class Anything(Spec):
 
 # -- the schema of the task and trainer sections -------------------------------------------
 
+#: the rules of task keys by name, applied to the keys a task's ``conf/task/<name>.yaml`` holds
+#: (which keys a task takes is its file's business; what a key of that name accepts is here)
+TASK_RULES: dict[str, Spec] = {
+    "lr": Num(min=0, gt=True),
+    "lr_min": Num(min=0),
+    "scheduler": Choice("cosine", "none"),
+    "steps": Int(min=1),
+    "eval_every": Int(min=1),
+    "accumulate": Int(min=1),
+    "hyper_dim": Int(min=1), "patch_size": Int(min=1), "patch_padding": Int(min=0),
+    "enc_depth": Int(min=1), "dec_depth": Int(min=1), "n_heads": Int(min=1),
+    "head_dim": Int(min=1), "ff_dim": Int(min=1), "betas": ListOf(item=Num(min=0, max=1)),
+    "ema_decay": Num(min=0, max=1, nullable=True), "ema_every": Int(min=1),
+    "grad_clip": Num(min=0, gt=True, nullable=True), "coord_noise": Bool(),
+    "sr_scale": Int(min=1),
+}
+
+#: declared sections: ``task`` keys declared here are valid for every task
 SCHEMA: dict[str, dict[str, Spec]] = {
-    "task": {
-        "lr": Num(min=0, gt=True),
-        "lr_min": Num(min=0),
-        "scheduler": Choice("cosine", "none"),
-        "steps": Int(min=1),
-        "eval_every": Int(min=1),
-        "accumulate": Int(min=1),
-    },
+    "task": {},
     "trainer": {
         "seed": Int(min=0, max=2**32 - 1),
         "out": Str(nullable=True),
@@ -267,12 +279,15 @@ def spec_from_default(value) -> Spec:
 
 
 def declared(section: str, base: DictConfig | None = None) -> dict[str, Spec]:
-    """Every valid key of ``section``: the schema's, then defaults.yaml's by their type."""
+    """Every valid key of ``section``: the schema's, then those of ``base`` (defaults.yaml and
+    the task's file): task keys by :data:`TASK_RULES`, other keys by the type of their default."""
     specs = dict(SCHEMA.get(section, {}))
     if base is not None and isinstance(base.get(section), DictConfig):
         for key in base[section].keys():
-            if key not in specs:
-                specs[key] = spec_from_default(base[section][key])
+            if key in specs:
+                continue
+            rule = TASK_RULES.get(key) if section == "task" else None
+            specs[key] = rule or spec_from_default(base[section][key])
     return specs
 
 

@@ -11,7 +11,12 @@ from inrbench.data import (  # noqa: F401  (registration side effects)
     video,
 )
 from inrbench.data.base import SignalDataModule, SignalSpec
-from inrbench.data.registry import create_datamodule, list_datamodules, register_datamodule
+from inrbench.data.registry import (
+    create_datamodule,
+    list_datamodules,
+    register_datamodule,
+    served_spec,
+)
 
 __all__ = ["SignalDataModule", "SignalSpec", "create_datamodule", "list_datamodules",
-           "register_datamodule"]
+           "register_datamodule", "served_spec"]

@@ -21,3 +21,9 @@ def create_datamodule(name: str, **kwargs: Any):
 
 def list_datamodules(pattern: str = "*") -> list[str]:
     return DATAMODULES.names(pattern)
+
+
+def served_spec(name: str, **kwargs: Any):
+    """The ``SignalSpec`` the data module ``name`` serves with these arguments (a stand-in's when
+    the paper's files are missing), from its ``spec()``, which reads no signal."""
+    return create_datamodule(name, **kwargs).spec()

@@ -137,9 +137,9 @@ def run_macs(run: Run, count: str, errors: list[str] | None = None) -> float | N
         return run.value("macs")
     from omegaconf import OmegaConf
 
+    from inrbench.build import build_model
     from inrbench.data.base import SignalSpec
-    from inrbench.experiments import macs_counts
-    from inrbench.runner import build_model
+    from inrbench.profiling import macs_counts
 
     shape, channels = run.summary.get("signal_shape"), run.summary.get("channels")
     if not shape or not channels:

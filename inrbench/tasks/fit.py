@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from inrbench.data.base import SignalSpec
 from inrbench.metrics import evaluate, prediction_to_signal, psnr
 from inrbench.models.base import EVAL_CHUNK
+from inrbench.registry import register_task
+from inrbench.tasks.optim import adam
 
 
 class RunHistory:
@@ -56,9 +58,11 @@ class RunHistory:
 
 class FitTask(RunHistory, L.LightningModule):
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, lr: float = 1e-4,
-                 lr_min: float = 1e-6, steps: int = 10_000, scheduler: str = "cosine"):
+                 lr_min: float = 1e-6, steps: int = 10_000, scheduler: str = "cosine",
+                 eval_every: int = 1000, accumulate: int = 1):
         super().__init__()
         self.model, self.spec = model, spec
+        self.eval_every, self.accumulate = eval_every, accumulate
         self.lr, self.lr_min, self.steps, self.scheduler_name = lr, lr_min, steps, scheduler
         self.best = {"psnr": -math.inf, "step": -1}
         # one row per training step and one per evaluation, keyed by the number of updates
@@ -68,12 +72,8 @@ class FitTask(RunHistory, L.LightningModule):
         self.evals: list[dict] = []
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
-        if self.scheduler_name == "none":
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.steps, 1),
-                                                           eta_min=self.lr_min)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adam(self.model.parameters(), self.lr, self.scheduler_name, self.steps,
+                    self.lr_min)
 
     def _predict(self, batch):
         if batch.get("level") is not None:  # block sampling, shared within each drawn cell
@@ -114,3 +114,11 @@ class FitTask(RunHistory, L.LightningModule):
         self.evals.append({"step": int(self.global_step),
                            **{f"val_{k}": v for k, v in metrics.items()}})
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True)
+
+
+@register_task("fit")
+def build_fit(model, spec, lr: float = 1e-4, lr_min: float = 1e-6, steps: int = 10_000,
+              scheduler: str = "cosine", eval_every: int = 1000, accumulate: int = 1):
+    """Fitting one signal (ASMR paper sec. 4); the keys of ``conf/task/fit.yaml``."""
+    return FitTask(model, spec, lr=lr, lr_min=lr_min, steps=steps, scheduler=scheduler,
+                   eval_every=eval_every, accumulate=accumulate)

@@ -37,33 +37,21 @@ import lightning as L
 import torch
 from torch import nn
 
-from inrbench.config.validation import Bool, Int, ListOf, Num, declare
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json
 from inrbench.models.anr import GeneratedINR, pixel_grid
 from inrbench.models.hypernet import HyperNetwork, n_params
+from inrbench.registry import register_task
 from inrbench.tasks.fit import RunHistory
-from inrbench.tasks.meta import _npz, _sync, grid_image, mse_to_psnr, save_grid
-from inrbench.tasks.registry import register_task
+from inrbench.tasks.meta import _npz, _sync, grid_image, image_set_data, mse_to_psnr, save_grid
+from inrbench.tasks.optim import adam
 
 #: the hyper-network's keys (``task.*``) and their defaults: the official CelebA-128 setting
 #: (configs/Celeba128_anr_d5.yaml, script/train_inr.py)
-HYPER_DEFAULTS = {"hyper_dim": 512, "patch_size": 10, "patch_padding": 1, "enc_depth": 6,
-                  "dec_depth": 6, "n_heads": 6, "head_dim": 64, "ff_dim": 3072}
-TRAIN_DEFAULTS = {"betas": [0.9, 0.99], "ema_decay": 0.995, "ema_every": 10,
-                  "grad_clip": 1.0, "coord_noise": True, "sr_scale": 2}
-
 #: ema_pytorch's update_after_step: the EMA copies the weights until then
 EMA_AFTER = 100
-
-declare("task", hyper_dim=Int(min=1), patch_size=Int(min=1), patch_padding=Int(min=0),
-        enc_depth=Int(min=1), dec_depth=Int(min=1), n_heads=Int(min=1), head_dim=Int(min=1),
-        ff_dim=Int(min=1), betas=ListOf(item=Num(min=0, max=1)),
-        ema_decay=Num(min=0, max=1, nullable=True), ema_every=Int(min=1),
-        grad_clip=Num(min=0, gt=True, nullable=True), coord_noise=Bool(), sr_scale=Int(min=1))
-
 
 def variational_coords(grid: torch.Tensor, shape) -> torch.Tensor:
     """The official training jitter: N(0, (0.3 / max(H, W))^2) clipped to +-0.5 / max(H, W)."""
@@ -124,12 +112,8 @@ class HypernetTask(RunHistory, L.LightningModule):
 
     # -- Lightning ----------------------------------------------------------------------------
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.trainable(), lr=self.lr, betas=self.betas)
-        if self.scheduler_name == "none":
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.steps, 1),
-                                                           eta_min=self.lr_min)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adam(self.trainable(), self.lr, self.scheduler_name, self.steps, self.lr_min,
+                    self.betas)
 
     def training_step(self, batch, batch_idx):
         images = batch["images"]
@@ -262,54 +246,37 @@ def _save_sr(path: Path, originals: torch.Tensor, sr: torch.Tensor, scale: int) 
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _task_key(t, key: str, defaults: dict):
-    """``task.KEY`` (null turns the EMA and clipping off; other nulls mean the default)."""
-    if key not in t:
-        return defaults[key]
-    value = t[key]
-    return defaults[key] if value is None and key not in ("ema_decay", "grad_clip") else value
-
-
 @register_task("hypernet")
-def build_hypernet(cfg, model, datamodule, spec):
-    """``--task hypernet --model anr|transinr --data cifar10|celeba|images``; the hyper-network
-    keys ``task.hyper_dim, patch_size, patch_padding, enc_depth, dec_depth, n_heads, head_dim,
-    ff_dim`` and the training keys ``task.lr, betas, ema_decay, ema_every, grad_clip,
-    coord_noise, scheduler`` (default values: the official CelebA-128 configuration)."""
+def build_hypernet(model, spec, datamodule, seed: int, data_name: str, lr: float = 1e-4,
+                   lr_min: float = 1e-6, scheduler: str = "cosine", steps: int = 10_000,
+                   eval_every: int = 1000, accumulate: int = 1, hyper_dim: int = 512,
+                   patch_size: int = 10, patch_padding: int = 1, enc_depth: int = 6,
+                   dec_depth: int = 6, n_heads: int = 6, head_dim: int = 64, ff_dim: int = 3072,
+                   betas: list[float] = (0.9, 0.99), ema_decay: float | None = 0.995,
+                   ema_every: int = 10, grad_clip: float | None = 1.0, coord_noise: bool = True,
+                   sr_scale: int = 2, eval_images: int | None = None, grid_images: int = 8):
+    """``--task hypernet --model anr|transinr --data cifar10|celeba|images``: the keys of
+    ``conf/task/hypernet.yaml``, the hyper-network's shape (``hyper_dim`` ... ``ff_dim``) and its
+    training (defaults: the official CelebA-128 configuration; null ``ema_decay`` or
+    ``grad_clip`` turns the EMA or the clipping off)."""
     if not isinstance(model, GeneratedINR):
         raise ConfigError(f"--task hypernet generates the instance of a decoder; model "
-                          f"{cfg.model.name!r} has none. Use --model anr or --model transinr")
-    if not hasattr(datamodule, "image_set"):
-        raise ConfigError(f"--task hypernet needs a data set of images; data {cfg.data.name!r} "
-                          f"is one signal. Use --data cifar10, celeba or images data.path=DIR")
-    if spec.modality != "image" or len(spec.shape) != 2:
-        raise ConfigError(f"--task hypernet learns images; data {cfg.data.name!r} is "
-                          f"{spec.modality}")
-    t = cfg.task
-    h = {k: int(_task_key(t, k, HYPER_DEFAULTS)) for k in HYPER_DEFAULTS}
-    o = {k: _task_key(t, k, TRAIN_DEFAULTS) for k in TRAIN_DEFAULTS}
-    if any((n + 2 * h["patch_padding"]) // h["patch_size"] < 1 for n in spec.shape):
-        raise ConfigError(f"task.patch_size={h['patch_size']} is larger than the image "
+                          f"{type(model).__name__} has none. Use --model anr or --model transinr")
+    train_data = image_set_data(datamodule, spec, data_name, "hypernet", seed, eval_images)
+    if any((n + 2 * patch_padding) // patch_size < 1 for n in spec.shape):
+        raise ConfigError(f"task.patch_size={patch_size} is larger than the image "
                           f"{tuple(spec.shape)} (+ padding); choose a smaller patch")
-    if len(o["betas"]) != 2:
-        raise ConfigError(f"task.betas must be two numbers in [0, 1], got {list(o['betas'])}")
-    image_set = datamodule.image_set()
-    if image_set.spec.shape != tuple(spec.shape) or image_set.spec.channels != spec.channels:
-        raise ConfigError(f"{cfg.data.name}: the image set is {image_set.spec} but the model was "
-                          f"built for {spec}")
-    hyper = HyperNetwork(spec.shape, spec.channels, model.token_groups, dim=h["hyper_dim"],
-                         patch_size=h["patch_size"], padding=h["patch_padding"],
-                         enc_depth=h["enc_depth"], dec_depth=h["dec_depth"],
-                         n_heads=h["n_heads"], head_dim=h["head_dim"], ff_dim=h["ff_dim"])
-    task = HypernetTask(model, spec, hyper, lr=float(t.lr), betas=list(o["betas"]),
-                        ema_decay=o["ema_decay"], ema_every=int(o["ema_every"]),
-                        grad_clip=o["grad_clip"], coord_noise=bool(o["coord_noise"]),
-                        scheduler=str(t.scheduler), lr_min=float(t.lr_min),
-                        steps=int(t.steps), grid_images=int(t.grid_images),
-                        sr_scale=int(o["sr_scale"]))
-    task.train_data = ImageSetDataModule(
-        image_set, batch_size=int(cfg.data.get("batch_size") or 64),
-        seed=int(cfg.trainer.seed), eval_images=t.get("eval_images"))
+    if len(betas) != 2:
+        raise ConfigError(f"task.betas must be two numbers in [0, 1], got {list(betas)}")
+    hyper = HyperNetwork(spec.shape, spec.channels, model.token_groups, dim=hyper_dim,
+                         patch_size=patch_size, padding=patch_padding, enc_depth=enc_depth,
+                         dec_depth=dec_depth, n_heads=n_heads, head_dim=head_dim, ff_dim=ff_dim)
+    task = HypernetTask(model, spec, hyper, lr=float(lr), betas=list(betas),
+                        ema_decay=ema_decay, ema_every=ema_every, grad_clip=grad_clip,
+                        coord_noise=coord_noise, scheduler=scheduler, lr_min=float(lr_min),
+                        steps=steps, grid_images=grid_images, sr_scale=sr_scale)
+    task.eval_every, task.accumulate = eval_every, accumulate
+    task.train_data = train_data
     return task
 
 

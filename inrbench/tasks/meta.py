@@ -37,8 +37,8 @@ from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
+from inrbench.registry import register_task
 from inrbench.tasks.fit import RunHistory
-from inrbench.tasks.registry import register_task
 
 #: COIN++'s output offset (targets in [0, 1])
 OUTPUT_OFFSET = 0.5
@@ -251,24 +251,34 @@ def save_grid(path: Path, originals: torch.Tensor, recon: torch.Tensor) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-@register_task("meta")
-def build_meta(cfg, model, datamodule, spec):
-    """``task.latent_dim``, ``inner_steps``, ``inner_lr``, ``outer_lr``, ``eval_images``,
-    ``curve_steps``, ``grid_images``; ``data.batch_size`` images per outer step (default 64)."""
+def image_set_data(datamodule, spec, data_name: str, task: str, seed: int,
+                   eval_images: int | None) -> ImageSetDataModule:
+    """The batches of images a data-set task trains on: ``data.batch_size`` images per step
+    (64 when the data module gives none), the first ``eval_images`` test images (all: None)."""
     if not hasattr(datamodule, "image_set"):
-        raise ConfigError(f"--task meta needs a data set of images; data {cfg.data.name!r} is "
-                          f"one signal. Use --data cifar10 or --data images data.path=DIR")
-    if spec.modality != "image":
-        raise ConfigError(f"--task meta learns images; data {cfg.data.name!r} is {spec.modality}")
-    t = cfg.task
-    task = MetaTask(model, spec, latent_dim=int(t.latent_dim), inner_steps=int(t.inner_steps),
-                    inner_lr=float(t.inner_lr), outer_lr=float(t.outer_lr),
-                    curve_steps=int(t.curve_steps), grid_images=int(t.grid_images))
+        raise ConfigError(f"--task {task} needs a data set of images; data {data_name!r} is "
+                          f"one signal. Use --data cifar10, celeba or images data.path=DIR")
+    if spec.modality != "image" or len(spec.shape) != 2:
+        raise ConfigError(f"--task {task} learns images; data {data_name!r} is {spec.modality}")
     image_set = datamodule.image_set()
     if image_set.spec.shape != tuple(spec.shape) or image_set.spec.channels != spec.channels:
-        raise ConfigError(f"{cfg.data.name}: the image set is {image_set.spec} but the model was "
+        raise ConfigError(f"{data_name}: the image set is {image_set.spec} but the model was "
                           f"built for {spec}")
-    task.train_data = ImageSetDataModule(
-        image_set, batch_size=int(cfg.data.get("batch_size") or 64),
-        seed=int(cfg.trainer.seed), eval_images=t.get("eval_images"))
+    return ImageSetDataModule(image_set, batch_size=int(getattr(datamodule, "batch_size", None)
+                                                        or 64),
+                              seed=int(seed), eval_images=eval_images)
+
+
+@register_task("meta")
+def build_meta(model, spec, datamodule, seed: int, data_name: str, steps: int = 10_000,
+               eval_every: int = 1000, accumulate: int = 1, latent_dim: int = 128,
+               inner_steps: int = 3, inner_lr: float = 1e-2, outer_lr: float = 3e-6,
+               eval_images: int | None = None, curve_steps: int = 10, grid_images: int = 8):
+    """Meta-learning over a data set of images; the keys of ``conf/task/meta.yaml``."""
+    train_data = image_set_data(datamodule, spec, data_name, "meta", seed, eval_images)
+    task = MetaTask(model, spec, latent_dim=latent_dim, inner_steps=inner_steps,
+                    inner_lr=inner_lr, outer_lr=outer_lr, curve_steps=curve_steps,
+                    grid_images=grid_images)
+    task.steps, task.eval_every, task.accumulate = steps, eval_every, accumulate
+    task.train_data = train_data
     return task

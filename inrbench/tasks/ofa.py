@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from inrbench.compression.ofa import (
     build_subnet,
@@ -32,10 +31,11 @@ from inrbench.compression.ofa import (
     subnet_params,
 )
 from inrbench.errors import ConfigError
+from inrbench.io import atomic_write_text, write_png
 from inrbench.metrics import evaluate, psnr
-from inrbench.models.base import make_grid
+from inrbench.models.base import EVAL_CHUNK, make_grid
+from inrbench.registry import register_task
 from inrbench.tasks.fit import FitTask
-from inrbench.tasks.registry import register_task
 
 
 class OFATask(FitTask):
@@ -95,10 +95,6 @@ class OFATask(FitTask):
 
     def summary(self, datamodule, out) -> dict:
         """Supernetwork scores (as the fitting task's) and every sub-network's (Figure 7)."""
-        from inrbench.io import atomic_write_text
-        from inrbench.models.base import EVAL_CHUNK
-        from inrbench.runner import save_image
-
         self.model.eval()
         target = datamodule.signal.to(self.device)
         with torch.no_grad():
@@ -113,7 +109,7 @@ class OFATask(FitTask):
                                                self._shell(w, d).parameters()),
                                  **scores})
         if self.spec.modality == "image":
-            save_image(out / "reconstruction.png", pred)
+            write_png(out / "reconstruction.png", pred)
         self.best = max(self.best, {"psnr": final["psnr"], "step": int(self.global_step)},
                         key=lambda b: b["psnr"])
         lines = ["width,depth,params," + ",".join(k for k in rows[0] if k not in
@@ -128,16 +124,12 @@ class OFATask(FitTask):
 
 
 @register_task("ofa")
-def build_ofa(cfg, model, datamodule, spec):
-    """Once-for-all supernetwork training (``task.ofa_*`` keys)."""
-    from inrbench.compression.compress import model_kwargs
-
-    if cfg.task.get("quant_bits", None) is not None:
-        raise ConfigError("--task ofa trains full-precision sub-networks (as ANI's Fig. 8); "
-                          "quantize them afterwards with inrbench compress --bits B")
-    task = cfg.task
-    widths = OmegaConf.to_container(task.get("ofa_widths")) if task.get("ofa_widths") else []
-    depths = OmegaConf.to_container(task.get("ofa_depths")) if task.get("ofa_depths") else []
-    return OFATask(model, spec, model_kwargs(cfg, spec), widths, depths,
-                   float(task.get("ofa_warmup", 0.3)), int(task.get("ofa_block", 1)),
-                   lr=task.lr, lr_min=task.lr_min, steps=task.steps, scheduler=task.scheduler)
+def build_ofa(model, spec, model_config: dict, lr: float = 1e-4, lr_min: float = 1e-6,
+              steps: int = 10_000, scheduler: str = "cosine", eval_every: int = 1000,
+              accumulate: int = 1, ofa_widths: list[int] = (64, 128, 192, 256),
+              ofa_depths: list[int] = (2, 3, 4, 5), ofa_warmup: float = 0.3, ofa_block: int = 1):
+    """Once-for-all supernetwork training: the keys of ``conf/task/ofa.yaml``. The sub-networks
+    train at full precision (as ANI's Fig. 8); ``inrbench compress --bits B`` quantizes them."""
+    return OFATask(model, spec, model_config, list(ofa_widths or []), list(ofa_depths or []),
+                   float(ofa_warmup), int(ofa_block), lr=lr, lr_min=lr_min, steps=steps,
+                   scheduler=scheduler, eval_every=eval_every, accumulate=accumulate)

@@ -30,8 +30,9 @@ import torch
 
 from inrbench.compression.quant import LSQWeight, apply_lsq, check_bits
 from inrbench.errors import ConfigError
+from inrbench.registry import register_task
 from inrbench.tasks.fit import FitTask
-from inrbench.tasks.registry import register_task
+from inrbench.tasks.optim import adam, with_schedule
 
 
 class QATTask(FitTask):
@@ -51,12 +52,7 @@ class QATTask(FitTask):
                    "lr": self.lr},
                   {"params": [p for p in self.model.parameters() if id(p) in quant],
                    "lr": self.lr * self.quant_lr_scale}]
-        opt = torch.optim.Adam(groups, lr=self.lr)
-        if self.scheduler_name == "none":
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.steps, 1),
-                                                           eta_min=self.lr_min)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adam(groups, self.lr, self.scheduler_name, self.steps, self.lr_min)
 
 
     def _relative_rate_optimizers(self):
@@ -77,26 +73,28 @@ class QATTask(FitTask):
             t = min(step, steps)
             return floor + (1 - floor) * (1 + math.cos(math.pi * t / steps)) / 2
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return with_schedule(opt, torch.optim.lr_scheduler.LambdaLR(opt, cosine))
 
 
 @register_task("qat")
-def build_qat(cfg, model, datamodule, spec):
-    """LSQ+ QAT of ``cfg.model`` on the signal (``task.quant_*`` keys)."""
-    task = cfg.task
-    bits = task.get("quant_bits", None)
-    if bits is None:
+def build_qat(model, spec, quant_bits: int, lr: float = 1e-4, lr_min: float = 1e-6,
+              steps: int = 10_000, scheduler: str = "cosine", eval_every: int = 1000,
+              accumulate: int = 1, quant_layers: str = "hidden", quant_biases: bool = False,
+              quant_offset: bool = False, quant_step_lr: float | None = 0.005,
+              quant_lr_scale: float = 0.01):
+    """LSQ+ QAT of the model on the signal: the keys of ``conf/task/qat.yaml``."""
+    if quant_bits is None:
         raise ConfigError("--task qat needs task.quant_bits=B (e.g. 8 or 4, ANI Table 3)")
-    bits = check_bits(int(bits)) if not isinstance(bits, bool) else check_bits(bits)
-    scale = float(task.get("quant_lr_scale", 0.01))
-    if not scale > 0:
-        raise ConfigError(f"task.quant_lr_scale must be > 0, got {scale}")
-    step_lr = task.get("quant_step_lr", None)
-    if step_lr is not None and not (isinstance(step_lr, (int, float)) and step_lr > 0):
+    bits = check_bits(quant_bits)
+    if not quant_lr_scale > 0:
+        raise ConfigError(f"task.quant_lr_scale must be > 0, got {quant_lr_scale}")
+    if quant_step_lr is not None and not (isinstance(quant_step_lr, (int, float))
+                                          and quant_step_lr > 0):
         raise ConfigError(f"task.quant_step_lr must be a number > 0 (a fraction of each "
-                          f"tensor's initial step size per Adam step) or null, got {step_lr!r}")
-    apply_lsq(model, bits, str(task.get("quant_layers", "hidden")),
-              bool(task.get("quant_biases", False)), bool(task.get("quant_offset", False)))
-    return QATTask(model, spec, bits, scale, None if step_lr is None else float(step_lr),
-                   lr=task.lr, lr_min=task.lr_min, steps=task.steps, scheduler=task.scheduler)
+                          f"tensor's initial step size per Adam step) or null, got "
+                          f"{quant_step_lr!r}")
+    apply_lsq(model, bits, str(quant_layers), bool(quant_biases), bool(quant_offset))
+    return QATTask(model, spec, bits, float(quant_lr_scale),
+                   None if quant_step_lr is None else float(quant_step_lr), lr=lr,
+                   lr_min=lr_min, steps=steps, scheduler=scheduler, eval_every=eval_every,
+                   accumulate=accumulate)

@@ -20,8 +20,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from inrbench.build import build_datamodule, build_model
+from inrbench.build import model_kwargs as built_with
 from inrbench.compression.bitstream import Decoded, Entry, decode, encode, read_header
+from inrbench.compression.ofa import assemble_subnet, check_space, chunks_needed, family, ofa_chunks
 from inrbench.compression.quant import (
+    apply_lsq,
     check_bits,
     lsq_quantized,
     parse_layers,
@@ -30,8 +34,13 @@ from inrbench.compression.quant import (
     selected,
     tensor_roles,
 )
+from inrbench.config import load_yaml
+from inrbench.data.base import SignalSpec
 from inrbench.errors import ConfigError, DataError
-from inrbench.io import atomic_write_bytes, atomic_write_json
+from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
+from inrbench.metrics import evaluate, psnr
+from inrbench.models import create_model
+from inrbench.models.base import EVAL_CHUNK
 
 METHODS = ("ptq", "qat", "none")
 
@@ -40,8 +49,6 @@ METHODS = ("ptq", "qat", "none")
 
 def model_kwargs(cfg: DictConfig, spec) -> dict:
     """The constructor arguments the run's model was built with (``runner.build_model``'s)."""
-    from inrbench.runner import model_kwargs as built_with
-
     return built_with(cfg, spec)
 
 
@@ -58,11 +65,6 @@ def quant_config(cfg: DictConfig) -> dict | None:
 
 def load_run(run_dir: Path):
     """``(cfg, model, spec, datamodule)`` of a finished run: its config and last checkpoint."""
-    import inrbench.data  # noqa: F401  (registers data modules)
-    import inrbench.models  # noqa: F401
-    from inrbench.config import load_yaml
-    from inrbench.runner import build_datamodule, build_model
-
     run_dir = Path(run_dir)
     cfg_path, ckpt = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     for path in (cfg_path, ckpt):
@@ -75,8 +77,6 @@ def load_run(run_dir: Path):
     model = build_model(cfg, spec)
     q = quant_config(cfg)
     if q is not None:
-        from inrbench.compression.quant import apply_lsq
-
         apply_lsq(model, q["bits"], q["layers"], q["biases"], q["offset"])
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
@@ -116,8 +116,6 @@ def ofa_entries(cfg, mk: dict, model, qnames: list[str], bits, scheme: str
                 ) -> tuple[list[list[Entry]], dict]:
     """A once-for-all run's tensors cut into cells, one chunk per sub-network increment; the
     cells of a quantized tensor are quantized separately (each has its own step size)."""
-    from inrbench.compression.ofa import check_space, family, ofa_chunks
-
     widths, depths = check_space(list(cfg.task.ofa_widths), list(cfg.task.ofa_depths), mk)
     state = plain_state_dict(model)
     groups = ofa_chunks(family(mk["name"]), mk, state, widths, depths)
@@ -238,15 +236,10 @@ def _read(path: Path) -> bytes:
 
 def model_from_decoded(dec: Decoded, width: int | None = None, depth: int | None = None):
     """The network the file describes (a sub-network for once-for-all files)."""
-    import inrbench.models  # noqa: F401
-    from inrbench.models import create_model
-
     kwargs = dict(dec.header["model"])
     name = kwargs.pop("name")
     ofa = dec.header["meta"].get("ofa")
     if ofa is not None:
-        from inrbench.compression.ofa import assemble_subnet
-
         return assemble_subnet(name, kwargs, ofa, dec, width, depth)
     if width is not None or depth is not None:
         raise ConfigError("--width/--layers select a sub-network of a once-for-all file "
@@ -268,16 +261,12 @@ def decode_file(path: Path, width: int | None = None, depth: int | None = None):
     chunks = None
     ofa = header["meta"].get("ofa")
     if ofa is not None and (width is not None or depth is not None):
-        from inrbench.compression.ofa import chunks_needed
-
         chunks = chunks_needed(ofa, width, depth)
     dec = decode(data, chunks=chunks)
     return model_from_decoded(dec, width, depth), dec
 
 
 def render_decoded(model, header: dict) -> torch.Tensor:
-    from inrbench.models.base import EVAL_CHUNK
-
     with torch.no_grad():
         return model.render(header["signal"]["shape"], chunk=EVAL_CHUNK)
 
@@ -288,9 +277,6 @@ def to_uint8(pred: torch.Tensor) -> np.ndarray:
 
 def score_file(path: Path, dm, width: int | None = None, depth: int | None = None) -> dict:
     """Decode ``path``, render, and score against the data module's signal."""
-    from inrbench.data.base import SignalSpec
-    from inrbench.metrics import evaluate, psnr
-
     t0 = time.perf_counter()
     model, dec = decode_file(path, width, depth)
     decode_s = time.perf_counter() - t0
@@ -314,8 +300,6 @@ def score_file(path: Path, dm, width: int | None = None, depth: int | None = Non
 def decompress(path: Path, out: Path | None = None, width: int | None = None,
                depth: int | None = None) -> dict:
     """Rebuild the network from the file alone, render it and save the image."""
-    from inrbench.runner import save_image
-
     t0 = time.perf_counter()
     model, dec = decode_file(path, width, depth)
     pred = render_decoded(model, dec.header)
@@ -325,7 +309,7 @@ def decompress(path: Path, out: Path | None = None, width: int | None = None,
         if sig["modality"] != "image":
             raise ConfigError(f"decompress --out writes images; this file holds a "
                               f"{sig['modality']} signal")
-        save_image(Path(out), pred)
+        write_png(Path(out), pred)
     meta = dec.header["meta"]
     return {"model": dec.header["model"]["name"], "method": meta.get("method"),
             "bits": meta.get("bits"), "signal_shape": sig["shape"], "channels": sig["channels"],

@@ -56,7 +56,7 @@ def _bpp_line(r: dict, key: str = "bpp") -> str:
 
 
 def cmd_compress(args) -> int:
-    from inrbench.compression.compress import compress_run
+    from inrbench.compress import compress_run
 
     rec = compress_run(Path(args.run_dir), bits=args.bits, method=args.method,
                        layers=args.layers, biases=args.biases, scheme=args.scheme,
@@ -82,7 +82,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_decompress(args) -> int:
-    from inrbench.compression.compress import decompress
+    from inrbench.compress import decompress
 
     rec = decompress(Path(args.file), Path(args.out) if args.out else None, args.width,
                      args.layers)
@@ -97,7 +97,7 @@ def cmd_decompress(args) -> int:
 
 
 def cmd_codecs(args) -> int:
-    from inrbench.compression.codecs import sweep_image
+    from inrbench.codecs import sweep_image
 
     names = [c.strip() for c in args.codecs.split(",") if c.strip()]
     if not names:

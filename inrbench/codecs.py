@@ -2,7 +2,7 @@
 
 Each codec is swept over its quality setting; a point is the encoded file's size and the
 PSNR of the decoded 8-bit image against the original 8-bit image, with ``bpp`` = bits / (H W)
-and ``bpp_ani`` = bits / (H W C) as for the INR files (``inrbench.compression.compress``).
+and ``bpp_ani`` = bits / (H W C) as for the INR files (``inrbench.compress``).
 JPEG is libjpeg(-turbo) at quality 1..100; JPEG 2000 is OpenJPEG, irreversible 9/7, at
 fixed-quality targets 18..60 dB; WebP lossy at quality 0..100; AVIF
 (libavif) at quality 0..98 (100 is lossless); up to ~5 bpp, the INR points' range.
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inrbench.build import build_datamodule
+from inrbench.config import load_yaml
 from inrbench.errors import ConfigError, DataError
 from inrbench.io import atomic_write_json, atomic_write_text
 
@@ -78,14 +80,9 @@ def image_of(path: Path) -> tuple[np.ndarray, str]:
     """An 8-bit image from a file, or the signal of a run folder's data (its config)."""
     path = Path(path)
     if path.is_dir():
-        from inrbench.config import load_yaml
-        from inrbench.runner import build_datamodule
-
         cfg_path = path / "config.yaml"
         if not cfg_path.is_file():
             raise DataError(f"{path} is neither an image nor a run folder (no config.yaml)")
-        import inrbench.data  # noqa: F401
-
         dm = build_datamodule(load_yaml(cfg_path))
         dm.setup()
         arr = (dm.signal.clamp(0, 1).numpy() * 255).round().astype(np.uint8)

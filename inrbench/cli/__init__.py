@@ -65,9 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list models, data modules and experiments")
     _add_report_commands(sub)
-    from inrbench.compression.cli import add_commands as add_compression_commands
+    from inrbench.cli.compress import add_commands as add_compression_commands
 
-    add_compression_commands(sub)  # compress, decompress, codecs (inrbench/compression/cli.py)
+    add_compression_commands(sub)  # compress, decompress, codecs (inrbench/cli/compress.py)
     return p
 
 
@@ -188,9 +188,10 @@ def cmd_run_seeds(args) -> int:
 
         base = default_out(load_experiment(args.experiment))
     else:
-        from inrbench.runner import default_out
+        from inrbench.run import default_out
 
-        base = default_out(_compose_from(args))
+        cfg = _compose_from(args)
+        base = default_out(f"{cfg.model.name}-{cfg.data.name}")
     status = 0
     for seed in seeds:
         one = copy.copy(args)
@@ -211,7 +212,7 @@ def _compose_from(args, extra=None):
 
 
 def cmd_run(args) -> int:
-    from inrbench.runner import run
+    from inrbench.run import run
 
     if args.seeds is not None:
         return cmd_run_seeds(args)
@@ -222,7 +223,7 @@ def cmd_run(args) -> int:
     if args.resume:
         if not args.out:
             raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
-        from inrbench.rundir import resume_config
+        from inrbench.config.resume import resume_config
 
         # the folder's config; arguments that disagree with it are refused (inrbench/rundir.py)
         cfg = resume_config(Path(args.out), args.overrides, extra, model=args.model,
@@ -262,7 +263,8 @@ def cmd_run_experiment(args) -> int:
     fails is reported and the next one runs; exit 1 when any row failed."""
     from inrbench.config import row_config
     from inrbench.config.experiment import load_experiment, select_rows
-    from inrbench.experiments import default_out, run_experiment
+    from inrbench.experiments import run_experiment
+    from inrbench.run import default_out
 
     _experiment_only(args)
     exp = load_experiment(args.experiment)
@@ -270,7 +272,7 @@ def cmd_run_experiment(args) -> int:
     rows = select_rows(exp, ids)
     if args.resume and not args.out:
         raise InrbenchError("--resume needs --out DIR, the results folder of the experiment")
-    out = Path(args.out) if args.out else default_out(exp)
+    out = Path(args.out) if args.out else default_out(exp.name)
     extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
              "trainer.logger": args.logger, **_parallel_flags(args)}
     for row in rows:  # bad overrides or sections stop here, before anything trains
@@ -301,8 +303,8 @@ def cmd_run_experiment(args) -> int:
 
 
 def cmd_profile(args) -> int:
+    from inrbench.build import build_datamodule, build_model
     from inrbench.profiling import profile
-    from inrbench.runner import build_datamodule, build_model
 
     if args.experiment:
         return cmd_profile_experiment(args)
@@ -355,7 +357,7 @@ def cmd_list(args) -> int:
 
 
 def _compression_commands() -> dict:
-    from inrbench.compression.cli import COMMANDS
+    from inrbench.cli.compress import COMMANDS
 
     return COMMANDS
 

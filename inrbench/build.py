@@ -1,0 +1,73 @@
+"""Config -> objects: the one place where ``cfg.data``, ``cfg.model`` and ``cfg.task`` become
+constructor calls. Keys are the constructors' arguments; what a constructor needs from the rest
+of the run (the signal's size, the model, the data module) is filled in here by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from inrbench.data import create_datamodule
+from inrbench.data.base import SignalSpec
+from inrbench.data.registry import DATAMODULES
+from inrbench.errors import ConfigError
+from inrbench.models import create_model
+from inrbench.models.registry import MODELS
+from inrbench.registry import TASKS, accepted_kwargs, check_kwargs
+
+
+def _section(cfg: DictConfig, name: str) -> dict:
+    return OmegaConf.to_container(cfg[name], resolve=True)
+
+
+def build_datamodule(cfg: DictConfig):
+    """``cfg.data`` as a data module; ``seed`` comes from ``trainer.seed`` when the module takes
+    one and the config gives none."""
+    kwargs = _section(cfg, "data")
+    name = kwargs.pop("name")
+    if "seed" not in kwargs and "seed" in (accepted_kwargs(DATAMODULES.get(name)) or []):
+        kwargs["seed"] = int(cfg.trainer.seed)
+    return create_datamodule(name, **kwargs)
+
+
+def model_kwargs(cfg: DictConfig, spec: SignalSpec) -> dict:
+    """``cfg.model`` with ``name`` and the signal-dependent arguments the model accepts
+    (``in_features``, ``out_features``, ``signal_shape``) filled from the data's spec."""
+    kwargs = _section(cfg, "model")
+    valid = accepted_kwargs(MODELS.get(kwargs["name"])) or []
+    derived = {"in_features": len(spec.shape), "out_features": spec.channels,
+               "signal_shape": list(spec.shape)}
+    for key, value in derived.items():
+        if key in valid and kwargs.get(key) is None:
+            kwargs[key] = value
+    return kwargs
+
+
+def build_model(cfg: DictConfig, spec: SignalSpec):
+    """``cfg.model`` as a module sized for the data's spec."""
+    kwargs = model_kwargs(cfg, spec)
+    name = kwargs.pop("name")
+    if kwargs.get("out_features", spec.channels) != spec.channels:
+        raise ConfigError(f"model.out_features={kwargs['out_features']} but the data has "
+                          f"{spec.channels} channel(s); drop the override")
+    return create_model(name, **kwargs)
+
+
+def task_context(cfg: DictConfig, model, datamodule, spec: SignalSpec) -> dict[str, Any]:
+    """What a task builder may ask for by name besides its keys."""
+    return {"model": model, "spec": spec, "datamodule": datamodule,
+            "seed": int(cfg.trainer.seed), "data_name": str(cfg.data.name),
+            "model_config": model_kwargs(cfg, spec)}
+
+
+def build_task(cfg: DictConfig, model, datamodule, spec: SignalSpec):
+    """``cfg.task`` as the LightningModule that trains ``model`` (``task.name`` picks the
+    builder registered with :func:`inrbench.registry.register_task`)."""
+    keys = _section(cfg, "task")
+    builder = TASKS.get(keys.pop("name", None) or "fit")
+    context = task_context(cfg, model, datamodule, spec)
+    accepted = accepted_kwargs(builder)
+    given = {k: v for k, v in context.items() if accepted is None or k in accepted}
+    check_kwargs(builder, {**given, **keys}, "task")
+    return builder(**given, **keys)

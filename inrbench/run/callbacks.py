@@ -1,0 +1,132 @@
+"""The Lightning callbacks of a run: checkpoints kept, the schedule re-planned on a longer
+resume, params/MACs at fit start, render latency at fit end, wall time, the global loss."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from inrbench.checkpoint import checkpoints_newest_first
+from inrbench.console import note
+from inrbench.profiling import macs_counts, profile, render_latency_ms
+
+
+class KeepCheckpoints(ModelCheckpoint):
+    """``last.ckpt`` plus the newest ``keep`` step checkpoints (older ones are deleted), so a
+    corrupt last checkpoint costs at most ``checkpoint_every`` steps."""
+
+    def __init__(self, dirpath: Path, every: int, keep: int):
+        super().__init__(dirpath=dirpath, filename="step{step:06d}", save_last=True,
+                         every_n_train_steps=every, save_top_k=-1,
+                         auto_insert_metric_name=False)
+        self.keep = keep
+
+    def _save_checkpoint(self, trainer, filepath):
+        super()._save_checkpoint(trainer, filepath)
+        if trainer.is_global_zero and self.dirpath:
+            steps = [p for p in checkpoints_newest_first(Path(self.dirpath))
+                     if p.name != "last.ckpt"]
+            for old in steps[self.keep:]:
+                old.unlink(missing_ok=True)
+
+
+class ReplanSchedule(L.Callback):
+    """``--resume --steps N`` with another N: from the checkpoint's step k on, the learning rate
+    follows the cosine schedule of an N-step run (SGDR's closed form,
+    ``lr_t = lr_min + (lr - lr_min) (1 + cos(pi t / N)) / 2``), so the run ends at ``lr_min``
+    at step N as an N-step run does; the rate changes once, at step k, and the line says how.
+    """
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_train_start(self, trainer, pl_module):
+        step, n = int(trainer.global_step), self.steps
+        for config in trainer.lr_scheduler_configs:
+            old = config.scheduler
+            if not isinstance(old, torch.optim.lr_scheduler.CosineAnnealingLR):
+                continue
+            opt = old.optimizer
+            before = opt.param_groups[0]["lr"]
+            new = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n, 1),
+                                                             eta_min=old.eta_min)
+            lrs = [old.eta_min + (base - old.eta_min) * (1 + math.cos(math.pi * step / n)) / 2
+                   for base in new.base_lrs]
+            for group, lr in zip(opt.param_groups, lrs):
+                group["lr"] = lr
+            new.last_epoch, new._last_lr = step, list(lrs)
+            config.scheduler = new
+            if trainer.is_global_zero:
+                note(f"--resume: cosine schedule re-planned for {n} steps: lr {before:.3g} -> "
+                     f"{lrs[0]:.3g} at step {step}, {old.eta_min:.3g} at step {n}")
+
+
+def _log(trainer: L.Trainer, values: dict) -> None:
+    scalars = {k: v for k, v in values.items() if isinstance(v, (int, float))}
+    for logger in trainer.loggers:
+        logger.log_metrics({f"model/{k}": v for k, v in scalars.items()},
+                           step=trainer.global_step)
+
+
+class ProfileCallback(L.Callback):
+    """Logs ``params``, ``macs`` (paper convention), ``macs_measured`` and ``macs_counts`` (each
+    convention) when fitting starts."""
+
+    def __init__(self, shape, results: dict):
+        self.shape, self.results = tuple(shape), results
+
+    def on_fit_start(self, trainer, pl_module):
+        stats = profile(pl_module.model, self.shape)
+        self.results.update(stats)
+        if hasattr(pl_module.model, "macs_per_sample"):  # every count a paper table may print
+            self.results["macs_counts"] = macs_counts(pl_module.model)
+        _log(trainer, stats)
+
+
+class LatencyCallback(L.Callback):
+    """Median full-signal render time (after warm-up, inference mode) when fitting ends."""
+
+    def __init__(self, shape, results: dict, repeats: int = 10, warmup: int = 3,
+                 budget_s: float = 60.0):
+        self.shape, self.results = tuple(shape), results
+        self.repeats, self.warmup, self.budget_s = repeats, warmup, budget_s
+
+    def on_fit_end(self, trainer, pl_module):
+        stats = render_latency_ms(pl_module.model, self.shape, self.repeats, self.warmup,
+                                  self.budget_s)
+        self.results.update(stats)
+        _log(trainer, {"latency_ms": stats["latency_ms"]})
+
+
+class GlobalLoss(L.Callback):
+    """Multi-process training: each process computes the loss on its share of the batch;
+    the recorded loss is their mean (the loss of the whole batch, as one process sees it)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.world_size > 1 and pl_module.history and isinstance(outputs, dict):
+            loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
+            pl_module.history[-1]["loss"] = float(loss)
+
+
+class WallClock(L.Callback):
+    """Training wall time, carried across resumes in the checkpoint."""
+
+    def __init__(self):
+        self.before, self.t0 = 0.0, time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def on_train_start(self, trainer, pl_module):
+        self.t0 = time.perf_counter()
+
+    def state_dict(self):
+        return {"wall_s": self.elapsed()}
+
+    def load_state_dict(self, state):
+        self.before = state.get("wall_s", 0.0)

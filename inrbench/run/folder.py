@@ -1,0 +1,138 @@
+"""A results folder's safety: its lock, and what a failed run leaves behind.
+
+A run holds ``OUT/.inrbench.lock`` (pid, host, process start time) for its whole life; a second
+run on the same folder exits 2 naming the holder. A lock whose process is gone (same host, pid
+not running or now a different process) is stale: it is replaced, with a line saying so. A run
+that fails before its first checkpoint removes what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from inrbench.console import note
+from inrbench.errors import ConfigError
+
+LOCK_NAME = ".inrbench.lock"
+
+
+# -- the lock ---------------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    now = _start_time(pid)
+    return not (started and now and now != started)  # a reused pid is another process
+
+
+class RunLock:
+    """``with RunLock(out): ...`` holds ``out/.inrbench.lock``; raises ConfigError when a live
+    process holds it."""
+
+    def __init__(self, out: Path):
+        self.out, self.path = Path(out), Path(out) / LOCK_NAME
+        self.held = False
+
+    def holder(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # unreadable: written by something else; treated as held
+
+    def acquire(self) -> RunLock:
+        self.out.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": _start_time(os.getpid()), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        fd, tmp = tempfile.mkstemp(dir=self.out, prefix=".lock.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        try:
+            for _ in range(3):
+                try:
+                    os.link(tmp, self.path)  # atomic: fails when the lock exists
+                    self.held = True
+                    return self
+                except FileExistsError:
+                    h = self.holder()
+                    if h is None:
+                        continue  # released meanwhile
+                    if h.get("host") == me["host"] and isinstance(h.get("pid"), int) and \
+                            not _alive(h["pid"], h.get("started")):
+                        note(f"{self.out} had a stale lock of process {h['pid']} (no longer "
+                             f"running); taking it over")
+                        self.path.unlink(missing_ok=True)
+                        continue
+                    who = (f"process {h.get('pid')} on {h.get('host')} since {h.get('since')}"
+                           if h else "an unreadable lock file")
+                    raise ConfigError(
+                        f"{self.out} is in use by another inrbench run ({who}); wait for it to "
+                        f"end or choose another --out (if that process is gone, delete "
+                        f"{self.path})") from None
+            raise ConfigError(f"cannot lock {self.out}: {self.path} keeps changing; is another "
+                              f"run starting there?")
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if self.held:
+            h = self.holder()
+            if h and h.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def holds_results(out: Path) -> bool:
+    """Whether ``out`` holds something a new run must not overwrite: a checkpoint or a
+    finished run's metrics (a folder left by a run that failed before its first checkpoint
+    holds neither, and a rerun may reuse it)."""
+    return (out / "metrics.json").exists() or any((out / "checkpoints").glob("*.ckpt"))
+
+
+def remove_unfinished(out: Path, created: bool, parents: list[Path] = ()) -> None:
+    """After a failure before the first checkpoint: the folder this run created goes (and the
+    ``parents`` it created, when empty); in a folder that existed, only what the run wrote
+    (config, logs) goes."""
+    if holds_results(out):
+        return
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        for p in parents:  # innermost first; another run may have filled one meanwhile
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        return
+    for name in ("config.yaml", "metrics.csv", "logs", "wandb", "checkpoints"):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)

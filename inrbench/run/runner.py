@@ -1,0 +1,222 @@
+"""One run: config -> data + model -> task -> Trainer -> results folder.
+
+The folder holds ``config.yaml`` (resolved), ``metrics.csv`` (one row per step, evaluations
+merged in), ``metrics.json`` (the summary), the reconstruction and ``checkpoints/``. Every file
+is written atomically; ``resume=True`` continues from ``checkpoints/last.ckpt``. This is the only
+place that makes a Trainer or writes a results folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from inrbench.blocks import configure_blocks
+from inrbench.build import build_datamodule, build_model, build_task
+from inrbench.checkpoint import SafeCheckpointIO, resume_checkpoint
+from inrbench.console import StepProgressBar, note, quiet_libraries
+from inrbench.data.base import SignalSpec
+from inrbench.data.provenance import check_same_data, data_record
+from inrbench.errors import ConfigError
+from inrbench.io import atomic_write_json, atomic_write_text
+from inrbench.run.callbacks import (
+    GlobalLoss,
+    KeepCheckpoints,
+    LatencyCallback,
+    ProfileCallback,
+    ReplanSchedule,
+    WallClock,
+)
+from inrbench.run.folder import RunLock, holds_results, remove_unfinished
+from inrbench.run.records import default_out, evaluate_fit, make_logger, summary, write_metrics_csv
+from inrbench.sysinfo import git_sha
+from inrbench.tasks import TASKS  # noqa: F401  (importing the package registers the tasks)
+
+
+def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) -> dict:
+    """Train ``cfg`` into its results folder and return the summary written to metrics.json.
+
+    The folder is locked for the run's life (a second run there raises ConfigError); a run
+    that fails before its first checkpoint removes what it wrote (:mod:`inrbench.run.folder`)."""
+    out = Path(cfg.trainer.out) if cfg.trainer.out else default_out(
+        f"{cfg.model.name}-{cfg.data.name}")
+    cfg.trainer.out = str(out)
+    quiet_libraries(bool(cfg.trainer.get("verbose", False)))
+    if rank_zero_only.rank != 0:  # multi-process: rank 0 holds the lock and writes
+        return _run(cfg, resume, callbacks)
+    made = [p for p in [out, *out.parents] if not p.exists()]  # folders this run creates
+    with RunLock(out):
+        try:
+            if not resume and holds_results(out):
+                raise ConfigError(f"{out} already holds a run; pass --resume to continue it "
+                                  f"or choose another --out")
+            return _run(cfg, resume, callbacks)
+        except BaseException:
+            if not resume:
+                remove_unfinished(out, created=bool(made), parents=made[1:])
+            raise
+
+
+@dataclass
+class _Start:
+    """Where training starts: the checkpoint (None: from scratch), its step and the step its
+    cosine schedule ends at."""
+
+    path: Path | None = None
+    step: int = 0
+    planned: int | None = None
+
+
+def _starting_point(ckpt_dir: Path, resume: bool, steps: int) -> _Start:
+    found = resume_checkpoint(ckpt_dir) if resume else None
+    if resume and found is None:
+        note(f"no checkpoint in {ckpt_dir}; starting from scratch")
+    if found is None:
+        return _Start()
+    start = _Start(*found)
+    if start.step > steps:
+        raise ConfigError(f"--resume: the checkpoint {start.path.name} is at step {start.step}, "
+                          f"past task.steps={steps}; give --steps {start.step} or more")
+    return start
+
+
+def _parallel(cfg: DictConfig) -> tuple[int, str]:
+    """``trainer.devices`` and ``trainer.strategy``, checked before any process starts."""
+    devices = int(cfg.trainer.get("devices") or 1)
+    strategy = str(cfg.trainer.get("strategy") or "auto")
+    if devices < 1:
+        raise ConfigError(f"trainer.devices must be >= 1, got {devices}")
+    if devices == 1:
+        return devices, strategy
+    if strategy == "auto":
+        strategy = "ddp"
+    if strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")):
+        raise ConfigError(f"--strategy {strategy} trains in child processes whose history "
+                          f"never reaches the results folder; use --strategy ddp")
+    if cfg.data.get("sampling", "full") == "full":  # "auto" is checked once resolved
+        raise ConfigError(f"--devices {devices} needs data.sampling=random (or tile): "
+                          f"full-signal training renders the whole grid in one pass and stays "
+                          f"single-process")
+    return devices, strategy
+
+
+def _build(cfg: DictConfig, resume: bool, devices: int):
+    """Data, model and task, every check that can reject the config done before the results
+    folder is created; ``cfg`` gains what the run really used (data files, derived bases)."""
+    L.seed_everything(int(cfg.trainer.seed), workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    spec = dm.spec()
+    # which files the run reads, paper data set or stand-in; a resumed run must read the same
+    record = data_record(dm)
+    check_same_data(cfg.get("data_record") if resume else None, record)
+    with open_dict(cfg):
+        cfg.data_record = record
+    model = build_model(cfg, spec)
+    if "bases" in cfg.model and cfg.model.bases is None and hasattr(model, "bases"):
+        cfg.model.bases = model.bases  # config.yaml records the bases the run really used
+    if "paper_row" in cfg and rank_zero_only.rank == 0:
+        print(f"inrbench: {cfg.paper_row.note}", file=sys.stderr)
+    blocks = configure_blocks(dm, model, spec)  # data.sampling: blocks/auto
+    if devices > 1 and getattr(dm, "sampling", None) == "full":
+        raise ConfigError(f"--devices {devices} needs data.sampling=random, tile or blocks: "
+                          f"full-signal training renders the whole grid in one pass and stays "
+                          f"single-process")
+    return dm, spec, model, build_task(cfg, model, dm, spec), blocks
+
+
+def _trainer(cfg: DictConfig, out: Path, spec: SignalSpec, steps: int, devices: int,
+             strategy: str, results: dict, clock: WallClock, extra: list) -> L.Trainer:
+    every, accumulate = int(cfg.task.eval_every), int(cfg.task.accumulate)
+    return L.Trainer(
+        max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=devices,
+        strategy=strategy, use_distributed_sampler=False,  # data modules shard (data/base.py)
+        logger=make_logger(cfg, out),
+        callbacks=[
+            KeepCheckpoints(out / "checkpoints", int(cfg.trainer.checkpoint_every),
+                            int(cfg.trainer.get("keep_checkpoints", 3))),
+            ProfileCallback(spec.shape, results),
+            LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
+                            int(cfg.trainer.latency_warmup),
+                            float(cfg.trainer.get("latency_budget_s", 60.0))),
+            clock, GlobalLoss(),
+            *([StepProgressBar(refresh=10)] if cfg.trainer.progress_bar else []),
+            *extra,
+        ],
+        plugins=[SafeCheckpointIO()],
+        # eval_every counts optimizer steps; Lightning's interval counts (micro-)batches
+        accumulate_grad_batches=accumulate,
+        val_check_interval=min(every, steps) * accumulate,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, log_every_n_steps=min(50, steps),
+        enable_progress_bar=bool(cfg.trainer.progress_bar), enable_model_summary=False,
+        default_root_dir=str(out),
+    )
+
+
+def _final_scores(task, model, dm, spec: SignalSpec, out: Path, steps: int) -> dict:
+    """The task's own summary (a data-set task scores its test split), else the fitting
+    task's full-signal evaluation with the best PSNR seen."""
+    model.eval()
+    if hasattr(task, "summary"):
+        return task.summary(dm, out)
+    final = evaluate_fit(model, dm, spec, out)
+    task.best = max(task.best, {"psnr": final["psnr"], "step": steps}, key=lambda b: b["psnr"])
+    return {**final, "best_psnr": task.best["psnr"], "best_step": task.best["step"]}
+
+
+def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
+    out = Path(cfg.trainer.out)
+    last = out / "checkpoints" / "last.ckpt"
+    steps = int(cfg.task.steps)
+    start = _starting_point(out / "checkpoints", resume, steps)
+    devices, strategy = _parallel(cfg)
+    dm, spec, model, task, blocks = _build(cfg, resume, devices)
+    sha = git_sha()  # the code this run starts with
+    out.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:  # multi-process: the other processes write nothing
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    results: dict = {}
+    clock = WallClock()
+    replan = [ReplanSchedule(steps)] if start.planned not in (None, steps) else []
+    if cfg.trainer.progress_bar and rank_zero_only.rank == 0:
+        print(f"{cfg.model.name} on {cfg.data.name}, {steps} steps -> {out}", flush=True)
+    trainer = _trainer(cfg, out, spec, steps, devices, strategy, results, clock,
+                       [*replan, *(callbacks or [])])
+    # a task may iterate other data than the run's module (meta-learning: batches of images)
+    trainer.fit(task, datamodule=getattr(task, "train_data", None) or dm,
+                ckpt_path=str(start.path) if start.path else None, weights_only=True)
+    wall_s = clock.elapsed()
+    # the last checkpoint holds the final state, so a resume of a finished run is a no-op
+    trainer.save_checkpoint(last, weights_only=False)
+    if not trainer.is_global_zero:  # rank 0 evaluates and writes; the others get its summary
+        done = trainer.strategy.broadcast(None, src=0)
+        _close_process_group()
+        return done
+    final = _final_scores(task, model, dm, spec, out, steps)
+    write_metrics_csv(out / "metrics.csv", task)
+    done = summary(cfg, task, model, dm, spec, final, results, trainer,
+                   {"blocks": blocks, "wall_s": wall_s, "devices": devices,
+                    "strategy": strategy, "git_sha": sha})
+    atomic_write_json(out / "metrics.json", done)
+    if trainer.world_size > 1:
+        trainer.strategy.broadcast(done, src=0)
+        _close_process_group()
+    return done
+
+
+def _close_process_group() -> None:
+    """Shut gloo/NCCL down before the interpreter exits.
+
+    Lightning leaves the process group open; its threads, torn down by interpreter exit
+    instead, sometimes abort the process ("terminate called without an active exception",
+    exit -6) after the results were written."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
