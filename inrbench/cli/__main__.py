@@ -1,0 +1,5 @@
+import sys
+
+from inrbench.cli import main
+
+sys.exit(main())
