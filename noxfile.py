@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint (ruff), bench."""
+"""nox sessions: tests, lint (ruff and the import layers), bench."""
 
 import nox
 
@@ -15,8 +15,12 @@ def tests(session):
 
 @nox.session
 def lint(session):
-    session.install("ruff")
+    """ruff, and import-linter's layer contracts (pyproject.toml), which read the package's
+    imports, those inside functions included."""
+    session.install(TORCH)
+    session.install("-e", ".", "ruff", "import-linter>=2.1")
     session.run("ruff", "check", "inrbench", "tests", "benchmarks", "noxfile.py")
+    session.run("lint-imports")
 
 
 @nox.session

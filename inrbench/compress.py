@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from inrbench.build import build_datamodule, build_model
-from inrbench.build import model_kwargs as built_with
+from inrbench.build import build_datamodule, build_model, model_kwargs
 from inrbench.compression.bitstream import Decoded, Entry, decode, encode, read_header
 from inrbench.compression.ofa import assemble_subnet, check_space, chunks_needed, family, ofa_chunks
 from inrbench.compression.quant import (
@@ -46,11 +45,6 @@ METHODS = ("ptq", "qat", "none")
 
 
 # -- loading a finished run -----------------------------------------------------------------
-
-def model_kwargs(cfg: DictConfig, spec) -> dict:
-    """The constructor arguments the run's model was built with (``runner.build_model``'s)."""
-    return built_with(cfg, spec)
-
 
 def quant_config(cfg: DictConfig) -> dict | None:
     """The run's QAT settings, or None for a full-precision run."""
@@ -151,12 +145,10 @@ def rates(bits: int, spec_shape, channels: int) -> dict:
     return {"bpp": bits / pixels, "bpp_ani": bits / (pixels * channels)}
 
 
-def compress_run(run_dir: Path, bits: int | None = None, method: str | None = None,
-                 layers: str = "hidden", biases: bool = False, scheme: str = "affine",
-                 coding: str = "range", out: Path | None = None, evaluate: bool = True) -> dict:
-    """Compress a finished run into ``out`` (default ``RUN_DIR/compressed/<tag>.inrb``), decode
-    the file back and score it; the record is written beside it as ``<tag>.json``."""
-    cfg, model, spec, dm = load_run(run_dir)
+def _settings(cfg: DictConfig, run_dir: Path, bits, method, layers: str, biases: bool,
+              scheme: str) -> tuple:
+    """``(method, bits, layers, biases, scheme)`` checked against how the run was trained: a QAT
+    run's own bits and layers, PTQ only of a full-precision run."""
     qat = quant_config(cfg)
     if method is None:
         method = "qat" if qat else "ptq"
@@ -169,15 +161,56 @@ def compress_run(run_dir: Path, bits: int | None = None, method: str | None = No
         if bits is not None and int(bits) != qat["bits"]:
             raise ConfigError(f"--bits {bits}: {run_dir} was trained with LSQ+ at "
                               f"{qat['bits']} bits; omit --bits or pass --bits {qat['bits']}")
-        bits, layers, biases = qat["bits"], qat["layers"], qat["biases"]
-        scheme = "lsq"
-    elif method == "ptq":
+        return method, qat["bits"], qat["layers"], qat["biases"], "lsq"
+    if method == "ptq":
         bits = 8 if bits is None else bits
         if qat is not None:
             raise ConfigError(f"{run_dir} is a QAT run; its weights are already quantized "
                               f"(--method qat)")
         check_bits(bits)
         parse_layers(layers)
+    return method, bits, layers, biases, scheme
+
+
+def _tag(method: str, bits, layers: str, biases: bool) -> str:
+    """The file's name: ``ptq8``, ``qat4-hidden+first``, ``fp32``..."""
+    tag = f"{method}{bits}" if method != "none" else "fp32"
+    if method != "none" and layers != "hidden":
+        tag += "-" + layers.replace(",", "+")
+    return tag + ("-biases" if biases else "")
+
+
+def _record(out: Path, run_dir: Path, cfg, model, spec, meta: dict, bits, qnames: list[str],
+            sizes: dict, by: dict, encode_s: float) -> dict:
+    """The ``<tag>.json`` beside the file: what was coded and its rates by every count."""
+    ani_bits = ani_count_bits(model, {n: bits for n in qnames})
+    return {
+        "file": str(out), "run": str(run_dir), "model": cfg.model.name,
+        "data": OmegaConf.to_container(cfg.data, resolve=True), "method": meta["method"],
+        "bits": meta["bits"], "scheme": meta["scheme"], "layers": meta["layers"],
+        "biases": meta["biases"], "coding": meta["coding"], "quantized_tensors": qnames,
+        "signal_shape": list(spec.shape), "channels": spec.channels,
+        "file_bits": sizes["total_bits"], "header_bits": sizes["header_bits"],
+        "histogram_bits": sizes["histogram_bits"],
+        "file_bits_range": by["range"], "file_bits_fixed": by["fixed"],
+        **{f"{k}": v for k, v in rates(by["range"], spec.shape, spec.channels).items()},
+        **{f"{k}_fixed": v for k, v in rates(by["fixed"], spec.shape, spec.channels).items()},
+        "ani_count_bits": ani_bits,
+        "bpp_ani_count": rates(ani_bits, spec.shape, spec.channels)["bpp_ani"],
+        "params": sum(t.numel() for n, t in plain_state_dict(model).items()
+                      if torch.is_floating_point(t)),
+        "encode_s": encode_s,
+    }
+
+
+def compress_run(run_dir: Path, bits: int | None = None, method: str | None = None,
+                 layers: str = "hidden", biases: bool = False, scheme: str = "affine",
+                 coding: str = "range", out: Path | None = None, evaluate: bool = True) -> dict:
+    """Compress a finished run into ``out`` (default ``RUN_DIR/compressed/<tag>.inrb``), decode
+    the file back and score it; the record is written beside it as ``<tag>.json``."""
+    cfg, model, spec, dm = load_run(run_dir)
+    method, bits, layers, biases, scheme = _settings(cfg, run_dir, bits, method, layers,
+                                                     biases, scheme)
     if coding not in ("range", "fixed"):
         raise ConfigError(f"--coding must be range or fixed, got {coding!r}")
     entries, qnames = entries_for(model, method, bits, layers, biases, scheme)
@@ -191,34 +224,13 @@ def compress_run(run_dir: Path, bits: int | None = None, method: str | None = No
     data, sizes = encode(mk, _signal_record(spec), chunks, coding, meta)
     encode_s = time.perf_counter() - t0
     other = "fixed" if coding == "range" else "range"
-    data_other, sizes_other = encode(mk, _signal_record(spec), chunks, other, meta)
-    tag = f"{method}{bits}" if method != "none" else "fp32"
-    if method != "none" and layers != "hidden":
-        tag += "-" + layers.replace(",", "+")
-    if biases:
-        tag += "-biases"
+    _, sizes_other = encode(mk, _signal_record(spec), chunks, other, meta)
+    tag = _tag(method, bits, layers, biases)
     out = Path(out) if out else Path(run_dir) / "compressed" / f"{tag}.inrb"
     atomic_write_bytes(out, data)
-    qbits = {n: bits for n in qnames}
-    ani_bits = ani_count_bits(model, qbits)
     by = {coding: sizes["total_bits"], other: sizes_other["total_bits"]}
-    record = {
-        "file": str(out), "run": str(run_dir), "model": mk["name"],
-        "data": OmegaConf.to_container(cfg.data, resolve=True), "method": method,
-        "bits": meta["bits"], "scheme": meta["scheme"], "layers": layers, "biases": biases,
-        "coding": coding, "quantized_tensors": qnames,
-        "signal_shape": list(spec.shape), "channels": spec.channels,
-        "file_bits": sizes["total_bits"], "header_bits": sizes["header_bits"],
-        "histogram_bits": sizes["histogram_bits"],
-        "file_bits_range": by["range"], "file_bits_fixed": by["fixed"],
-        **{f"{k}": v for k, v in rates(by["range"], spec.shape, spec.channels).items()},
-        **{f"{k}_fixed": v for k, v in rates(by["fixed"], spec.shape, spec.channels).items()},
-        "ani_count_bits": ani_bits,
-        "bpp_ani_count": rates(ani_bits, spec.shape, spec.channels)["bpp_ani"],
-        "params": sum(t.numel() for n, t in plain_state_dict(model).items()
-                      if torch.is_floating_point(t)),
-        "encode_s": encode_s,
-    }
+    record = _record(out, run_dir, cfg, model, spec, {**meta, "coding": coding}, bits, qnames,
+                     sizes, by, encode_s)
     if evaluate:
         record.update(score_file(out, dm))
     atomic_write_json(out.with_suffix(".json"), record)

@@ -6,6 +6,7 @@ schema are :mod:`inrbench.config.experiment`.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 import traceback
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from inrbench.build import build_datamodule, build_model
+from inrbench.compression.bpp import ani_bpp
 from inrbench.config.compose import row_config
 from inrbench.config.experiment import (
     COUNT_LABELS,
@@ -22,17 +25,17 @@ from inrbench.config.experiment import (
     printed,
     row_units,
 )
+from inrbench.data.base import SignalSpec
+from inrbench.data.registry import DATAMODULES
 from inrbench.errors import ConfigError, DataError, InrbenchError
-from inrbench.profiling import macs_counts
+from inrbench.io import atomic_write_json
+from inrbench.profiling import macs_counts, profile
+from inrbench.run import run
 
 
 def row_signal(exp: Experiment, row: dict, cfg: DictConfig):
     """The row's signal spec. The experiment's ``signal`` (the paper's shape) is used when
     given; when the data module is registered too, the two must agree."""
-    from inrbench.build import build_datamodule
-    from inrbench.data.base import SignalSpec
-    from inrbench.data.registry import DATAMODULES
-
     declared = declared_signal(exp, row)
     spec = None
     if cfg.data.name in DATAMODULES:
@@ -67,11 +70,56 @@ def _macs_doc(model, count: str) -> str:
     return f"{type(model).__name__}.macs_per_sample(): {first}" if first else COUNT_LABELS[count]
 
 
-def profile_row(exp: Experiment, row: dict) -> dict:
-    """Our params/MACs of one row beside the paper's printed figures, with a status."""
-    from inrbench.build import build_model
-    from inrbench.profiling import profile
+def _bpp(exp: Experiment, row: dict, model, spec) -> tuple[float, str]:
+    """ANI's bits per pixel of the row's ``quant: {bits, layers}`` network, and its note."""
+    quant = row.get("quant") or {}
+    bpp = ani_bpp(model, spec.shape, spec.channels, quant.get("bits"),
+                  quant.get("layers", "hidden"), bool(quant.get("biases", False)))
+    q = (f"{quant['bits']}-bit {quant.get('layers', 'hidden')} weights, the rest 32-bit"
+         if quant else "every parameter 32-bit")
+    return bpp, (f"bpp: ANI's count, bits/(H*W*C), {q}; truncated to the printed digits as "
+                 f"ANI prints it")
 
+
+def _compare(key: str, row: dict, paper: dict, ours: dict, alternatives: dict, units: dict,
+             model, count: str, result: dict) -> tuple[str, str | None, str | None]:
+    """One printed figure against ours: ``(figure status, note, flag)``, the flag ``bad`` for an
+    undocumented or wrongly documented difference, ``documented`` for a documented one."""
+    doc = (row.get("inconsistency") or {}).get(key)
+    doc_note = doc.get("note") if isinstance(doc, dict) else doc
+    explained_by = doc.get("explained_by") if isinstance(doc, dict) else None
+    value = paper.get(key)
+    if value is None:
+        return "not printed", f"{key}: no printed figure ({doc_note.strip()})", "documented"
+    if ours[key] is None:
+        return ("no such count", f"{key}: {type(model).__name__} cannot give the {count!r} count",
+                "bad")
+    result["ours_printed"][key] = printed(ours[key], value, units[key], key)
+    ok = matches_printed(ours[key], value, units[key], key)
+    if ok and doc is None:
+        return "match", None, None
+    if ok:
+        return ("documented but matches", f"{key}: documented as a paper inconsistency but ours "
+                f"matches the printed {value}{units[key]}; remove the inconsistency note", "bad")
+    if doc is None:
+        return ("MISMATCH", f"{key}: ours {result['ours_printed'][key]}{units[key]} != printed "
+                f"{value}{units[key]}", "bad")
+    text = (f"{key}: paper inconsistency: printed {value}{units[key]}, ours "
+            f"{result['ours_printed'][key]}{units[key]}: {doc_note.strip()}")
+    flag = "documented"
+    if explained_by is not None:
+        alt = alternatives.get(explained_by)
+        if matches_printed(alt, value, units[key], key):
+            shown = printed(alt, value, units[key], key)
+            text += f" (reproduced by our {explained_by}: {shown}{units[key]})"
+        else:
+            text += f" (NOT reproduced by our {explained_by})"
+            flag = "bad"
+    return "documented", text, flag
+
+
+def profile_row(exp: Experiment, row: dict) -> dict:
+    """Our params/MACs (and bpp) of one row beside the paper's printed figures, with a status."""
     units = row_units(exp, row)
     paper = row.get("paper") or {}
     count = row.get("macs_count", "model")
@@ -107,61 +155,18 @@ def profile_row(exp: Experiment, row: dict) -> dict:
     if row.get("convention"):
         notes.append(row["convention"].strip())
     if "bpp" in exp.compared:
-        from inrbench.compression.bpp import ani_bpp
-
-        quant = row.get("quant") or {}
-        ours["bpp"] = ani_bpp(model, spec.shape, spec.channels, quant.get("bits"),
-                              quant.get("layers", "hidden"), bool(quant.get("biases", False)))
-        result["bpp"] = ours["bpp"]
-        alternatives["bpp"] = ours["bpp"]
-        q = (f"{quant['bits']}-bit {quant.get('layers', 'hidden')} weights, the rest 32-bit"
-             if quant else "every parameter 32-bit")
-        notes.append(f"bpp: ANI's count, bits/(H*W*C), {q}; truncated to the printed "
-                     f"digits as ANI prints it")
+        ours["bpp"], bpp_note = _bpp(exp, row, model, spec)
+        result["bpp"] = alternatives["bpp"] = ours["bpp"]
+        notes.append(bpp_note)
     bad = documented = False
     for key in exp.compared:
-        doc = (row.get("inconsistency") or {}).get(key)
-        doc_note = doc.get("note") if isinstance(doc, dict) else doc
-        explained_by = doc.get("explained_by") if isinstance(doc, dict) else None
-        value = paper.get(key)
-        if value is None:
-            result["figures"][key] = "not printed"
-            notes.append(f"{key}: no printed figure ({doc_note.strip()})")
-            documented = True
-            continue
-        if ours[key] is None:
-            result["figures"][key] = "no such count"
-            notes.append(f"{key}: {type(model).__name__} cannot give the {count!r} count")
-            bad = True
-            continue
-        result["ours_printed"][key] = printed(ours[key], value, units[key], key)
-        ok = matches_printed(ours[key], value, units[key], key)
-        if ok and doc is None:
-            result["figures"][key] = "match"
-        elif ok:
-            result["figures"][key] = "documented but matches"
-            notes.append(f"{key}: documented as a paper inconsistency but ours matches the "
-                         f"printed {value}{units[key]}; remove the inconsistency note")
-            bad = True
-        elif doc is None:
-            result["figures"][key] = "MISMATCH"
-            notes.append(f"{key}: ours {result['ours_printed'][key]}{units[key]} != printed "
-                         f"{value}{units[key]}")
-            bad = True
-        else:
-            text = (f"{key}: paper inconsistency: printed {value}{units[key]}, ours "
-                    f"{result['ours_printed'][key]}{units[key]}: {doc_note.strip()}")
-            if explained_by is not None:
-                alt = alternatives.get(explained_by)
-                if matches_printed(alt, value, units[key], key):
-                    shown = printed(alt, value, units[key], key)
-                    text += f" (reproduced by our {explained_by}: {shown}{units[key]})"
-                else:
-                    text += f" (NOT reproduced by our {explained_by})"
-                    bad = True
-            result["figures"][key] = "documented"
+        figure, text, flag = _compare(key, row, paper, ours, alternatives, units, model, count,
+                                      result)
+        result["figures"][key] = figure
+        if text:
             notes.append(text)
-            documented = True
+        bad |= flag == "bad"
+        documented |= flag == "documented"
     result["match"] = all(v == "match" for v in result["figures"].values())
     result["status"] = "mismatch" if bad else "documented" if documented else "match"
     result["note"] = "; ".join(notes)
@@ -235,7 +240,6 @@ def _earlier_rows(path: Path, exp: Experiment, rerun: set[str]) -> list[dict]:
     """Rows an earlier invocation recorded in the same folder and this one leaves alone: a
     second ``--rows`` call into one ``--out`` adds to its experiment.json instead of
     replacing it."""
-    import json
 
     if not path.is_file():
         return []
@@ -256,9 +260,6 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
     """Train ``rows`` one after another into ``out/<row id>/``; a failing row is reported and
     the next one runs. ``out/experiment.json`` lists every row's status, summary and the
     paper's printed figures. Returns that list."""
-    from inrbench.io import atomic_write_json
-    from inrbench.run import run
-
     out = Path(out)
     rerun = {row["id"] for row in rows}
     _earlier_rows(out / "experiment.json", exp, rerun)  # a foreign or corrupt file stops us now

@@ -41,22 +41,32 @@ class Registry:
         return name in self._entries
 
 
-def accepted_kwargs(builder: Callable[..., Any]) -> list[str] | None:
-    """Keyword names a builder accepts, following ``**kwargs`` up a class's MRO and through
-    registered variants; ``None`` when it accepts anything."""
+def keyword_parameters(builder: Callable[..., Any]):
+    """``(parameters, open)``: the keyword parameters a builder takes, each with the function
+    that declares it (for its type hints), following ``**kwargs`` up a class's MRO and through
+    registered variants; ``open`` is True when a ``**kwargs`` reaches past the chain (it then
+    takes any keyword)."""
     target = getattr(builder, "__wrapped_class__", builder)
     chain = target.__mro__ if inspect.isclass(target) else [target]
-    names: list[str] = []
+    found: dict[str, tuple[inspect.Parameter, Callable]] = {}
     for obj in chain:
-        fn = obj.__init__ if inspect.isclass(obj) else obj
         if inspect.isclass(obj) and "__init__" not in vars(obj):
             continue
+        fn = obj.__init__ if inspect.isclass(obj) else obj
         params = inspect.signature(fn).parameters.values()
-        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-                  and p.name != "self" and p.name not in names]
+        for p in params:
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                found.setdefault(p.name, (p, fn))
         if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return names
-    return None
+            return found, False
+    return found, True
+
+
+def accepted_kwargs(builder: Callable[..., Any]) -> list[str] | None:
+    """Keyword names a builder accepts (:func:`keyword_parameters`); ``None`` when it accepts
+    anything."""
+    found, open_ = keyword_parameters(builder)
+    return None if open_ else list(found)
 
 
 def check_kwargs(builder: Callable[..., Any], kwargs: dict[str, Any], where: str) -> None:

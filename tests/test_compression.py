@@ -190,11 +190,11 @@ def test_qat_run_compresses_to_the_trained_network(tiny_cfg, small_png, tmp_path
         compress_run(run_dir, bits=8)
 
 
-def test_quant_bits_on_the_fitting_task_trains_lsq(tiny_cfg, small_png, tmp_path):
-    run_dir = _train(tiny_cfg, small_png, tmp_path / "fitq", steps=3,
-                     extra=["task.quant_bits=8"])
-    _, model, _, _ = load_run(run_dir)
-    assert any(isinstance(m, LSQWeight) for m in model.modules())
+def test_quant_bits_belong_to_the_qat_task(tiny_cfg, small_png, tmp_path):
+    """The fitting task takes no quantizer keys; the line names the task that does."""
+    with pytest.raises(ConfigError, match=r"unknown key task.quant_bits \(a key of --task qat\)"):
+        _train(tiny_cfg, small_png, tmp_path / "fitq", steps=3, extra=["task.quant_bits=8"])
+    assert not (tmp_path / "fitq").exists()
 
 
 def test_ofa_subnetworks_from_run_and_from_file(tiny_cfg, small_png, tmp_path):

@@ -33,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train a model on a signal and write a results folder")
     run.add_argument("--model", help="registered model name (see 'inrbench list')")
     run.add_argument("--data", help="registered data module name")
-    run.add_argument("--task", help="registered task (task.name): fit (default, one signal) or "
-                     "meta (meta-learning over a data set); see 'inrbench list'")
+    run.add_argument("--task", help="registered task (task.name), its keys in "
+                     "conf/task/<name>.yaml: fit (default, one signal), qat, ofa, meta or "
+                     "hypernet; see 'inrbench list'")
     run.add_argument("--steps", type=int, help="training steps (task.steps)")
     run.add_argument("--seed", type=int, help="random seed (trainer.seed)")
     run.add_argument("--out", help="results folder (trainer.out)")

@@ -31,7 +31,6 @@ A declared key is valid even where no file holds it.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import types
 import typing
@@ -43,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from inrbench.errors import ConfigError
+from inrbench.registry import keyword_parameters
 
 # -- key specifications --------------------------------------------------------------------
 
@@ -339,28 +339,19 @@ def _hints(fn: Callable) -> dict[str, Any]:
 
 
 def constructor_specs(builder: Callable) -> dict[str, Spec]:
-    """Rules from the annotations of a registered builder's keyword arguments, following
-    ``**kwargs`` up a class's MRO and through registered variants (as ``accepted_kwargs``)."""
-    target = getattr(builder, "__wrapped_class__", builder)
-    chain = target.__mro__ if inspect.isclass(target) else [target]
+    """Rules from the annotations of a registered builder's keyword arguments
+    (:func:`inrbench.registry.keyword_parameters`)."""
     specs: dict[str, Spec] = {}
-    for obj in chain:
-        if inspect.isclass(obj) and "__init__" not in vars(obj):
-            continue
-        fn = obj.__init__ if inspect.isclass(obj) else obj
-        hints = _hints(fn)
-        params = inspect.signature(fn).parameters.values()
-        for p in params:
-            if p.name in specs or p.name == "self" or p.kind in (p.VAR_KEYWORD,
-                                                                 p.VAR_POSITIONAL):
-                continue
-            spec = spec_from_annotation(hints.get(p.name, p.annotation))
-            if spec is not None and p.default is None:
-                spec = _nullable(spec, True)
-            if spec is not None:
-                specs[p.name] = spec
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
+    found, _ = keyword_parameters(builder)
+    hints = {}
+    for name, (p, fn) in found.items():
+        if fn not in hints:
+            hints[fn] = _hints(fn)
+        spec = spec_from_annotation(hints[fn].get(name, p.annotation))
+        if spec is not None and p.default is None:
+            spec = _nullable(spec, True)
+        if spec is not None:
+            specs[name] = spec
     return specs
 
 

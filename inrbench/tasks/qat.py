@@ -19,7 +19,7 @@ learn at ``task.quant_step_lr`` times that tensor's initial step size (a relativ
 same at every bit width; it follows the run's cosine schedule). An absolute rate, as
 ``task.lr * task.quant_lr_scale``, is 16x larger relative to an 8-bit step than to a 4-bit
 one: measured on a 512x768 photo, ASMR QAT at 8 bits then ended 3.5 dB *below* 4 bits.
-``task.quant_step_lr=null`` restores that absolute rule (the records made before it).
+``task.quant_step_lr=null`` gives that absolute rule.
 """
 
 from __future__ import annotations
