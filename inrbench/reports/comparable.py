@@ -61,7 +61,7 @@ def apart_reason(run: Run, steps: int | None) -> str | None:
     if source == "user":
         return "the user's own file, not the paper's data set"
     if source != "paper":
-        return "data source not recorded (run made before records named their data)"
+        return "data source not recorded (its metrics.json does not name its data)"
     if steps is not None and (run.steps or 0) < steps:
         return f"{run.steps or 0:,} of the paper's {steps:,} steps"
     return None

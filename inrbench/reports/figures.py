@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from inrbench.reports.runs import Run, mean_std  # noqa: E402
 from inrbench.reports.tables import SCALE  # noqa: E402
@@ -251,8 +252,6 @@ def reconstruction_grid(items: list[tuple[str, Run]], title: str,
                         zoom: float = 0.25) -> bytes | None:
     """The saved reconstructions side by side (Figure 4/6/7 style): the whole image on top,
     an enlarged centre crop (``zoom`` of each side) below, labelled with PSNR and steps."""
-    from PIL import Image
-
     tiles = []
     for label, run in items:
         path = run.path / "reconstruction.png"

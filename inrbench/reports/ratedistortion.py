@@ -17,8 +17,13 @@ from __future__ import annotations
 import io
 import json
 
-from inrbench.reports.runs import Run
-from inrbench.reports.sections import Cell, Figure, Section
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from inrbench.reports.runs import Run  # noqa: E402
+from inrbench.reports.sections import Cell, Figure, Section  # noqa: E402
 
 #: published Kodak points, bpp = bits / (H W), PSNR dB (facts note sec. 2e-2f)
 PAPER_POINTS = {
@@ -87,11 +92,6 @@ def _label(rec: dict) -> str:
 def figure(records: list[dict], codecs: list[dict]) -> bytes | None:
     if not records and not codecs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     markers = {"none": "o", "ptq": "s", "qat": "^"}
     colours = {}

@@ -147,7 +147,8 @@ def run_macs(run: Run, count: str, errors: list[str] | None = None,
         counts = profiled.get("macs_counts")
         if counts is not None:
             return None if counts.get(count) is None else float(counts[count])
-        reason = profiled.get("note") or f"the row's profile is {profiled.get('status')}"
+        reason = (f"its row's profile has none: {profiled.get('note') or 'no note'} "
+                  f"(status {profiled.get('status')})")
     if errors is not None:
         errors.append(f"run {run.path}: MACs ({count!r} count) not computed: its metrics.json "
                       f"records no macs_counts and {reason}")
@@ -174,7 +175,7 @@ def row_profiles(exp: Experiment, profile: Callable[[Experiment], list[dict]] | 
                 failed.append(f"profiling {exp.name} gave no rows")
         if row_id in cache:
             return cache[row_id]
-        return {"macs_counts": None,
+        return {"macs_counts": None, "status": "error",
                 "note": failed[0] if failed else f"profiling {exp.name} gave no row {row_id}"}
 
     return row
