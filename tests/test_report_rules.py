@@ -1,12 +1,17 @@
-"""Report rules (issue 11): only runs on the paper's data at the paper's length fill a paper
-column and get a Δ; stand-in and short runs are shown apart, labelled; Figure 3's labels do
-not overlap and the paper's points are drawn beside ours.
+"""Report rules: only runs on the paper's data at the paper's length fill a paper column and
+get a Δ; stand-in and short runs are shown apart, labelled; Figure 3's labels do not overlap
+and the paper's points are drawn beside ours; MACs of a row's count come from the record, else
+the row's profile; the reports package only reads results, its imports pointing one way.
 
 Run folders here are records written the way the runner writes them (config.yaml from the
 row's composed config, metrics.json with the fields the report reads); no training."""
 
+import ast
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +22,7 @@ from inrbench.config import row_config
 from inrbench.config.experiment import get_row, load_experiment
 from inrbench.reports.figures import _figure3_axes, _overlap, figure3_paper_points
 from inrbench.reports.runs import find_runs
-from inrbench.reports.tables import build_table
+from inrbench.reports.tables import build_table, run_macs
 
 EXP = "table2"
 
@@ -145,10 +150,129 @@ def test_time_per_step_is_never_averaged_across_machines(tmp_path):
         if machine:
             summary["machine"] = machine
         (folder / "metrics.json").write_text(json.dumps(summary))
+    from inrbench.experiments import profile_experiment
+    from inrbench.reports.build import make_report
+
     out = tmp_path / "report"
-    assert main(["report", str(tmp_path), "--out", str(out), "--tables", "2",
-                 "--format", "md"]) == 0
+    done = make_report(tmp_path, out, formats=("md",), tables=["table2"],
+                       profile=profile_experiment)
+    assert done["errors"] == []
     intro = (out / "report.md").read_text().split("## ", 1)[0]
     assert "siren 10,000 steps (1 run, 0.02 s/step on NVIDIA H200)" in intro
     assert "siren 10,000 steps (1 run, 6.00 s/step on Some CPU)" in intro
     assert "siren 10,000 steps (1 run, 0.02 s/step on a GPU (card not recorded))" in intro
+
+
+def _kilonerf_record(tmp_path, macs_counts=None):
+    """A full-length Table 2 KiloNeRF (3) run: its row counts MACs as weights+biases."""
+    folder = write_record(tmp_path / "kilo", "kilonerf3", 10_000, 31.3)
+    if macs_counts is not None:
+        summary = json.loads((folder / "metrics.json").read_text())
+        summary["macs_counts"] = macs_counts
+        (folder / "metrics.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_macs_of_a_row_count_come_from_the_record_then_the_row_profile(tmp_path):
+    counts = {"model": 1000.0, "weights": 950.0, "weights+biases": 980.0}
+    _kilonerf_record(tmp_path / "recorded", counts)
+    res, _ = row_result(tmp_path / "recorded", "kilonerf3")
+    assert res.errors == [] and list(res.macs_by_run.values()) == [980.0]
+
+    calls = []
+
+    def profile(exp):
+        calls.append(exp.name)
+        return [{"id": row["id"], "macs_counts": {"model": 1.0, "weights": 2.0,
+                                                  "weights+biases": 975.0}}
+                for row in exp.rows]
+
+    _kilonerf_record(tmp_path / "bare")
+    runs = find_runs(tmp_path / "bare")
+    table = build_table(load_experiment(EXP), runs, profile)
+    res = next(r for r in table.rows if r.id == "kilonerf3")
+    assert res.errors == [] and list(res.macs_by_run.values()) == [975.0]
+    assert calls == ["table2"]  # profiled once, for the one row that needed it
+    # a record with the count never profiles
+    build_table(load_experiment(EXP), find_runs(tmp_path / "recorded"), profile)
+    assert calls == ["table2"]
+
+    # neither: None, the run and the reason named
+    errors: list[str] = []
+    assert run_macs(runs[0], "weights+biases", errors) is None
+    assert str(runs[0].path) in errors[0] and "profiling was not run" in errors[0]
+    errors = []
+    failed = {"id": "kilonerf3", "macs_counts": None, "status": "error",
+              "note": "cannot profile: RuntimeError: model rebuild failed"}
+    assert run_macs(runs[0], "weights+biases", errors, lambda: failed) is None
+    assert str(runs[0].path) in errors[0] and "model rebuild failed" in errors[0]
+
+
+def test_report_without_profile_omits_figure_2_and_says_why(tmp_path):
+    from inrbench.experiments import profile_experiment
+    from inrbench.reports.build import make_report
+
+    write_record(tmp_path / "runs" / "a", "asmr3", 10_000, 31.5)
+    done = make_report(tmp_path / "runs", tmp_path / "bare", formats=("md", "png"),
+                       tables=["table2"])
+    md = (tmp_path / "bare" / "report.md").read_text()
+    assert done["errors"] == [] and not (tmp_path / "bare" / "figure2.png").exists()
+    assert "profiling was not run" in md.split("## Figures", 1)[1]
+    make_report(tmp_path / "runs", tmp_path / "full", formats=("md", "png"),
+                tables=["table2"], profile=profile_experiment)
+    assert (tmp_path / "full" / "figure2.png").is_file()
+    assert "profiling was not run" not in (tmp_path / "full" / "report.md").read_text()
+
+
+REPORTS = Path(__file__).resolve().parents[1] / "inrbench" / "reports"
+#: what builds or runs models: a report reads results and experiment files only
+NOT_BELOW_REPORTS = ("inrbench.runner", "inrbench.build", "inrbench.run", "inrbench.tasks",
+                     "inrbench.experiments", "inrbench.models", "inrbench.sweep",
+                     "inrbench.compression.compress", "inrbench.cli")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth (inside functions too); ``from package
+    import submodule`` counts as the submodule."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names
+                      if (REPORTS / f"{a.name}.py").is_file()
+                      and node.module == "inrbench.reports"}
+    return found
+
+
+def test_reports_import_one_way_and_nothing_that_builds_models():
+    modules = {p.stem: _imports(p) for p in REPORTS.glob("*.py")}
+    for name, imported in modules.items():
+        bad = [m for m in imported for b in NOT_BELOW_REPORTS if m == b or
+               m.startswith(b + ".")]
+        assert not bad, f"inrbench.reports.{name} imports {bad}"
+    # the package's own __init__ is every submodule's parent, not a dependency
+    graph = {name: {m.rsplit(".", 1)[1] for m in imported
+                    if m.startswith("inrbench.reports.")} - {name}
+             for name, imported in modules.items() if name != "__init__"}
+    done: set[str] = set()
+
+    def visit(name, path):
+        assert name not in path, f"import cycle: {' -> '.join([*path, name])}"
+        if name not in done:
+            for dep in sorted(graph[name]):
+                visit(dep, [*path, name])
+            done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    # and nothing below imports them indirectly either
+    code = ("import importlib, pkgutil, sys, inrbench.reports as r\n"
+            "for m in pkgutil.iter_modules(r.__path__):\n"
+            "    importlib.import_module('inrbench.reports.' + m.name)\n"
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    bad = [m for m in loaded for b in NOT_BELOW_REPORTS if m == b or m.startswith(b + ".")]
+    assert not bad, f"importing inrbench.reports loads {bad}"

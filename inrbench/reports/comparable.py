@@ -5,8 +5,8 @@ the row's *ours* column, and gets a Δ against the paper, only when it is compar
 
 * it saw the paper's data set (``data_source: paper`` in its ``metrics.json``, see
   ``inrbench.data.provenance``). A stand-in (a shipped sample used because the data set was
-  missing) or the user's own file is not the paper's signal. Records older than the field
-  count as the paper's data only for data modules that have no stand-in (Cameraman);
+  missing) or the user's own file is not the paper's signal. A record without the field
+  counts as the paper's data only for a data module that has no stand-in (Cameraman);
 * it trained at least the row's length (the ``task.steps`` that ``inrbench run --experiment``
   gives the row): a short run measures training length, not the model.
 
@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inrbench.config import row_config
+from inrbench.data.provenance import run_source
+from inrbench.data.registry import DATAMODULES
 from inrbench.reports.runs import Run, fmt_mean_std, mean_std
+from inrbench.reports.sections import Cell
 
 
 def paper_steps(exp, row) -> int | None:
     """The row's training length as the experiment file gives it (None if it has none)."""
-    from inrbench.config import row_config
-
     try:
         steps = row_config(exp, row).task.get("steps")
     except Exception:  # a row that does not compose has no runs to compare anyway
@@ -34,13 +36,9 @@ def paper_steps(exp, row) -> int | None:
 
 def data_source(run: Run) -> str | None:
     """``paper``, ``stand-in``, ``user`` or None (not recorded and not inferable)."""
-    from inrbench.data.provenance import run_source
-
     source = run_source(run.summary, run.config)
     if source is not None:
         return source
-    from inrbench.data.registry import DATAMODULES
-
     try:
         cls = DATAMODULES.get(run.data)
     except Exception:
@@ -63,7 +61,7 @@ def apart_reason(run: Run, steps: int | None) -> str | None:
     if source == "user":
         return "the user's own file, not the paper's data set"
     if source != "paper":
-        return "data source not recorded (run made before records named their data)"
+        return "data source not recorded (its metrics.json does not name its data)"
     if steps is not None and (run.steps or 0) < steps:
         return f"{run.steps or 0:,} of the paper's {steps:,} steps"
     return None
@@ -97,10 +95,8 @@ def apart_rows(table) -> list[tuple]:
 
 
 def apart_cells(table):
-    """Header and cells of the runs shown apart (``tables.Cell``), or None when there are
+    """Header and cells of the runs shown apart, or None when there are
     none: row, why, steps, seeds, best PSNR, params, MACs; no paper column, no Δ."""
-    from inrbench.reports.tables import Cell
-
     rows = apart_rows(table)
     if not rows:
         return None

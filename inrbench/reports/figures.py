@@ -1,9 +1,9 @@
 """The paper's curves, drawn with matplotlib (Agg) from run results and profiling rows.
 
 Every function returns PNG bytes (or None when there is nothing to draw) and reads only what
-it is given: runs (their ``metrics.json``, ``metrics.csv`` and ``reconstruction.png``) or
-profiling results (:func:`inrbench.experiments.profile_experiment`, computed from configs,
-never trained).
+it is given: runs (their ``metrics.json``, ``metrics.csv`` and ``reconstruction.png``),
+matched table rows, arrays of images, or profiling results (what the ``profile`` given to
+:func:`inrbench.reports.build.make_report` returns, computed from configs, never trained).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from inrbench.reports.runs import Run, mean_std  # noqa: E402
+from inrbench.reports.tables import SCALE  # noqa: E402
 
 FAMILY_LABEL = {"siren": "SIREN", "asmr": "ASMR", "asmr_big": "ASMR", "kilonerf": "KiloNeRF",
                 "loe": "LoE", "ngp": "Instant-NGP", "ffn": "FFN", "mfn": "MFN", "wire": "WIRE",
@@ -250,8 +252,6 @@ def reconstruction_grid(items: list[tuple[str, Run]], title: str,
                         zoom: float = 0.25) -> bytes | None:
     """The saved reconstructions side by side (Figure 4/6/7 style): the whole image on top,
     an enlarged centre crop (``zoom`` of each side) below, labelled with PSNR and steps."""
-    from PIL import Image
-
     tiles = []
     for label, run in items:
         path = run.path / "reconstruction.png"
@@ -279,6 +279,49 @@ def reconstruction_grid(items: list[tuple[str, Run]], title: str,
     return _png(fig)
 
 
+def lines_png(lines: list[tuple[str, list, list]], xlabel: str, title: str) -> bytes | None:
+    """One marked line per ``(label, x, y)``, y = test PSNR; PNG bytes (None: no lines)."""
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, x, y in lines:
+        ax.plot(x, y, marker="o", ms=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test PSNR (dB)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def grid_png(rows: list[tuple[str, np.ndarray]], title: str) -> bytes | None:
+    """Rows of images ``(n, H, W, C)`` in [0, 1], one labelled row each."""
+    if len(rows) < 2:
+        return None
+    n = min(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 1.4, 1.15 * len(rows) + 0.4),
+                             squeeze=False)
+    for i, (label, images) in enumerate(rows):
+        for j in range(n):
+            ax = axes[i][j]
+            im = np.clip(images[j], 0, 1)
+            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, interpolation="nearest",
+                      cmap="gray" if im.shape[-1] == 1 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def figure3_points(rows) -> list[dict]:
     """Figure 3's points from matched table rows (see :mod:`inrbench.reports.tables`)."""
     points, seen = [], set()
@@ -302,8 +345,6 @@ def figure3_points(rows) -> list[dict]:
 def figure3_paper_points(rows) -> list[dict]:
     """The paper's printed (MACs, PSNR, params) of the rows that print a PSNR, in absolute
     units (the row's ``units``), one point per label."""
-    from inrbench.reports.tables import SCALE
-
     points, seen = [], set()
     for res in rows:
         paper = res.row.get("paper") or {}

@@ -1,4 +1,4 @@
-"""Rate-distortion section of a report (issue 13; ANI Figs. 7, 8, 10): PSNR against bits per
+"""Rate-distortion section of a report (ANI Figs. 7, 8, 10): PSNR against bits per
 pixel for the ``.inrb`` files of ``inrbench compress`` (records ``<run>/compressed/*.json``),
 the classic codecs of ``inrbench codecs`` (``codecs.json`` beside the runs or in a
 ``codecs/`` folder beside them), and the papers' published Kodak points, drawn hollow and
@@ -17,7 +17,13 @@ from __future__ import annotations
 import io
 import json
 
-from inrbench.reports.runs import Run
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from inrbench.reports.runs import Run  # noqa: E402
+from inrbench.reports.sections import Cell, Figure, Section  # noqa: E402
 
 #: published Kodak points, bpp = bits / (H W), PSNR dB (facts note sec. 2e-2f)
 PAPER_POINTS = {
@@ -86,11 +92,6 @@ def _label(rec: dict) -> str:
 def figure(records: list[dict], codecs: list[dict]) -> bytes | None:
     if not records and not codecs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     markers = {"none": "o", "ptq": "s", "qat": "^"}
     colours = {}
@@ -133,59 +134,61 @@ def figure(records: list[dict], codecs: list[dict]) -> bytes | None:
     return buf.getvalue()
 
 
-def ratedistortion_sections(runs: list[Run]) -> list:
-    from inrbench.reports.build import Figure, Section
-    from inrbench.reports.tables import Cell
-
+def ratedistortion_sections(runs: list[Run]) -> list[Section]:
+    """The rate-distortion section (when there are compressed files or codec points), then
+    one section per once-for-all run; ``[]`` without either."""
     records, codecs = compression_records(runs), codec_records(runs)
-    sections = []
-    if records or codecs:
-        sec = Section("Rate-distortion (neural-image compression, ANI)")
-        sec.paragraphs.append(
-            "Each of our points is a `.inrb` file written by `inrbench compress` and decoded "
-            "from the file alone; PSNR is the decoded rendering rounded to 8 bits, like the "
-            "codecs'. `bpp` = file bits / (H·W) (COIN, COIN++, Strümpler); `bpp ANI` = file "
-            "bits / (H·W·3), ANI's divisor; *fixed* is the same file with fixed-length "
-            "symbols instead of range coding; *ANI count* counts parameter bits only (no "
-            "header, step sizes or entropy coding), as ANI's tables do. The papers' points "
-            "are Kodak means (24 images) and are drawn hollow, labelled [paper].")
-        head = ["run", "method", "bits", "steps", "file bits", "bpp", "bpp ANI",
-                "bpp ANI (fixed)", "bpp ANI count", "PSNR 8-bit", "SSIM", "render ms"]
-        rows = []
-        for rec in sorted(records, key=lambda r: (r["model"], r["bpp"])):
-            run = rec["_run"]
-            s = run.summary
-            rows.append([
-                Cell(run.path.name, str(run.path)), Cell(rec["method"]),
-                Cell(str(rec["bits"])), Cell(f"{s.get('steps', '?'):,}"),
-                Cell(f"{rec['file_bits']:,}"), Cell(f"{rec['bpp']:.4f}"),
-                Cell(f"{rec['bpp_ani']:.4f}"), Cell(f"{rec['bpp_ani_fixed']:.4f}"),
-                Cell(f"{rec['bpp_ani_count']:.4f}"),
-                Cell(f"{rec.get('psnr_8bit', rec['psnr']):.2f}"),
-                Cell(f"{rec['ssim']:.3f}" if "ssim" in rec else "—"),
-                Cell(f"{s['latency_ms']:.1f}" if s.get("latency_ms") else "—")])
-        if rows:
-            sec.table = (head, rows)
-        png = figure(records, codecs)
-        if png:
-            sec.figures.append(Figure("ratedistortion.png", "PSNR vs bits per pixel, both "
-                                      "conventions; filled: ours; hollow grey: the papers' "
-                                      "published Kodak means", png))
-        sections.append(sec)
-    ofa = [r for r in runs if r.summary.get("subnets")]
-    for run in ofa:
-        sec = Section(f"Adaptive neural image (once-for-all): {run.path.name} (ANI Figure 7)")
-        sec.paragraphs.append(
-            f"PSNR of every sub-network of one supernetwork ({run.summary.get('steps')} "
-            f"steps), rendered from the shared weights without retraining; bpp ANI is the "
-            f"sub-network's float32 parameters / (H·W·3).")
-        h, w = run.summary["signal_shape"][:2]
-        c = run.summary.get("channels", 3)
-        rows = [[Cell(f"{r['width']} x {r['depth']}", str(run.path)), Cell(f"{r['params']:,}"),
-                 Cell(f"{32 * r['params'] / (h * w * c):.3f}"), Cell(f"{r['psnr']:.2f}"),
-                 Cell(f"{r['ssim']:.3f}" if "ssim" in r else "—")]
-                for r in run.summary["subnets"]]
-        sec.table = (["width x hidden layers", "params", "bpp ANI (fp32)", "PSNR", "SSIM"],
-                     rows)
-        sections.append(sec)
-    return sections
+    sections = [_ratedistortion_section(records, codecs)] if records or codecs else []
+    return sections + [_ofa_section(r) for r in runs if r.summary.get("subnets")]
+
+
+def _ratedistortion_section(records: list[dict], codecs: list[dict]) -> Section:
+    sec = Section("Rate-distortion (neural-image compression, ANI)")
+    sec.paragraphs.append(
+        "Each of our points is a `.inrb` file written by `inrbench compress` and decoded "
+        "from the file alone; PSNR is the decoded rendering rounded to 8 bits, like the "
+        "codecs'. `bpp` = file bits / (H·W) (COIN, COIN++, Strümpler); `bpp ANI` = file "
+        "bits / (H·W·3), ANI's divisor; *fixed* is the same file with fixed-length "
+        "symbols instead of range coding; *ANI count* counts parameter bits only (no "
+        "header, step sizes or entropy coding), as ANI's tables do. The papers' points "
+        "are Kodak means (24 images) and are drawn hollow, labelled [paper].")
+    head = ["run", "method", "bits", "steps", "file bits", "bpp", "bpp ANI",
+            "bpp ANI (fixed)", "bpp ANI count", "PSNR 8-bit", "SSIM", "render ms"]
+    rows = []
+    for rec in sorted(records, key=lambda r: (r["model"], r["bpp"])):
+        run = rec["_run"]
+        s = run.summary
+        rows.append([
+            Cell(run.path.name, str(run.path)), Cell(rec["method"]),
+            Cell(str(rec["bits"])), Cell(f"{s.get('steps', '?'):,}"),
+            Cell(f"{rec['file_bits']:,}"), Cell(f"{rec['bpp']:.4f}"),
+            Cell(f"{rec['bpp_ani']:.4f}"), Cell(f"{rec['bpp_ani_fixed']:.4f}"),
+            Cell(f"{rec['bpp_ani_count']:.4f}"),
+            Cell(f"{rec.get('psnr_8bit', rec['psnr']):.2f}"),
+            Cell(f"{rec['ssim']:.3f}" if "ssim" in rec else "—"),
+            Cell(f"{s['latency_ms']:.1f}" if s.get("latency_ms") else "—")])
+    if rows:
+        sec.table = (head, rows)
+    png = figure(records, codecs)
+    if png:
+        sec.figures.append(Figure("ratedistortion.png", "PSNR vs bits per pixel, both "
+                                  "conventions; filled: ours; hollow grey: the papers' "
+                                  "published Kodak means", png))
+    return sec
+
+
+def _ofa_section(run: Run) -> Section:
+    """Every sub-network of one once-for-all run (ANI Figure 7)."""
+    sec = Section(f"Adaptive neural image (once-for-all): {run.path.name} (ANI Figure 7)")
+    sec.paragraphs.append(
+        f"PSNR of every sub-network of one supernetwork ({run.summary.get('steps')} "
+        f"steps), rendered from the shared weights without retraining; bpp ANI is the "
+        f"sub-network's float32 parameters / (H·W·3).")
+    h, w = run.summary["signal_shape"][:2]
+    c = run.summary.get("channels", 3)
+    rows = [[Cell(f"{r['width']} x {r['depth']}", str(run.path)), Cell(f"{r['params']:,}"),
+             Cell(f"{32 * r['params'] / (h * w * c):.3f}"), Cell(f"{r['psnr']:.2f}"),
+             Cell(f"{r['ssim']:.3f}" if "ssim" in r else "—")]
+            for r in run.summary["subnets"]]
+    sec.table = (["width x hidden layers", "params", "bpp ANI (fp32)", "PSNR", "SSIM"], rows)
+    return sec

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from inrbench.bases import default_bases
 from inrbench.errors import InrbenchError
 
 # config keys that say how a run was executed, not what was fitted: runs that differ only
@@ -54,8 +55,8 @@ class Run:
 
     @property
     def machine(self) -> str:
-        """The card or CPU that trained the run (``metrics.json``'s ``machine``); records made
-        before it was written say only whether their torch was a CUDA build."""
+        """The card or CPU that trained the run (``metrics.json``'s ``machine``); a record
+        without it says only whether its torch was a CUDA build."""
         name = (self.summary.get("machine") or {}).get("device_name")
         if name:
             return str(name)
@@ -92,18 +93,16 @@ def load_run(path: Path) -> Run:
 
 
 def _resolved_bases(config: dict, summary: dict) -> dict:
-    """Records made before config.yaml recorded ASMR's run-time bases say ``bases: null``;
-    the model then used ``default_bases(signal_shape, n_layers)`` (a pure function of the
-    recorded shape and depth), so fill that in: the run fitted that model and must match the
-    row that names it."""
+    """An ASMR ``config.yaml`` saying ``bases: null`` ran with
+    ``default_bases(signal_shape, n_layers)`` (a pure function of the recorded shape and
+    depth), so fill that in: the run fitted that model and must match the row that names
+    it."""
     model = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model, dict) or "bases" not in model or model["bases"] is not None:
         return config
     shape, layers = summary.get("signal_shape"), model.get("n_layers")
     if not shape or not isinstance(layers, int):
         return config
-    from inrbench.bases import default_bases
-
     try:
         bases = default_bases([int(n) for n in shape], layers)
     except Exception:  # a shape the factorisation rejects: leave the record as it is

@@ -13,8 +13,10 @@ Figures and where ours come from:
 
 * ``params``: ``metrics.json`` ``params``;
 * ``macs``: in the row's counting convention (``macs_count``): ``metrics.json`` ``macs`` for
-  the model's own count, otherwise recounted from the model the run's ``config.yaml`` builds
-  (on the shape recorded in ``metrics.json``; no data is read);
+  the model's own count; for another count ``metrics.json`` ``macs_counts``, else the count
+  profiled from the row's config (a matched run has its row's model and data, so the same
+  model; profiling is the ``profile`` given to :func:`build_table`, run only when a record
+  lacks the count). Nothing here builds a model;
 * ``psnr``: ``best_psnr`` (the best full-signal PSNR seen, as the official code reports it);
 * ``ssim``, ``iou``: the final value in ``metrics.json`` (IoU printed in %);
 * ``*_std``: the paper's spread across its images/clips/objects, printed beside its figure;
@@ -25,11 +27,17 @@ Figures and where ours come from:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from omegaconf import OmegaConf
+
+from inrbench.config import row_config
+from inrbench.config.experiment import Experiment
 from inrbench.reports.comparable import split_runs
 from inrbench.reports.runs import SAMPLING_KEYS, Run, _normalise, mean_std
+from inrbench.reports.sections import Cell
 
 REPORT_TABLES = ("table2", "table3", "table4", "table5", "table6", "table10", "table11",
                  "table12")
@@ -37,12 +45,6 @@ FIGURE_ORDER = ("params", "macs", "psnr", "ssim", "iou")
 SUMMARY_KEY = {"params": "params", "macs": "macs", "psnr": "best_psnr", "ssim": "ssim",
                "iou": "iou"}
 SCALE = {"": 1, "K": 1e3, "M": 1e6, "%": 0.01, "dB": 1, "ms": 1}
-
-
-@dataclass
-class Cell:
-    text: str
-    href: str | None = None  # a run folder (made relative by the renderer)
 
 
 @dataclass
@@ -88,10 +90,6 @@ def _identity(cfg: dict) -> tuple:
 def row_identity(exp, row, errors: list[str] | None = None) -> tuple | None:
     """What the row fixes; None (with the reason added to ``errors``) when the row does not
     compose, so it cannot have runs."""
-    from omegaconf import OmegaConf
-
-    from inrbench.config import row_config
-
     try:
         cfg = OmegaConf.to_container(row_config(exp, row), resolve=True)
     except Exception as e:  # marked in the report, never silently empty
@@ -130,34 +128,63 @@ def pick_runs(matching: list[Run]) -> list[Run]:
 
 # -- our figures -----------------------------------------------------------------------------
 
-def run_macs(run: Run, count: str, errors: list[str] | None = None) -> float | None:
-    """The run's MACs per sample in the row's counting convention (None, with the reason
-    added to ``errors``, when the run's model cannot be rebuilt)."""
+def run_macs(run: Run, count: str, errors: list[str] | None = None,
+             row_profile: Callable[[], dict] | None = None) -> float | None:
+    """The run's MACs per sample in the row's counting convention: ``metrics.json``'s
+    ``macs`` for the model's own count; for another, its ``macs_counts[count]``, else
+    ``row_profile()['macs_counts'][count]`` (the row's profile result: a matched run has its
+    row's model config). ``row_profile`` is called only when the record lacks the count;
+    None, with the reason added to ``errors``, when neither gives it."""
     if count == "model":
         return run.value("macs")
-    from omegaconf import OmegaConf
+    recorded = run.summary.get("macs_counts")
+    if isinstance(recorded, dict) and count in recorded:
+        return None if recorded[count] is None else float(recorded[count])
+    if row_profile is None:
+        reason = "profiling was not run"
+    else:
+        profiled = row_profile()
+        counts = profiled.get("macs_counts")
+        if counts is not None:
+            return None if counts.get(count) is None else float(counts[count])
+        reason = (f"its row's profile has none: {profiled.get('note') or 'no note'} "
+                  f"(status {profiled.get('status')})")
+    if errors is not None:
+        errors.append(f"run {run.path}: MACs ({count!r} count) not computed: its metrics.json "
+                      f"records no macs_counts and {reason}")
+    return None
 
-    from inrbench.build import build_model
-    from inrbench.data.base import SignalSpec
-    from inrbench.profiling import macs_counts
 
-    shape, channels = run.summary.get("signal_shape"), run.summary.get("channels")
-    if not shape or not channels:
+def row_profiles(exp: Experiment, profile: Callable[[Experiment], list[dict]] | None
+                 ) -> Callable[[str], dict] | None:
+    """``row id -> that row's profile result``, profiling the experiment on the first call
+    only (it builds every row's model); a failure or a missing row gives a result without
+    ``macs_counts`` whose ``note`` says why. None when ``profile`` is None."""
+    if profile is None:
         return None
-    try:
-        model = build_model(OmegaConf.create(run.config), SignalSpec(tuple(shape), int(channels)))
-        return macs_counts(model).get(count)
-    except Exception as e:
-        if errors is not None:
-            errors.append(f"run {run.path}: MACs ({count!r} count) not computed: "
-                          f"{type(e).__name__}: {e}")
-        return None
+    cache: dict[str, dict] = {}
+    failed: list[str] = []
+
+    def row(row_id: str) -> dict:
+        if not cache and not failed:
+            try:
+                cache.update({r["id"]: r for r in profile(exp)})
+            except Exception as e:  # marked in the report, never a silent "—"
+                failed.append(f"profiling {exp.name} failed: {type(e).__name__}: {e}")
+            if not cache and not failed:
+                failed.append(f"profiling {exp.name} gave no rows")
+        if row_id in cache:
+            return cache[row_id]
+        return {"macs_counts": None, "status": "error",
+                "note": failed[0] if failed else f"profiling {exp.name} gave no row {row_id}"}
+
+    return row
 
 
-def _our_value(run: Run, figure: str, count: str, errors: list[str] | None = None
-               ) -> float | None:
+def _our_value(run: Run, figure: str, count: str, errors: list[str] | None = None,
+               row_profile: Callable[[], dict] | None = None) -> float | None:
     if figure == "macs":
-        return run_macs(run, count, errors)
+        return run_macs(run, count, errors, row_profile)
     return run.value(SUMMARY_KEY[figure])
 
 
@@ -188,32 +215,41 @@ def is_number(text: str | None) -> bool:
         return False
 
 
-def build_table(exp, runs: list[Run]) -> TableResult:
+def build_table(exp: Experiment, runs: list[Run],
+                profile: Callable[[Experiment], list[dict]] | None = None) -> TableResult:
+    """Every row of ``exp`` with the runs that match it and our figures. ``profile`` (see
+    :func:`run_macs`) is called at most once, and only when a comparable run's record lacks
+    the MACs of its row's count."""
     units = dict(exp.units)
     printed_keys = {k for row in exp.rows for k, v in (row.get("paper") or {}).items()
                     if v is not None}
     figures = [f for f in FIGURE_ORDER if f in printed_keys]
     paper_only = sorted(k for k in printed_keys
                         if k not in figures and not k.endswith("_std"))
-    rows = []
-    for row in exp.rows:
-        res = RowResult(id=row["id"], label=row.get("label", row["id"]), row=row)
-        res.all_runs = match_runs(exp, row, runs, errors=res.errors)
-        comparable, res.apart = split_runs(exp, row, res.all_runs)
-        res.runs = pick_runs(comparable)
-        count = row.get("macs_count", "model")
-        row_units = {**units, **(row.get("units") or {})}
-        res.units = row_units
-        for fig in figures:
-            values = [_our_value(r, fig, count, res.errors) for r in res.runs]
-            if fig == "macs":
-                res.macs_by_run = {str(r.path): v for r, v in zip(res.runs, values)}
-            scale = SCALE.get(row_units.get(fig, ""), 1)
-            values = [None if v is None else v / scale for v in values]
-            res.ours[fig] = mean_std(values)
-        rows.append(res)
+    profiles = row_profiles(exp, profile)
+    rows = [_row_result(exp, row, runs, units, figures, profiles) for row in exp.rows]
     return TableResult(name=exp.name, title=exp.title, source=exp.source, notes=exp.notes,
                        units=units, figures=figures, paper_only=paper_only, rows=rows)
+
+
+def _row_result(exp: Experiment, row: dict, runs: list[Run], units: dict, figures: list[str],
+                profiles: Callable[[str], dict] | None) -> RowResult:
+    """One row: its matching runs, split into comparable and apart, and our figures."""
+    res = RowResult(id=row["id"], label=row.get("label", row["id"]), row=row)
+    res.all_runs = match_runs(exp, row, runs, errors=res.errors)
+    comparable, res.apart = split_runs(exp, row, res.all_runs)
+    res.runs = pick_runs(comparable)
+    count = row.get("macs_count", "model")
+    res.units = {**units, **(row.get("units") or {})}
+    row_profile = None if profiles is None else (lambda: profiles(row["id"]))
+    for fig in figures:
+        values = [_our_value(r, fig, count, res.errors, row_profile) for r in res.runs]
+        if fig == "macs":
+            res.macs_by_run = {str(r.path): v for r, v in zip(res.runs, values)}
+        scale = SCALE.get(res.units.get(fig, ""), 1)
+        values = [None if v is None else v / scale for v in values]
+        res.ours[fig] = mean_std(values)
+    return res
 
 
 def table_cells(table: TableResult) -> tuple[list[str], list[list[Cell]]]:
