@@ -35,7 +35,7 @@ from torch.func import grad
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
-from inrbench.io import atomic_write_bytes, atomic_write_json
+from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
 from inrbench.tasks.fit import RunHistory
 from inrbench.tasks.registry import register_task
@@ -242,13 +242,7 @@ def grid_image(rows: list[torch.Tensor], scale: int = 4, gap: int = 2) -> np.nda
 
 def save_grid(path: Path, originals: torch.Tensor, recon: torch.Tensor) -> None:
     """Originals on top, reconstructions after k inner steps below (Figure 5's layout)."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(grid_image([originals, recon])).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    write_png(path, grid_image([originals, recon]))
 
 
 @register_task("meta")
