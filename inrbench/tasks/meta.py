@@ -36,6 +36,7 @@ from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
+from inrbench.metrics import psnr_from_mse
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
 from inrbench.tasks.fit import RunHistory
 from inrbench.tasks.registry import register_task
@@ -45,7 +46,8 @@ OUTPUT_OFFSET = 0.5
 
 
 def mse_to_psnr(mse: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    return 10.0 * torch.log10(data_range ** 2 / mse.clamp(min=1e-12))
+    """COIN++'s PSNR: the MSE floored at 1e-12 (a perfect image: 120 dB at R = 1, not inf)."""
+    return psnr_from_mse(mse, data_range, eps=1e-12)
 
 
 class MetaTask(RunHistory, L.LightningModule):
