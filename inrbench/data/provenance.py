@@ -80,7 +80,7 @@ def check_same_data(saved: dict | None, record: dict) -> None:
 
 def run_source(summary: dict, config: dict | None = None) -> str | None:
     """A results folder's data source: ``metrics.json`` ``data_source``, else
-    ``config.yaml`` ``data_record.source``; None for records older than this field."""
+    ``config.yaml`` ``data_record.source``; None when neither names it."""
     source = summary.get("data_source")
     if source is None and config:
         source = (config.get("data_record") or {}).get("source")
