@@ -11,7 +11,6 @@ fixed-quality targets 18..60 dB; WebP lossy at quality 0..100; AVIF
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from inrbench.build import build_datamodule
 from inrbench.config import load_yaml
 from inrbench.errors import ConfigError, DataError
 from inrbench.io import atomic_write_json, atomic_write_text
+from inrbench.metrics import psnr_from_mse
 
 QUALITIES = {
     "jpeg": [1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 75, 85, 95, 98, 100],
@@ -51,8 +51,9 @@ def _codec(name: str):
 
 
 def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of two 8-bit images (R = 255, float64; inf when they are equal)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return psnr_from_mse(mse, 255.0)
 
 
 def sweep(image: np.ndarray, codecs=CODECS, qualities: dict | None = None) -> list[dict]:

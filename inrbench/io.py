@@ -39,22 +39,31 @@ def atomic_write_json(path: os.PathLike, obj) -> None:
 
 
 def write_png(path: os.PathLike, image) -> None:
-    """An ``(H, W)`` or ``(H, W, C)`` image in [0, 1] (tensor or array; ``C`` 1, 3 or 4) as an
-    8-bit PNG, clamped, then rounded half to even, written atomically."""
+    """``image`` as an 8-bit PNG, written atomically.
+
+    A float ``(H, W)`` or ``(H, W, C)`` tensor or array (``C`` 1, 3 or 4) is in [0, 1]: clamped,
+    times 255, rounded half to even. A ``uint8`` one already holds the 8-bit values and is
+    written as it is; a PIL image is saved as it is (mode and metadata such as an ICC profile
+    kept, so a derived file keeps its source's colours)."""
     import io
 
     import numpy as np
     from PIL import Image
 
-    if hasattr(image, "detach"):
-        image = image.detach().cpu().numpy()
-    arr = np.asarray(image)
-    arr = (np.clip(arr if arr.dtype.kind == "f" else arr.astype(np.float32), 0, 1) * 255)
-    arr = arr.round().astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
+    if isinstance(image, Image.Image):
+        picture = image
+    else:
+        if hasattr(image, "detach"):
+            image = image.detach().cpu().numpy()
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr if arr.dtype.kind == "f" else arr.astype(np.float32), 0, 1) * 255
+            arr = arr.round().astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        picture = Image.fromarray(arr)
     buffer = io.BytesIO()
-    Image.fromarray(arr).save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
 
 

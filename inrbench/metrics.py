@@ -1,4 +1,4 @@
-"""Per-modality reconstruction metrics, computed with torchmetrics' functional API.
+"""Per-modality reconstruction metrics (SSIM and IoU by torchmetrics' functional API).
 
 - image: ``psnr``; also ``ssim``.
 - audio: ``psnr`` with data range 2 (waveform in [-1, 1], the ASMR Table 4 convention).
@@ -8,30 +8,53 @@
   also ``psnr`` of the probabilities and ``accuracy``.
 - sdf: ``iou`` of the inside (SDF < 0); also ``psnr`` (data range 2) and ``mae``.
 
-PSNR uses the prediction clamped to the signal's range (``[0, r]``, or ``[-r/2, r/2]`` for
-signals with negative values) and the spec's ``data_range``. Every modality reports ``psnr``
+Every PSNR in inrbench (these metrics, the meta-learning and hypernetwork tasks, the codec
+baselines) goes through one core, :func:`psnr_from_mse`. ``psnr`` uses the prediction clamped to
+the signal's range (``[0, r]``, or ``[-r/2, r/2]`` for signals with negative values) and the
+spec's ``data_range``. Every modality reports ``psnr``
 (the fitting task tracks the best PSNR seen). Video statistics follow the ASMR paper
 (appendix F): each frame scored on its own, then mean and standard deviation over frames.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torchmetrics.functional.classification import binary_jaccard_index
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from inrbench.data.base import SignalSpec
 
 HEADLINE = {"occupancy": "iou", "sdf": "iou"}
 
 
+def psnr_from_mse(mse: torch.Tensor | float, data_range: float = 1.0,
+                  eps: float | None = None) -> torch.Tensor | float:
+    """Peak signal-to-noise ratio (dB) of mean squared errors, elementwise:
+
+        PSNR = 10 log10(R^2 / MSE),   R = ``data_range``
+
+    An MSE of 0 gives +inf, unless ``eps`` floors the MSE (then a perfect fit scores the finite
+    10 log10(R^2 / eps), which keeps means over many signals finite). A tensor is computed in
+    its own dtype, R^2 / MSE as one division; a Python float gives a float computed with
+    ``math.log10`` (the C library's, which torch's float64 log10 differs from in the last bit
+    for some inputs).
+    """
+    if not isinstance(mse, torch.Tensor):
+        mse = float(mse) if eps is None else max(float(mse), eps)
+        return math.inf if mse == 0 else 10 * math.log10(data_range ** 2 / mse)
+    if eps is not None:
+        mse = mse.clamp(min=eps)
+    peak = torch.as_tensor(data_range ** 2, dtype=mse.dtype, device=mse.device)
+    return 10 * torch.log10(peak / mse)
+
+
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
+    """PSNR of the whole signal (:func:`psnr_from_mse` of the mean squared error)."""
     lo = -data_range / 2 if target.min() < 0 else 0.0
     pred = pred.clamp(lo, lo + data_range)
-    return float(peak_signal_noise_ratio(pred, target, data_range=data_range))
+    return float(psnr_from_mse(((pred - target) ** 2).mean(), data_range))
 
 
 SSIM_PAD = 5  # torchmetrics' default 11x11 Gaussian window: (11 - 1) / 2
@@ -72,7 +95,7 @@ def per_frame(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0,
     Frames go through SSIM ``chunk`` at a time to bound memory on long videos."""
     pred = pred.clamp(0.0, data_range)
     mse = ((pred - target) ** 2).flatten(1).mean(1)
-    psnrs = 10 * torch.log10(data_range ** 2 / mse.clamp(min=1e-20))
+    psnrs = psnr_from_mse(mse, data_range, eps=1e-20)  # a perfect frame: 200 dB at r = 1
     ssims = []
     for p, t in zip(pred.split(chunk), target.split(chunk)):
         p, t = p.permute(0, 3, 1, 2), t.permute(0, 3, 1, 2)

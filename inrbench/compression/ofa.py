@@ -20,13 +20,13 @@ from __future__ import annotations
 import torch
 
 from inrbench.errors import ConfigError
+from inrbench.models import create_model
+from inrbench.models.registry import MODELS
 
 FAMILIES = ("siren", "mfn")
 
 
 def family(name: str) -> str:
-    from inrbench.models.registry import MODELS
-
     cls = MODELS.get(name)
     base = getattr(cls, "func", cls)
     cls_name = getattr(base, "__name__", "")
@@ -103,8 +103,6 @@ def sandwich_order(fam: str, kwargs: dict, widths, depths) -> list[tuple[int, in
 
 
 def build_subnet(fam: str, kwargs: dict, width: int, depth: int, meta: bool = False):
-    from inrbench.models import create_model
-
     kw = dict(kwargs)
     name = kw.pop("name")
     if meta:  # for counting: no memory, no random init (falls back if a model cannot)

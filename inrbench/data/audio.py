@@ -14,6 +14,7 @@ computed with the same convention.
 from __future__ import annotations
 
 import json
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from inrbench.data.base import SignalDataModule, SignalSpec
 from inrbench.data.fetch import PaperDataModule, check_archive, extract, fetch_url, sample_file
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
+from inrbench.io import atomic_write_text
 
 AUDIO_RANGE = 2.0  # [-1, 1]
 
@@ -49,8 +51,6 @@ def audio_info(path: Path) -> tuple[int, int]:
 
 def _wav_declared_frames(path: Path) -> int | None:
     """The frame count a PCM WAV header declares (libsndfile reports what the file holds)."""
-    import wave
-
     try:
         with wave.open(str(path)) as w:
             return w.getnframes()
@@ -197,8 +197,6 @@ class LibriSpeechDataModule(PaperDataModule):
 
     def build_index(self) -> None:
         """Choose the utterances from the extracted tree and record their checksums."""
-        from inrbench.io import atomic_write_text
-
         tree = self.folder / "LibriSpeech" / "test-clean"
         flacs = list(tree.glob("*/*/*.flac"))
         if not flacs:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -265,6 +266,19 @@ def batches_done(trainer) -> int:
     if trainer is None:
         return 0
     return int(trainer.global_step) * int(getattr(trainer, "accumulate_grad_batches", 1))
+
+
+def files_of(dm) -> list[Path]:
+    """The files ``dm`` reads its signal from: its ``files_read()``, else its ``path`` or
+    ``file`` attribute when that is an existing file."""
+    read = getattr(dm, "files_read", None)
+    if callable(read):
+        return [Path(p) for p in read()]
+    for attr in ("path", "file"):
+        p = getattr(dm, attr, None)
+        if isinstance(p, (str, Path)) and Path(p).is_file():
+            return [Path(p)]
+    return []
 
 
 class SignalDataModule(L.LightningDataModule):

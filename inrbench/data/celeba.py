@@ -34,6 +34,7 @@ from inrbench.data.cifar import (
     photo_tiles,
 )
 from inrbench.data.fetch import PaperDataModule, check_archive, extract, fetch_url
+from inrbench.data.images import ImageSet, fit_image
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
@@ -65,8 +66,6 @@ def split_files(files: list[Path]) -> dict[str, list[Path]]:
 
 def read_faces(files: list[Path], size: int) -> np.ndarray:
     """JPEGs -> ``(N, size, size, 3)`` uint8: centre square crop, bicubic resize."""
-    from inrbench.data.images import fit_image
-
     out = np.empty((len(files), size, size, 3), np.uint8)
     for i, f in enumerate(files):
         try:
@@ -84,8 +83,6 @@ _STANDIN: dict = {}
 def standin_set(size: int):
     """CelebA's offline stand-in: ``size`` x ``size`` tiles of the shipped photos (train and
     test from different photos), at the short sides >= ``size`` that each photo reaches."""
-    from inrbench.data.images import ImageSet
-
     if size not in _STANDIN:
         scales = tuple(s for s in (*STANDIN_SCALES, 768, 1024) if s >= size)
 
@@ -207,8 +204,6 @@ class CelebADataModule(PaperDataModule):
 
     def image_set(self):
         """Train and test splits (the official 75% / last 5%), or the stand-in offline."""
-        from inrbench.data.images import ImageSet
-
         if self.uses_sample:
             return standin_set(self.size)
         if self._set is None:

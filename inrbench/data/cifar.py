@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from skimage import data as skimage_data
 
 from inrbench.data.base import SignalDataModule, SignalSpec
 from inrbench.data.download import data_root
-from inrbench.data.fetch import PaperDataModule, check_archive, extract, fetch_url
+from inrbench.data.fetch import PaperDataModule, check_archive, extract, fetch_url, sample_file
+from inrbench.data.images import ImageSet
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
@@ -136,15 +138,11 @@ STANDIN_SCALES = (48, 64, 96, 128, 192, 256, 384, 512)
 
 def _photo(name: str) -> Image.Image:
     if name.startswith("skimage "):
-        from skimage import data
-
-        return Image.fromarray(getattr(data, name.split()[1])())
+        return Image.fromarray(getattr(skimage_data, name.split()[1])())
     if name.startswith("sklearn "):
-        from sklearn.datasets import load_sample_image
+        from sklearn.datasets import load_sample_image  # optional: not a dependency
 
         return Image.fromarray(load_sample_image(name.split()[1]))
-    from inrbench.data.fetch import sample_file
-
     with Image.open(sample_file(f"images/{name}")) as im:
         # decode the 6028x3391 JPEG at a reduced scale that still exceeds the largest short side
         im.draft("RGB", (im.size[0] * 2 * STANDIN_SCALES[-1] // min(im.size),
@@ -175,8 +173,6 @@ _STANDIN: dict = {}
 def standin_set():
     """CIFAR-10's offline stand-in: real 32x32 RGB images cut from shipped photos, the train
     and test splits from different photos (:data:`STANDIN_TRAIN`, :data:`STANDIN_TEST`)."""
-    from inrbench.data.images import ImageSet
-
     if "set" not in _STANDIN:
         train = np.concatenate([photo_tiles(_photo(n)) for n in STANDIN_TRAIN])
         test = np.concatenate([photo_tiles(_photo(n)) for n in STANDIN_TEST])
@@ -268,8 +264,6 @@ class CIFAR10DataModule(PaperDataModule):
     def image_set(self):
         """Both splits for meta-learning: CIFAR-10's 50,000 train and 10,000 test images, or
         (offline, ``fallback``) the stand-in set, announced by ``resolve``'s one line."""
-        from inrbench.data.images import ImageSet
-
         if self.uses_sample:
             return standin_set()
         train, _ = self.files.split("train")

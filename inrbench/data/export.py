@@ -14,23 +14,15 @@ import io
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
+from skimage.measure import marching_cubes
 
 from inrbench.data.base import SignalSpec
-from inrbench.io import atomic_write_bytes
-
-
-def _png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgb[..., 0] if rgb.shape[-1] == 1 else rgb).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+from inrbench.io import atomic_write_bytes, write_png
 
 
 def save_wav(path: Path, pred: torch.Tensor, rate: float) -> None:
-    import soundfile as sf
-
     buffer = io.BytesIO()
     sf.write(buffer, pred.detach().float().clamp(-1, 1).reshape(-1).cpu().numpy(), int(rate),
              format="WAV", subtype="PCM_16")
@@ -42,17 +34,15 @@ def save_frames(out: Path, pred: torch.Tensor, frames=None) -> list[Path]:
     frames = sorted({0, t // 2, t - 1}) if frames is None else frames
     paths = []
     for i in frames:
-        arr = (pred[i].detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
         path = out / f"reconstruction_frame{i:04d}.png"
-        _png(path, arr)
+        write_png(path, pred[i].detach().float())
         paths.append(path)
     return paths
 
 
 def save_surface(path: Path, field: np.ndarray, level: float = 0.0) -> bool:
     """Marching cubes of ``field`` at ``level`` to a PLY; False when there is no surface."""
-    import trimesh
-    from skimage.measure import marching_cubes
+    import trimesh  # heavy import (~0.5 s), only for 3D reconstructions
 
     if not field.min() < level < field.max():
         return False

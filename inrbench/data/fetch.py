@@ -32,7 +32,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from inrbench.data.base import SignalDataModule, SignalSpec
+from inrbench.data.base import SignalDataModule, SignalSpec, files_of
 from inrbench.data.download import Manifest, data_root
 from inrbench.errors import DataError
 
@@ -293,8 +293,6 @@ class PaperDataModule(SignalDataModule):
         stand-in's, or the paper data set's prepared files (subclasses narrow this to the one
         item they load)."""
         if self.uses_sample:
-            from inrbench.data.provenance import files_of
-
             return files_of(self._sample)
         return self.paper_files()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from skimage import data as skimage_data
 
 from inrbench.data.base import SignalDataModule, SignalSpec
 from inrbench.data.download import download
@@ -99,17 +100,13 @@ class CameramanDataModule(SignalDataModule):
 
     def files_read(self) -> list[Path]:
         """scikit-image ships the image as ``skimage/data/camera.png``."""
-        import skimage.data
-
-        return [Path(skimage.data.__file__).parent / "camera.png"]
+        return [Path(skimage_data.__file__).parent / "camera.png"]
 
     def spec(self) -> SignalSpec:
         return SignalSpec(_check_crop(self.crop, (512, 512)), 1)
 
     def load_signal(self) -> torch.Tensor:
-        from skimage import data
-
-        arr = torch.from_numpy(data.camera().astype(np.float32) / 255.0)[..., None]
+        arr = torch.from_numpy(skimage_data.camera().astype(np.float32) / 255.0)[..., None]
         if self.crop is not None:
             arr = arr[: self.crop[0], : self.crop[1]].contiguous()
         return arr

@@ -7,7 +7,6 @@ computes coordinates per batch only, so the 67M coordinates of the image never e
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import torch
@@ -19,7 +18,7 @@ from inrbench.data.fetch import PaperDataModule, fetch_url, sample_file
 from inrbench.data.image import ImageDataModule, _check_crop, load_image, read_image_header
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import DataError
-from inrbench.io import atomic_write_bytes
+from inrbench.io import write_png
 
 # "Pluto in True Color - High-Res" (NASA/JHUAPL/SwRI/Alex Parker, public domain), 8000x8000
 # JPEG; the ACORN code (Martel et al. 2021) fetches this file and, like the official ASMR
@@ -80,9 +79,7 @@ class PlutoDataModule(PaperDataModule):
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"{self.source} is truncated or corrupt ({e}); delete it and "
                             f"download {PLUTO_URL} again") from None
-        buffer = io.BytesIO()
-        im.save(buffer, format="PNG")
-        atomic_write_bytes(self.file, buffer.getvalue())
+        write_png(self.file, im)
         self.manifest.record(self.file)
 
     def load_paper(self) -> torch.Tensor:

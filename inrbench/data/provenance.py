@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inrbench.data.base import files_of
 from inrbench.data.download import sha256
+from inrbench.data.fetch import PaperDataModule
 from inrbench.errors import DataError
 
 PAPER, STAND_IN, USER = "paper", "stand-in", "user"
@@ -34,24 +36,9 @@ def file_entry(path: Path) -> dict:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256(path)}
 
 
-def files_of(dm) -> list[Path]:
-    """The files ``dm`` reads its signal from: its ``files_read()``, else its ``path`` or
-    ``file`` attribute when that is an existing file."""
-    read = getattr(dm, "files_read", None)
-    if callable(read):
-        return [Path(p) for p in read()]
-    for attr in ("path", "file"):
-        p = getattr(dm, attr, None)
-        if isinstance(p, (str, Path)) and Path(p).is_file():
-            return [Path(p)]
-    return []
-
-
 def data_record(dm) -> dict:
     """The provenance of ``dm``'s signal (see the module docstring); decides the paper data
     set / stand-in question once (``PaperDataModule.resolve``) and hashes the files."""
-    from inrbench.data.fetch import PaperDataModule
-
     stands_in_for = reason = None
     if isinstance(dm, PaperDataModule):
         resolution = dm.resolve()
@@ -93,7 +80,7 @@ def check_same_data(saved: dict | None, record: dict) -> None:
 
 def run_source(summary: dict, config: dict | None = None) -> str | None:
     """A results folder's data source: ``metrics.json`` ``data_source``, else
-    ``config.yaml`` ``data_record.source``; None for records older than this field."""
+    ``config.yaml`` ``data_record.source``; None when neither names it."""
     source = summary.get("data_source")
     if source is None and config:
         source = (config.get("data_record") or {}).get("source")

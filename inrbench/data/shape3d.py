@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 
 from inrbench.data.base import SignalDataModule, SignalSpec
 from inrbench.data.fetch import PaperDataModule, Resolution, extract, fetch_url, sample_file
@@ -30,7 +31,7 @@ MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl")
 
 def load_mesh(path: Path):
     """A trimesh.Trimesh with at least one face; a DataError for missing/corrupt files."""
-    import trimesh
+    import trimesh  # heavy import (~0.5 s), only for mesh data
 
     path = Path(path)
     if not path.is_file():
@@ -113,8 +114,6 @@ def voxelize(mesh, resolution: int) -> np.ndarray:
 
 def occupancy_to_sdf(occ: np.ndarray) -> np.ndarray:
     """Signed distance (negative inside) in cube units, from the voxel occupancy, in [-1, 1]."""
-    from scipy.ndimage import distance_transform_edt
-
     d = 2.0 / (occ.shape[0] - 1)
     if occ.all() or not occ.any():
         raise DataError("the occupancy grid is all inside or all outside; no surface to measure")

@@ -9,6 +9,7 @@ BT.709 matrix (what UVG's HD sequences are) or ``matrix: bt601``.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ def _resize(frame: np.ndarray, resize) -> np.ndarray:
 
 def mp4_header(path: Path) -> tuple[int, int, int]:
     """(frames, H, W) of the first video stream, from the container (packets, no decoding)."""
-    import av
+    import av  # heavy import (FFmpeg bindings, ~0.1 s), only for video files
 
     path = Path(path)
     if not path.is_file():
@@ -98,7 +99,7 @@ def mp4_header(path: Path) -> tuple[int, int, int]:
 def check_mp4(path: Path) -> None:
     """Demux every packet (no decoding): a file cut short has fewer packets than its header
     lists frames, even when the frames asked for would still decode."""
-    import av
+    import av  # heavy import (FFmpeg bindings, ~0.1 s), only for video files
 
     try:
         with av.open(str(path)) as c:
@@ -114,7 +115,7 @@ def check_mp4(path: Path) -> None:
 
 def read_mp4(path: Path, indices, resize=None) -> np.ndarray:
     """Decoded frames ``indices`` (sorted) as ``(T, H, W, 3)`` uint8 RGB."""
-    import av
+    import av  # heavy import (FFmpeg bindings, ~0.1 s), only for video files
 
     wanted, out, t = set(int(i) for i in indices), [], -1
     last = max(wanted)
@@ -257,8 +258,6 @@ class _VideoPaper(PaperDataModule):
 
 
 def save_npy(path: Path, arr: np.ndarray) -> None:
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, arr)
     atomic_write_bytes(path, buffer.getvalue())

@@ -1,7 +1,7 @@
 """Coordinate networks, one file per family; importing this package registers them all."""
 
 from inrbench.models import (  # noqa: F401
-    anr,  # issue 14: anr, transinr
+    anr,  # registers anr and transinr
     asmr,
     diner,
     ffn,

@@ -26,10 +26,10 @@ from torch import nn
 
 from inrbench.bases import default_bases, validate_bases
 from inrbench.errors import ConfigError
-from inrbench.models.base import INR, coords_to_index
-from inrbench.models.checks import check_int, signal_shape_of
+from inrbench.models.base import INR, coords_to_index, mlp_macs
+from inrbench.models.checks import check_int, check_positive, check_sizes, signal_shape_of
 from inrbench.models.registry import register_model, register_variant
-from inrbench.models.siren import SIREN, check_positive, check_sizes, mlp_macs
+from inrbench.models.siren import SIREN
 
 
 class LinearModulator(nn.Module):

@@ -33,6 +33,11 @@ def coords_to_index(coords: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return idx.long()
 
 
+def mlp_macs(dims: list[int], include_bias: bool = False) -> int:
+    """MACs of a dense MLP with layer widths ``dims`` for one sample."""
+    return sum(a * b + (b if include_bias else 0) for a, b in zip(dims[:-1], dims[1:]))
+
+
 #: samples per piece when a whole signal is rendered without gradients (evaluation, latency):
 #: signals up to this size render in one piece; larger ones keep memory bounded.
 EVAL_CHUNK = 2**20

@@ -51,3 +51,18 @@ def signal_shape_of(signal_shape, in_features: int) -> list[int]:
         raise ConfigError(f"the signal {tuple(shape)} has {len(shape)} axes but "
                           f"model.in_features={in_features}; they must agree")
     return shape
+
+
+def check_positive(**values) -> None:
+    """Every keyword argument a positive finite number (:func:`check_number`)."""
+    for key, v in values.items():
+        check_number(key, v)
+
+
+def check_sizes(in_features, out_features, hidden_dim, n_layers) -> None:
+    """The integer arguments of SIREN-like networks (n_layers counts linear layers)."""
+    for key, v in (("in_features", in_features), ("out_features", out_features),
+                   ("hidden_dim", hidden_dim)):
+        check_int(key, v)
+    if check_int("n_layers", n_layers, minimum=1) < 2:
+        raise ConfigError(f"model.n_layers must be >= 2 (one hidden layer), got {n_layers}")

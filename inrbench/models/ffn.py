@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import torch
 
-from inrbench.models.base import INR
+from inrbench.models.base import INR, mlp_macs
 from inrbench.models.checks import check_int
 from inrbench.models.encoding import GaussianFourierFeatures, relu_mlp
 from inrbench.models.registry import register_model
-from inrbench.models.siren import mlp_macs
 
 
 class FFN(INR):

@@ -46,12 +46,11 @@ from torch import nn
 
 from inrbench.bases import default_bases
 from inrbench.errors import ConfigError
-from inrbench.models.base import INR, coords_to_index, make_grid
+from inrbench.models.base import INR, coords_to_index, make_grid, mlp_macs
 from inrbench.models.checks import check_choice, check_int, signal_shape_of
 from inrbench.models.encoding import PositionalEncoding
 from inrbench.models.kilonerf import ACTIVATIONS
 from inrbench.models.registry import register_model
-from inrbench.models.siren import mlp_macs
 from inrbench.models.tiles import INITS, AxisGrouping, Grouping, TiledLinear, flat_tile_id
 
 

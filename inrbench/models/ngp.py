@@ -46,11 +46,10 @@ import torch
 from torch import nn
 
 from inrbench.errors import ConfigError
-from inrbench.models.base import INR
+from inrbench.models.base import INR, mlp_macs
 from inrbench.models.checks import check_choice, check_int, check_number, per_axis
 from inrbench.models.encoding import relu_mlp
 from inrbench.models.registry import register_model
-from inrbench.models.siren import mlp_macs
 
 #: Instant-NGP's hash primes, one per axis (the first is 1 for cache coherence).
 PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)

@@ -19,9 +19,8 @@ import math
 import torch
 from torch import nn
 
-from inrbench.errors import ConfigError
-from inrbench.models.base import INR
-from inrbench.models.checks import check_int, check_number
+from inrbench.models.base import INR, mlp_macs
+from inrbench.models.checks import check_positive, check_sizes
 from inrbench.models.registry import register_model, register_variant
 
 
@@ -47,21 +46,6 @@ def siren_uniform_(linear: nn.Linear, omega: float, is_first: bool) -> None:
         for p in (linear.weight, linear.bias):
             if p is not None:
                 p.uniform_(-bound, bound)
-
-
-def check_positive(**values) -> None:
-    """Positive numbers (``model.KEY must be a number > 0, got V``), the shared checks."""
-    for key, v in values.items():
-        check_number(key, v)
-
-
-def check_sizes(in_features, out_features, hidden_dim, n_layers) -> None:
-    """The integer arguments of SIREN-like networks (n_layers counts linear layers)."""
-    for key, v in (("in_features", in_features), ("out_features", out_features),
-                   ("hidden_dim", hidden_dim)):
-        check_int(key, v)
-    if check_int("n_layers", n_layers, minimum=1) < 2:
-        raise ConfigError(f"model.n_layers must be >= 2 (one hidden layer), got {n_layers}")
 
 
 class SIREN(INR):
@@ -98,11 +82,6 @@ class SIREN(INR):
         scale, outside the network its profiler counts."""
         return mlp_macs([self.in_features] + [self.hidden_dim] * (self.n_layers - 1)
                         + [self.out_features], include_bias)
-
-
-def mlp_macs(dims: list[int], include_bias: bool = False) -> int:
-    """MACs of a dense MLP with layer widths ``dims`` for one sample."""
-    return sum(a * b + (b if include_bias else 0) for a, b in zip(dims[:-1], dims[1:]))
 
 
 register_model(SIREN, name="siren")

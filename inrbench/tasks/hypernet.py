@@ -40,7 +40,7 @@ from torch import nn
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
-from inrbench.io import atomic_write_bytes, atomic_write_json
+from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.models.anr import GeneratedINR, pixel_grid
 from inrbench.models.hypernet import HyperNetwork, n_params
 from inrbench.registry import register_task
@@ -236,14 +236,8 @@ class HypernetTask(RunHistory, L.LightningModule):
 
 def _save_sr(path: Path, originals: torch.Tensor, sr: torch.Tensor, scale: int) -> None:
     """Originals (nearest-upscaled to the render's size) on top, the denser render below."""
-    import io
-
-    from PIL import Image
-
     up = originals.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    buffer = io.BytesIO()
-    Image.fromarray(grid_image([up, sr], scale=max(1, 4 // scale))).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    write_png(path, grid_image([up, sr], scale=max(1, 4 // scale)))
 
 
 @register_task("hypernet")

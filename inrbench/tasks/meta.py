@@ -35,7 +35,8 @@ from torch.func import grad
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
-from inrbench.io import atomic_write_bytes, atomic_write_json
+from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
+from inrbench.metrics import psnr_from_mse
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
 from inrbench.registry import register_task
 from inrbench.tasks.fit import RunHistory
@@ -45,7 +46,8 @@ OUTPUT_OFFSET = 0.5
 
 
 def mse_to_psnr(mse: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    return 10.0 * torch.log10(data_range ** 2 / mse.clamp(min=1e-12))
+    """COIN++'s PSNR: the MSE floored at 1e-12 (a perfect image: 120 dB at R = 1, not inf)."""
+    return psnr_from_mse(mse, data_range, eps=1e-12)
 
 
 class MetaTask(RunHistory, L.LightningModule):
@@ -242,13 +244,7 @@ def grid_image(rows: list[torch.Tensor], scale: int = 4, gap: int = 2) -> np.nda
 
 def save_grid(path: Path, originals: torch.Tensor, recon: torch.Tensor) -> None:
     """Originals on top, reconstructions after k inner steps below (Figure 5's layout)."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(grid_image([originals, recon])).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    write_png(path, grid_image([originals, recon]))
 
 
 def image_set_data(datamodule, spec, data_name: str, task: str, seed: int,
