@@ -109,6 +109,7 @@ def _add_report_commands(sub) -> None:
 
 
 def cmd_report(args) -> int:
+    from inrbench.experiments import profile_experiment
     from inrbench.reports.build import make_report
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -120,7 +121,7 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else Path("reports") / (results[0].resolve().name
                                                            or "report")
     done = make_report(results if len(results) > 1 else results[0], out, formats, tables,
-                       args.title, args.note)
+                       args.title, args.note, profile=profile_experiment)
     print(f"report of {done['runs']} run(s): {out}")
     for f in done["files"]:
         print(f"  {f}")
