@@ -75,7 +75,8 @@ def summary(cfg: DictConfig, task, model, dm, spec: SignalSpec, final: dict, res
     """The ``metrics.json`` of a finished run."""
     lr = cfg.task.get("lr")
     return {
-        "model": cfg.model.name, "data": cfg.data.name, **summary_fields(OmegaConf.to_container(cfg.data_record)),
+        "model": cfg.model.name, "data": cfg.data.name,
+        **summary_fields(OmegaConf.to_container(cfg.data_record)),
         "task": cfg.task.get("name") or "fit",
         "modality": spec.modality, "signal_shape": list(spec.shape), "channels": spec.channels,
         "metric": headline_metric(spec), "lr": None if lr is None else float(lr), **final,
