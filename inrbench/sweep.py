@@ -10,7 +10,7 @@ entry point a W&B agent starts (``inrbench agent-run``), which reads ``wandb.con
 
 * ``inrbench sweep FILE --local [--trials N] [--out DIR]``: no server. Each trial is drawn by
   W&B's own search engine (the ``sweeps`` package, ``sweeps.next_run``) from the trials so
-  far, trained with :func:`inrbench.runner.run` into ``DIR/trial-NNN/`` (a normal results
+  far, trained with :func:`inrbench.run.run` into ``DIR/trial-NNN/`` (a normal results
   folder), and recorded in ``DIR/sweep.csv`` and ``DIR/sweep.json``.
 * ``inrbench sweep FILE``: creates the sweep on the W&B server (``wandb.sweep``; needs
   ``wandb login`` and network) and prints the ``wandb agent ENTITY/PROJECT/ID`` command.

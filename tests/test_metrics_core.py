@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from inrbench.compression.codecs import psnr_uint8
+from inrbench.codecs import psnr_uint8
 from skimage.metrics import peak_signal_noise_ratio as skimage_psnr
 from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
 

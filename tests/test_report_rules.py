@@ -228,7 +228,7 @@ REPORTS = Path(__file__).resolve().parents[1] / "inrbench" / "reports"
 #: what builds or runs models: a report reads results and experiment files only
 NOT_BELOW_REPORTS = ("inrbench.runner", "inrbench.build", "inrbench.run", "inrbench.tasks",
                      "inrbench.experiments", "inrbench.models", "inrbench.sweep",
-                     "inrbench.compression.compress", "inrbench.cli")
+                     "inrbench.compress", "inrbench.cli")
 
 
 def _imports(path: Path) -> set[str]:

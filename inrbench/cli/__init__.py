@@ -227,7 +227,7 @@ def cmd_run(args) -> int:
             raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
         from inrbench.config.resume import resume_config
 
-        # the folder's config; arguments that disagree with it are refused (inrbench/rundir.py)
+        # the folder's config; arguments that disagree with it are refused (inrbench/config/resume.py)
         cfg = resume_config(Path(args.out), args.overrides, extra, model=args.model,
                             data=args.data)
     else:

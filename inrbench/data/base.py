@@ -363,7 +363,7 @@ class SignalDataModule(L.LightningDataModule):
         if self.sampling == "blocks":
             if self.n_cells is None:
                 raise ConfigError("data.sampling=blocks: the cell size is chosen from the model; "
-                                  "call configure_blocks (inrbench.runner does) first")
+                                  "call configure_blocks (inrbench.run does) first")
             return self._loader(RandomBlocks(self.signal, self.spec().shape, self.block,
                                              self.n_cells, self.steps_per_epoch, self.seed,
                                              level=self.block_level, **self._shard()),
