@@ -1,4 +1,4 @@
-"""Block sampling (issue 9): ASMR trains on random whole cells with activation sharing, and
+"""Block sampling: ASMR trains on random whole cells with activation sharing, and
 its values and gradients equal the per-sample forward's on exactly the drawn samples."""
 
 import math

@@ -1,4 +1,4 @@
-"""Neural-image compression (issue 13): quantizers, the .inrb bitstream, compress/decompress
+"""Neural-image compression: quantizers, the .inrb bitstream, compress/decompress
 of real runs (PTQ, LSQ+ QAT, once-for-all), ANI's bpp counts, classic codecs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Generating INRs in one forward pass (issue 14; ANR, ECCV 2024): the L-softmax, instance
+"""Generating INRs in one forward pass (ANR, ECCV 2024): the L-softmax, instance
 independence in a batch, super-resolution rendering, the Trans-INR modulation, the hypernet
 task's results folder and resume, CelebA's files and offline behaviour, bad input."""
 

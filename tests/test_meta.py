@@ -1,4 +1,4 @@
-"""Meta-learning (issue 10; ASMR paper sec. 4.4, appendix I; COIN++): shift modulations, the
+"""Meta-learning (ASMR paper sec. 4.4, appendix I; COIN++): shift modulations, the
 activation-sharing path with a batch of shifts, the inner/outer loop, image-set data, the
 runner's results folder and resume."""
 

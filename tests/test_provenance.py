@@ -1,4 +1,4 @@
-"""Records say which data a run saw (issue 11): files read (path, size, SHA-256), paper data
+"""Records say which data a run saw: files read (path, size, SHA-256), paper data
 set or stand-in; only "no route"/"no name" counts as offline; Kodak falls back like the
 other paper data sets and downloads nothing unless asked."""
 

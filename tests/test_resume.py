@@ -1,5 +1,5 @@
-"""Crash + ``--resume`` reaches the uninterrupted run's result in every sampling mode
-(issue 11): the batches a step draws are a function of the global step (data/base.py), the
+"""Crash + ``--resume`` reaches the uninterrupted run's result in every sampling mode:
+the batches a step draws are a function of the global step (data/base.py), the
 optimizer, scheduler and RNG state come back from the checkpoint, so the loss curve and the
 final PSNR of a resumed run equal those of a run that never stopped."""
 
