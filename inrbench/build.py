@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from inrbench.data import create_datamodule
@@ -13,6 +14,7 @@ from inrbench.data.base import SignalSpec
 from inrbench.data.registry import DATAMODULES
 from inrbench.errors import ConfigError
 from inrbench.models import create_model
+from inrbench.models.base import CoordinateModule
 from inrbench.models.registry import MODELS
 from inrbench.registry import TASKS, accepted_kwargs, check_kwargs
 
@@ -45,13 +47,22 @@ def model_kwargs(cfg: DictConfig, spec: SignalSpec) -> dict:
 
 
 def build_model(cfg: DictConfig, spec: SignalSpec):
-    """``cfg.model`` as a module sized for the data's spec."""
+    """``cfg.model`` as a module sized for the data's spec. A module that only maps
+    coordinates to values (no ``render``, not an :class:`~inrbench.models.base.INR`) is
+    wrapped in a :class:`~inrbench.models.base.CoordinateModule`: it renders by its forward on
+    the grid and its MACs are measured only."""
     kwargs = model_kwargs(cfg, spec)
     name = kwargs.pop("name")
     if kwargs.get("out_features", spec.channels) != spec.channels:
         raise ConfigError(f"model.out_features={kwargs['out_features']} but the data has "
                           f"{spec.channels} channel(s); drop the override")
-    return create_model(name, **kwargs)
+    model = create_model(name, **kwargs)
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model {name!r} built a {type(model).__name__}, not a torch "
+                          f"nn.Module mapping coordinates to values")
+    if not callable(getattr(model, "render", None)):
+        model = CoordinateModule(model, out_features=spec.channels)
+    return model
 
 
 def task_context(cfg: DictConfig, model, datamodule, spec: SignalSpec) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,8 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Callable[..., Any]] = {}
+        #: where each entry that is not built in comes from (a package, or ``module:Class``)
+        self.origins: dict[str, str] = {}
 
     def register(self, fn: Callable[..., Any] | None = None, *, name: str | None = None):
         def deco(f):
@@ -28,16 +31,46 @@ class Registry:
         return deco(fn) if fn is not None else deco
 
     def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._entries and isinstance(name, str) and ":" in name:
+            self._resolve(name)
         if name not in self._entries:
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
+                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}, or "
+                f"a class of your own as module.path:ClassName"
             )
         return self._entries[name]
+
+    def _resolve(self, reference: str) -> None:
+        """``package.module:Name`` -> that object, registered under the reference itself."""
+        module_name, _, attr = reference.partition(":")
+        if not module_name or not attr:
+            raise ConfigError(f"{self.kind} {reference!r} must read module.path:ClassName")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ConfigError(f"cannot import {module_name!r} for {self.kind} {reference!r} "
+                              f"({e}); put its folder on PYTHONPATH or pip install its "
+                              f"package") from None
+        obj = module
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise ConfigError(f"module {module_name!r} has no {attr!r} for {self.kind} "
+                                  f"{reference!r}; check the name after the colon")
+            obj = getattr(obj, part)
+        if not callable(obj):
+            raise ConfigError(f"{reference!r} is not a class or function")
+        self._entries[reference] = obj
+        self.origins[reference] = module_name
 
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: str) -> bool:
+        if name not in self._entries and isinstance(name, str) and ":" in name:
+            try:
+                self._resolve(name)
+            except ConfigError:
+                return False
         return name in self._entries
 
 

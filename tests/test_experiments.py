@@ -43,7 +43,7 @@ def test_row_composes_into_a_run_config(name, row_id):
         given = {**exp.common.get(section, {}), **row.get(section, {})}
         for key, value in given.items():
             assert OmegaConf.to_container(cfg[section])[key] == value, (section, key)
-    assert cfg.task.steps > 0 and cfg.task.lr > 0
+    assert cfg.task.steps > 0 and cfg.task.get("lr", cfg.task.get("outer_lr")) > 0
     if "epochs" in row:  # epochs -> steps: one epoch samples every sample (or the stated count)
         signal = row.get("signal") or exp.signal
         samples = row.get("samples_per_epoch") or math.prod(signal["shape"])

@@ -227,7 +227,7 @@ def cmd_run(args) -> int:
             raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
         from inrbench.config.resume import resume_config
 
-        # the folder's config; arguments that disagree with it are refused (inrbench/config/resume.py)
+        # the folder's config; arguments that disagree with it are refused
         cfg = resume_config(Path(args.out), args.overrides, extra, model=args.model,
                             data=args.data)
     else:
@@ -248,8 +248,14 @@ def _summary_line(summary: dict) -> str:
     return (f"{summary['model']} on {summary['data']}: {summary['metric']} final "
             f"{summary[summary['metric']]:.2f}, best PSNR {summary['best_psnr']:.2f} dB, "
             f"{summary['steps']} steps in {summary['wall_s']:.0f} s; "
-            f"params {summary['params']:,}, MACs/sample {summary['macs']:,.1f}, "
+            f"params {summary['params']:,}, MACs/sample {_macs(summary)}, "
             f"render {summary['latency_ms']:.1f} ms")
+
+
+def _macs(summary: dict) -> str:
+    if summary.get("macs") is not None:
+        return f"{summary['macs']:,.1f}"
+    return f"{summary['macs_measured']:,.1f} (measured only)"
 
 
 def _experiment_only(args) -> None:
@@ -318,7 +324,9 @@ def cmd_profile(args) -> int:
     else:
         print(f"model {cfg.model.name} on {cfg.data.name} {tuple(spec.shape)}x{spec.channels}")
         print(f"params         {stats['params']:,}")
-        print(f"macs           {stats['macs']:,.2f}  (per sample, paper convention)")
+        print("macs           " + (f"{stats['macs']:,.2f}  (per sample, paper convention)"
+                                     if stats["macs"] is not None else
+                                     "-  (measured only: the model has no paper convention)"))
         print(f"macs_measured  {stats['macs_measured']:,.2f}  (matmul MACs a full render runs)")
     return 0
 
@@ -348,12 +356,19 @@ def cmd_profile_experiment(args) -> int:
 def cmd_list(args) -> int:
     from inrbench.config import list_experiments
     from inrbench.data import list_datamodules
+    from inrbench.data.registry import DATAMODULES
     from inrbench.models import list_models
+    from inrbench.models.registry import MODELS
+    from inrbench.registry import TASKS
     from inrbench.tasks import list_tasks
 
-    print("models:      " + ", ".join(list_models()))
-    print("data:        " + ", ".join(list_datamodules()))
-    print("tasks:       " + ", ".join(list_tasks()))
+    def names(found, registry):  # a plugin's entry names its package
+        return ", ".join(f"{n} ({registry.origins[n]})" if n in registry.origins else n
+                         for n in found)
+
+    print("models:      " + names(list_models(), MODELS))
+    print("data:        " + names(list_datamodules(), DATAMODULES))
+    print("tasks:       " + names(list_tasks(), TASKS))
     print("experiments: " + ", ".join(list_experiments()))
     return 0
 
@@ -373,9 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(flags or extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
-    # registering models/data is a side effect of importing the packages
+    # registering models/data is a side effect of importing the packages; then the plugins'
     import inrbench.data  # noqa: F401
     import inrbench.models  # noqa: F401
+    import inrbench.tasks  # noqa: F401
+    from inrbench.plugins import load_plugins
+
+    load_plugins()
 
     try:
         return {"run": cmd_run, "profile": cmd_profile, "list": cmd_list, "report": cmd_report,

@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from inrbench.config import validation
 from inrbench.config.experiment import Experiment, row_sections
-from inrbench.config.files import conf_dir, load_yaml, parse_overrides
+from inrbench.config.files import conf_dir, conf_names, find_conf, load_yaml, parse_overrides
 from inrbench.config.rowdefaults import row_defaults
 from inrbench.errors import ConfigError
 
@@ -23,11 +23,10 @@ from inrbench.errors import ConfigError
 def base_config(task: str = "fit") -> DictConfig:
     """``conf/defaults.yaml`` with ``conf/task/<task>.yaml`` merged in: every valid section, and
     the task section holding exactly the task's keys."""
-    root = conf_dir()
-    base = load_yaml(root / "defaults.yaml")
-    path = root / "task" / f"{task}.yaml"
-    if not isinstance(task, str) or not path.is_file():
-        valid = sorted(p.stem for p in (root / "task").glob("*.yaml"))
+    base = load_yaml(conf_dir() / "defaults.yaml")
+    path = find_conf(f"task/{task}.yaml") if isinstance(task, str) else None
+    if path is None:
+        valid = conf_names("task")
         raise ConfigError(f"unknown task {task!r}; valid choices: {', '.join(valid)} "
                           f"(one conf/task/<name>.yaml each)")
     layer = load_yaml(path)
@@ -64,8 +63,8 @@ def _owner(section: str, key: str) -> str:
     """For a task key of another task: which tasks take it."""
     if section != "task":
         return ""
-    owners = [p.stem for p in sorted((conf_dir() / "task").glob("*.yaml"))
-              if key in (load_yaml(p).get("task") or {})]
+    owners = [name for name in conf_names("task")
+              if key in (load_yaml(find_conf(f"task/{name}.yaml")).get("task") or {})]
     return f" (a key of --task {' or '.join(owners)})" if owners else ""
 
 
@@ -86,8 +85,8 @@ def _task_of(cli: DictConfig, extra: dict | None, row_cfg: DictConfig) -> str:
 def _file_layer(kind: str, name: str, base: DictConfig) -> DictConfig:
     """``conf/<kind>/<name>.yaml`` (model or data); its ``task:`` keys that the chosen task does
     not take are left out: a model file holds the paper's fitting rate for that model."""
-    path = conf_dir() / kind / f"{name}.yaml"
-    layer = load_yaml(path) if path.is_file() else OmegaConf.create({kind: {}})
+    path = find_conf(f"{kind}/{name}.yaml")
+    layer = load_yaml(path) if path is not None else OmegaConf.create({kind: {}})
     if OmegaConf.select(layer, f"{kind}.name") not in (None, name):
         layer = OmegaConf.create({kind: {}})  # a family file does not name a variant
     layer[kind]["name"] = name
@@ -120,7 +119,8 @@ def compose(model: str | None = None, data: str | None = None,
         cli_data = cli.get("data")
         found = row_defaults(model, data, OmegaConf.to_container(cfg.data, resolve=True),
                              OmegaConf.to_container(cli_data, resolve=True) if cli_data else None)
-        if found is not None:
+        # a row trains with its own task; another task does not follow it
+        if found is not None and found[0].get("task", {}).get("name", "fit") == base.task.name:
             sections, followed = found
             row_cfg = OmegaConf.create(sections)
     cfg = OmegaConf.merge(cfg, row_cfg)

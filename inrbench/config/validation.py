@@ -41,7 +41,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import inrbench.data  # noqa: F401  (importing the packages registers the built-in ones)
+import inrbench.models  # noqa: F401
+from inrbench.data.registry import DATAMODULES
 from inrbench.errors import ConfigError
+from inrbench.models.registry import MODELS
+from inrbench.plugins import load_plugins
 from inrbench.registry import keyword_parameters
 
 # -- key specifications --------------------------------------------------------------------
@@ -366,11 +371,7 @@ def to_plain(cfg: DictConfig) -> dict:
 
 
 def _builders():
-    import inrbench.data  # noqa: F401  (registering is a side effect of importing)
-    import inrbench.models  # noqa: F401
-    from inrbench.data.registry import DATAMODULES
-    from inrbench.models.registry import MODELS
-
+    load_plugins()
     return {"model": MODELS, "data": DATAMODULES}
 
 

@@ -30,10 +30,26 @@ def measured_macs(model, shape: Sequence[int]) -> float:
     return counter.get_total_flops() / 2 / math.prod(shape)
 
 
+def paper_macs(model) -> float | None:
+    """The model's own ``macs_per_sample()`` (a paper's convention), or None for a model that
+    has none (``NotImplementedError`` or no such method): its figures are measured only."""
+    fn = getattr(model, "macs_per_sample", None)
+    if fn is None:
+        return None
+    try:
+        return float(fn())
+    except NotImplementedError:
+        return None
+
+
 def profile(model, shape: Sequence[int]) -> dict:
-    """``{"params", "macs", "macs_measured"}`` for a model over a signal of ``shape``."""
+    """``{"params", "macs", "macs_measured", "macs_source"}`` for a model over a signal of
+    ``shape``; ``macs`` is None and ``macs_source`` ``measured only`` for a model without a
+    paper convention, every other model's ``macs_source`` is ``paper convention``."""
+    macs = paper_macs(model)
     return {
         "params": count_params(model),
-        "macs": float(model.macs_per_sample()),
+        "macs": macs,
         "macs_measured": float(measured_macs(model, shape)),
+        "macs_source": "measured only" if macs is None else "paper convention",
     }

@@ -83,8 +83,7 @@ class ProfileCallback(L.Callback):
     def on_fit_start(self, trainer, pl_module):
         stats = profile(pl_module.model, self.shape)
         self.results.update(stats)
-        if hasattr(pl_module.model, "macs_per_sample"):  # every count a paper table may print
-            self.results["macs_counts"] = macs_counts(pl_module.model)
+        self.results["macs_counts"] = macs_counts(pl_module.model)  # each paper's count
         _log(trainer, stats)
 
 

@@ -5,6 +5,7 @@ and how it scored), the reconstruction, and the logger's files."""
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -24,8 +25,10 @@ from inrbench.sysinfo import versions
 
 
 def default_out(name: str) -> Path:
-    """``runs/<name>-<timestamp>``: a new results folder for a run or an experiment."""
-    return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<name>-<timestamp>``: a new results folder for a run or an experiment (a
+    ``module:Class`` model names the folder by its class)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return Path("runs") / f"{safe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def make_logger(cfg: DictConfig, out: Path):
@@ -82,6 +85,7 @@ def summary(cfg: DictConfig, task, model, dm, spec: SignalSpec, final: dict, res
         "metric": headline_metric(spec), "lr": None if lr is None else float(lr), **final,
         "params": results.get("params"), "macs": results.get("macs"),
         "macs_measured": results.get("macs_measured"), "macs_counts": results.get("macs_counts"),
+        "macs_source": results.get("macs_source"),
         "latency_ms": results.get("latency_ms"), "latency_ms_all": results.get("latency_ms_all"),
         "latency_device": results.get("latency_device"),
         "backend": getattr(model, "backend", "torch"), "steps": int(trainer.global_step),

@@ -1,0 +1,1 @@
+"""An example inrbench plugin package (see docs/plugins.md in the inrbench repository)."""
