@@ -192,3 +192,38 @@ def test_the_command_exits_0_1_and_raises_for_bad_input(registered, capsys):
         _cli(["check-model", "nope"])
     with pytest.raises(ConfigError, match="constructor keys only"):
         _cli(["check-model", "siren", "task.lr=1"])
+
+
+class _Crashes(_Toy):
+    def __init__(self, in_features: int = 2, out_features: int = 1):
+        if in_features == 1:
+            raise ConfigError("model.in_features=1: this toy needs 2 or more axes")
+        if in_features == 3:
+            raise RuntimeError("boom")
+        super().__init__(in_features, out_features)
+
+
+class _NoMatmul(INR):
+    def __init__(self, in_features: int = 2, out_features: int = 1):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.scale = nn.Parameter(torch.ones(out_features))
+
+    def forward(self, coords):
+        return torch.sin(coords.sum(-1, keepdim=True) * self.scale)
+
+
+def test_refused_dimensions_skip_and_crashes_fail_with_their_type(registered):
+    checks = check_model(registered(_Crashes, "_contract_crashes"), fit_steps=3)
+    construct = {c.dim: c for c in _by(checks, "construct")}
+    assert construct[1].status == "skip" and "needs 2 or more axes" in construct[1].reason
+    assert construct[2].status == "pass"
+    assert (construct[3].status, construct[3].reason) == ("fail", "RuntimeError: boom")
+    assert all(c.status == "skip" for c in checks
+               if c.dim != 2 and c.name not in ("construct", "yaml_keys"))
+
+
+def test_a_model_without_matrix_products_fails_the_measured_macs(registered):
+    checks = check_model(registered(_NoMatmul, "_contract_nomatmul"), fit_steps=3)
+    assert all(c.status == "fail" and "no matrix product" in c.reason
+               for c in _by(checks, "macs_measured"))
