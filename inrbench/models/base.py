@@ -68,3 +68,42 @@ class INR(nn.Module):
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class CoordinateModule(INR):
+    """Any ``nn.Module`` with a ``forward(coords)`` seen as an :class:`INR`.
+
+    ``render(shape)`` is the module's forward on ``make_grid(shape)``, reshaped to
+    ``(*shape, out_features)`` (``(*shape, -1)`` when the width is not known beforehand).
+    ``out_features`` is the given one, else the module's own attribute when it has one.
+    There is no paper convention for its MACs: ``macs_per_sample`` raises
+    NotImplementedError, so profiles report the measured MACs only.
+    """
+
+    def __init__(self, module: nn.Module, out_features: int | None = None):
+        super().__init__()
+        self.module = module
+        width = out_features if out_features is not None else getattr(module, "out_features",
+                                                                      None)
+        if width is not None:
+            self.out_features = int(width)
+        in_features = getattr(module, "in_features", None)
+        if in_features is not None:
+            self.in_features = int(in_features)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.module(coords)
+
+    def render(self, shape: Sequence[int], chunk: int | None = None) -> torch.Tensor:
+        ref = next(self.parameters(), None)
+        device = ref.device if ref is not None else None
+        dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+        grid = make_grid(shape, device=device, dtype=dtype).reshape(-1, len(shape))
+        if chunk is None or grid.shape[0] <= chunk:
+            out = self(grid)
+        else:
+            out = torch.cat([self(part) for part in grid.split(chunk)])
+        return out.reshape(*shape, getattr(self, "out_features", -1))
+
+    def macs_per_sample(self) -> float:
+        raise NotImplementedError("no paper convention for a wrapped module: measured only")
