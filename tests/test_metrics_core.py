@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from inrbench.codecs import psnr_uint8
 from skimage.metrics import peak_signal_noise_ratio as skimage_psnr
 from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
 
+from inrbench.codecs import psnr_uint8
 from inrbench.metrics import per_frame, psnr, psnr_from_mse
 from inrbench.tasks.hypernet import mse_to_psnr as hypernet_mse_to_psnr
 from inrbench.tasks.meta import mse_to_psnr

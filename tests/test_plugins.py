@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from inrbench import plugins
 from inrbench.cli import main
@@ -92,8 +92,8 @@ def test_the_plugin_through_every_tool_beside_asmr(example, small_png, tmp_path,
         method: grid
         metric: {{name: best_psnr, goal: maximize}}
         parameters:
-          model: {{value: gauss_mlp}}
-          data: {{value: image}}
+          model.name: {{value: gauss_mlp}}
+          data.name: {{value: image}}
           data.path: {{value: "{small_png}"}}
           task.steps: {{value: 2}}
           model.sigma: {{values: [0.1, 0.2]}}

@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     from inrbench.cli.compress import add_commands as add_compression_commands
 
     add_compression_commands(sub)  # compress, decompress, codecs (inrbench/cli/compress.py)
+    from inrbench.cli.check import add_command as add_check_command
+
+    add_check_command(sub)  # check-model: a model against the contract
     return p
 
 
@@ -374,9 +377,10 @@ def cmd_list(args) -> int:
 
 
 def _compression_commands() -> dict:
+    from inrbench.cli.check import COMMANDS as CHECK
     from inrbench.cli.compress import COMMANDS
 
-    return COMMANDS
+    return {**COMMANDS, **CHECK}
 
 
 def main(argv: list[str] | None = None) -> int:
