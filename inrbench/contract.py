@@ -87,12 +87,8 @@ def _build(name: str, overrides: dict, spec: SignalSpec, seed: int):
     torch.manual_seed(seed)
     cfg = OmegaConf.create({"model": {"name": name, **overrides}})
     model = build_model(cfg, spec)
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"the builder returned a {type(model).__name__}, not an nn.Module")
-    if not callable(getattr(model, "render", None)):
-        model = CoordinateModule(model, out_features=getattr(model, "out_features", None)
-                                 or spec.channels)
-        model.adapted = True
+    # build_model wraps a module without render in a CoordinateModule, as every run sees it
+    model.adapted = isinstance(model, CoordinateModule)
     return model
 
 

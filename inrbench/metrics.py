@@ -22,7 +22,10 @@ import math
 
 import torch
 from torchmetrics.functional.classification import binary_jaccard_index
-from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 from inrbench.data.base import SignalSpec
 
@@ -51,10 +54,11 @@ def psnr_from_mse(mse: torch.Tensor | float, data_range: float = 1.0,
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
-    """PSNR of the whole signal (:func:`psnr_from_mse` of the mean squared error)."""
+    """PSNR of the whole signal, torchmetrics' ``peak_signal_noise_ratio`` (its float32
+    rounding, which the suite's records follow; :func:`psnr_from_mse` is the same equation)."""
     lo = -data_range / 2 if target.min() < 0 else 0.0
     pred = pred.clamp(lo, lo + data_range)
-    return float(psnr_from_mse(((pred - target) ** 2).mean(), data_range))
+    return float(peak_signal_noise_ratio(pred, target, data_range=data_range))
 
 
 SSIM_PAD = 5  # torchmetrics' default 11x11 Gaussian window: (11 - 1) / 2

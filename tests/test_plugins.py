@@ -183,3 +183,56 @@ def test_register_model_from_a_script_then_the_cli(site, tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "plain" in done.stdout.split("models:")[1].splitlines()[0]
+
+
+DATA = """
+from inrbench.data.image import ImageDataModule
+
+
+class Flipped(ImageDataModule):
+    '''A user's data module: an image file, upside down.'''
+
+    def load_signal(self):
+        return super().load_signal().flip(0)
+"""
+
+TASK = """
+from inrbench.tasks import FitTask
+
+
+def build_slow_fit(model, spec, lr: float = 1e-4, steps: int = 10, eval_every: int = 10,
+                   accumulate: int = 1, slowdown: float = 10.0):
+    '''Fitting at lr / slowdown: a task of the user's own, with a key of its own.'''
+    return FitTask(model, spec, lr=lr / slowdown, lr_min=0.0, steps=steps, scheduler="none",
+                   eval_every=eval_every, accumulate=accumulate)
+"""
+
+
+def test_a_data_module_by_reference_and_a_task_by_entry_point(site, small_png, tmp_path):
+    (site / "my_data.py").write_text(DATA)
+    pkg = site / "my_tasks"
+    (pkg / "conf" / "task").mkdir(parents=True)
+    (pkg / "__init__.py").write_text(TASK)
+    (pkg / "conf" / "task" / "slow_fit.yaml").write_text(
+        "task:\n  name: slow_fit\n  lr: 1.0e-3\n  steps: 10\n  eval_every: 10\n"
+        "  accumulate: 1\n  slowdown: 10.0\n")
+    _install(site, "my-tasks", {"inrbench.tasks": {"slow_fit": "my_tasks:build_slow_fit"},
+                                "inrbench.conf": {"my_tasks": "my_tasks"}})
+    plugins.load_plugins(reload=True)
+    out = tmp_path / "mine"
+    try:
+        assert main(["run", "--model", "siren", "--data", "my_data:Flipped",
+                     f"data.path={small_png}", "--task", "slow_fit", "--steps", "2",
+                     "--out", str(out), *TINY, "model.hidden_dim=8", "task.slowdown=5"]) == 0
+    finally:
+        from inrbench.data.registry import DATAMODULES
+        from inrbench.registry import TASKS
+
+        DATAMODULES._entries.pop("my_data:Flipped", None)
+        TASKS._entries.pop("slow_fit", None)
+    summary = json.loads((out / "metrics.json").read_text())
+    assert (summary["data"], summary["task"]) == ("my_data:Flipped", "slow_fit")
+    assert json.loads(json.dumps(summary["signal_shape"])) == [32, 48]
+    lines = (out / "metrics.csv").read_text().splitlines()
+    # siren's own file gives the rate it fits at (1e-4), over the task file's; / slowdown 5
+    assert float(lines[1].split(",")[lines[0].split(",").index("lr")]) == pytest.approx(2e-5)

@@ -9,7 +9,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from inrbench.errors import ConfigError
-from inrbench.plugins import conf_roots as plugin_conf_roots
 
 
 def conf_dir() -> Path:
@@ -32,6 +31,10 @@ def package_conf() -> Path:
 def conf_roots() -> list[Path]:
     """Where config files are looked up, first match wins: ``$INRBENCH_CONF`` (or the suite's
     ``conf/``), the ``conf/`` folders of installed plugins, then the suite's ``conf/``."""
+    # imported on call: the plugin module imports the model registry, whose package loads
+    # every model family, and reading configs (reports) needs none of them
+    from inrbench.plugins import conf_roots as plugin_conf_roots
+
     roots = [conf_dir(), *plugin_conf_roots(), package_conf()]
     return [r for i, r in enumerate(roots) if r not in roots[:i]]
 

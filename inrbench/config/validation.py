@@ -41,12 +41,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import inrbench.data  # noqa: F401  (importing the packages registers the built-in ones)
-import inrbench.models  # noqa: F401
-from inrbench.data.registry import DATAMODULES
 from inrbench.errors import ConfigError
-from inrbench.models.registry import MODELS
-from inrbench.plugins import load_plugins
 from inrbench.registry import keyword_parameters
 
 # -- key specifications --------------------------------------------------------------------
@@ -371,6 +366,13 @@ def to_plain(cfg: DictConfig) -> dict:
 
 
 def _builders():
+    # imported on call: reading configs (reports) must not load every model family
+    import inrbench.data  # noqa: F401  (importing the packages registers the built-in ones)
+    import inrbench.models  # noqa: F401
+    from inrbench.data.registry import DATAMODULES
+    from inrbench.models.registry import MODELS
+    from inrbench.plugins import load_plugins
+
     load_plugins()
     return {"model": MODELS, "data": DATAMODULES}
 
