@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                      " ddp: gloo on CPU, NCCL on GPU)")
     run.add_argument("--verbose", action="store_true", help="show Lightning's banners and "
                      "info lines (trainer.verbose)")
+    run.add_argument("--dry-run", action="store_true", help="compose and validate the config, "
+                     "print it and exit without training or writing anything")
     run.add_argument("overrides", nargs="*", help="config overrides key=value")
 
     prof = sub.add_parser("profile", help="print params, macs and macs_measured")
@@ -219,6 +221,8 @@ def _compose_from(args, extra=None):
 def cmd_run(args) -> int:
     from inrbench.run import run
 
+    if args.dry_run:
+        return cmd_run_dry(args)
     if args.seeds is not None:
         return cmd_run_seeds(args)
     if args.experiment or args.rows:
@@ -238,6 +242,39 @@ def cmd_run(args) -> int:
     summary = run(cfg, resume=args.resume)
     print(f"\n{_summary_line(summary)}")
     print(f"results: {summary['out']}")
+    return 0
+
+
+def cmd_run_dry(args) -> int:
+    """``--dry-run``: the resolved config of every run the command would start (each row of
+    ``--experiment``, the folder's own config with ``--resume``), composed and validated as
+    a real run's is; nothing is trained or written."""
+    from omegaconf import OmegaConf
+
+    from inrbench.config import row_config
+    from inrbench.config.experiment import load_experiment, select_rows
+
+    extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
+             "trainer.out": args.out, "trainer.logger": args.logger, **_parallel_flags(args)}
+    if args.experiment or args.rows:
+        _experiment_only(args)
+        exp = load_experiment(args.experiment)
+        ids = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+        extra.pop("trainer.out")
+        configs = {f"{exp.name} row {row['id']}": row_config(exp, row, args.overrides, extra)
+                   for row in select_rows(exp, ids)}
+    elif args.resume:
+        if not args.out:
+            raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
+        from inrbench.config.resume import resume_config
+
+        configs = {f"resume {args.out}": resume_config(Path(args.out), args.overrides, extra,
+                                                       model=args.model, data=args.data)}
+    else:
+        configs = {"run": _compose_from(args, extra)}
+    for name, cfg in configs.items():
+        print(f"# {name} (dry run: nothing trained or written)")
+        print(OmegaConf.to_yaml(cfg, resolve=True))
     return 0
 
 
