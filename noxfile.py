@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint (ruff and the import layers), bench."""
+"""nox sessions: tests, lint (ruff and the import layers), bench, docs, results."""
 
 import nox
 
@@ -29,3 +29,19 @@ def bench(session):
     session.install("-e", ".")
     for script in ("render.py", "train_step.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
+@nox.session
+def docs(session):
+    """The documentation site, warnings as errors (broken links into reports/ included)."""
+    session.install(TORCH)
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
+def results(session):
+    """Regenerate docs/results.md from the committed records."""
+    session.install(TORCH)
+    session.install("-e", ".")
+    session.run("python", "-m", "inrbench.reports.results_page")
