@@ -21,7 +21,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from inrbench.build import build_datamodule, build_model, model_kwargs
-from inrbench.compression.bitstream import Decoded, Entry, decode, encode, read_header
+from inrbench.compression.bitstream import (
+    LIBRARY_ERRORS,
+    Decoded,
+    Entry,
+    corrupt_line,
+    decode,
+    encode,
+    read_header,
+)
 from inrbench.compression.ofa import assemble_subnet, check_space, chunks_needed, family, ofa_chunks
 from inrbench.compression.quant import (
     apply_lsq,
@@ -35,7 +43,7 @@ from inrbench.compression.quant import (
 )
 from inrbench.config import load_yaml
 from inrbench.data.base import SignalSpec
-from inrbench.errors import ConfigError, DataError
+from inrbench.errors import ConfigError, DataError, InrbenchError
 from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.metrics import evaluate, psnr
 from inrbench.models import create_model
@@ -267,15 +275,22 @@ def model_from_decoded(dec: Decoded, width: int | None = None, depth: int | None
 
 
 def decode_file(path: Path, width: int | None = None, depth: int | None = None):
-    """``(model, decoded)`` from a file alone."""
+    """``(model, decoded)`` from a file alone; a damaged file is a DataError naming it."""
     data = _read(path)
-    header, _ = read_header(data)
-    chunks = None
-    ofa = header["meta"].get("ofa")
-    if ofa is not None and (width is not None or depth is not None):
-        chunks = chunks_needed(ofa, width, depth)
-    dec = decode(data, chunks=chunks)
-    return model_from_decoded(dec, width, depth), dec
+    try:
+        header, _ = read_header(data, warn=False)  # decode() says it once
+        chunks = None
+        ofa = header["meta"].get("ofa")
+        if ofa is not None and (width is not None or depth is not None):
+            chunks = chunks_needed(ofa, width, depth)
+        dec = decode(data, chunks=chunks)
+        return model_from_decoded(dec, width, depth), dec
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    except InrbenchError:  # a bad --width/--layers: the file is fine
+        raise
+    except LIBRARY_ERRORS as e:  # a header the CRC could not vouch for (format 1)
+        raise DataError(f"{path}: {corrupt_line(e)}") from None
 
 
 def render_decoded(model, header: dict) -> torch.Tensor:

@@ -11,3 +11,17 @@ class ConfigError(InrbenchError, ValueError):
 
 class DataError(InrbenchError):
     """A data file is missing, truncated or corrupt."""
+
+
+class StorageError(InrbenchError):
+    """A file could not be written (disk full, quota, read-only or missing folder)."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT stopped training after a checkpoint at ``step`` (``saved``: written
+    at that step; else the newest one on disk is where a resume starts). A BaseException, as
+    KeyboardInterrupt is, so that no ``except Exception`` of a loop over runs swallows it."""
+
+    def __init__(self, signum: int, out, step: int, saved: bool = True):
+        super().__init__(signum, out, step, saved)
+        self.signum, self.out, self.step, self.saved = int(signum), out, int(step), saved

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from inrbench.errors import StorageError
 
 
 def _umask() -> int:
@@ -15,19 +18,35 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: os.PathLike, payload: bytes) -> None:
+    """``payload`` to a temporary file beside ``path``, synced, then renamed over it. A write
+    that fails (full disk, quota, read-only folder) leaves the old file as it was and raises
+    a StorageError naming the folder and the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise StorageError(write_failure(path, e, len(payload))) from None
         raise
+
+
+def write_failure(path: Path, error: OSError, nbytes: int | None = None) -> str:
+    """``cannot write NAME (N bytes) in FOLDER: reason (errno)``, and what to do."""
+    reason = error.strerror or str(error) or type(error).__name__
+    code = f" [{errno.errorcode.get(error.errno, error.errno)}]" if error.errno else ""
+    size = f" ({nbytes:,} bytes)" if nbytes is not None else ""
+    return (f"cannot write {path.name}{size} in {path.parent}: {reason}{code}; free space "
+            f"there (or choose another folder) and try again")
 
 
 def atomic_write_text(path: os.PathLike, text: str) -> None:

@@ -64,6 +64,14 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> f
 SSIM_PAD = 5  # torchmetrics' default 11x11 Gaussian window: (11 - 1) / 2
 
 
+def small_window(h: int, w: int) -> dict:
+    """SSIM's window on a side too short for 11 (reflect padding needs the side > half the
+    window): uniform, 3 samples per axis, 1 on a side of one sample (SSIM then reduces to
+    its luminance term (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1))."""
+    return {"kernel_size": tuple(3 if side >= 2 else 1 for side in (h, w)),
+            "gaussian_kernel": False}
+
+
 def ssim_2d(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0,
             band_rows: int = 256) -> float:
     """SSIM of ``(H, W, C)`` images (torchmetrics, Gaussian 11x11 window, mean of the map).
@@ -72,21 +80,23 @@ def ssim_2d(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0,
     ``SSIM_PAD`` rows of real context above and below (torchmetrics reflects only at the
     image's own border), so the bands' maps are the whole image's map and their mean is the
     one-pass figure, while memory follows ``band_rows`` (one pass over a 20-megapixel photo
-    needs ~14 GiB).
+    needs ~14 GiB). An image with a side of at most ``SSIM_PAD`` samples is measured with
+    :func:`small_window`.
     """
     to_nchw = lambda x: x.permute(2, 0, 1).unsqueeze(0)  # noqa: E731
     pred = pred.clamp(0.0, data_range)
-    h = pred.shape[0]
+    h, w = pred.shape[:2]
+    window = small_window(h, w) if min(h, w) <= SSIM_PAD else {}
     if h <= band_rows:
         return float(structural_similarity_index_measure(to_nchw(pred), to_nchw(target),
-                                                         data_range=data_range))
+                                                         data_range=data_range, **window))
     total, count = 0.0, 0
     for start in range(0, h, band_rows):
         stop = min(start + band_rows, h)
         lo, hi = max(0, start - SSIM_PAD), min(h, stop + SSIM_PAD)
         _, ssim_map = structural_similarity_index_measure(
             to_nchw(pred[lo:hi]), to_nchw(target[lo:hi]), data_range=data_range,
-            return_full_image=True)
+            return_full_image=True, **window)
         band = ssim_map[..., start - lo:stop - lo, :].double()
         total += float(band.sum())
         count += band.numel()
@@ -106,7 +116,7 @@ def per_frame(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0,
         small = min(p.shape[-2:]) < 11  # the 11x11 window needs frames at least that big
         ssims.append(structural_similarity_index_measure(
             p, t, data_range=data_range, reduction="none",
-            **({"kernel_size": 3, "gaussian_kernel": False} if small else {})))
+            **(small_window(*p.shape[-2:]) if small else {})))
     return {"psnr": psnrs, "ssim": torch.cat(ssims)}
 
 

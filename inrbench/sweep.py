@@ -36,6 +36,7 @@ import yaml
 
 from inrbench.config import compose, row_config
 from inrbench.config.experiment import get_row, load_experiment
+from inrbench.config.files import yaml_problem
 from inrbench.errors import ConfigError, InrbenchError
 from inrbench.io import atomic_write_json, atomic_write_text, flatten
 from inrbench.run import run
@@ -59,7 +60,7 @@ def load_sweep(path) -> dict:
     try:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"cannot parse {path}: {e}") from None
+        raise ConfigError(yaml_problem(path, e)) from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path} must be a W&B sweep config (method, metric, parameters)")
     cfg.setdefault("program", "inrbench")

@@ -19,11 +19,14 @@ one line naming the problem; no traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import shlex
+import signal
 import sys
 from pathlib import Path
 
-from inrbench.errors import InrbenchError
+from inrbench.errors import InrbenchError, Interrupted
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -444,6 +447,40 @@ def main(argv: list[str] | None = None) -> int:
     except InrbenchError as e:
         print(f"inrbench: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"inrbench: {_resume_line(e, sys.argv[1:] if argv is None else argv)}",
+              file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:  # outside training: nothing to checkpoint
+        print("inrbench: interrupted (SIGINT)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except OSError as e:
+        if e.errno not in _DISK_FULL:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"inrbench: error: cannot write{where}: {e.strerror} "
+              f"[{errno.errorcode.get(e.errno)}]; free space there and try again",
+              file=sys.stderr)
+        return 2
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _resume_line(e: Interrupted, argv: list[str]) -> str:
+    """How the stopped run continues: the same command with ``--resume`` (and ``--out`` when
+    it was left to the default; a row's or a seed's folder sits under the one to name)."""
+    name = signal.Signals(e.signum).name
+    argv = [str(a) for a in argv]
+    if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+        folder = Path(e.out)
+        grouped = any(a.split("=")[0] in ("--experiment", "--seeds") for a in argv)
+        argv += ["--out", str(folder.parent if grouped else folder)]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    at = (f"checkpoint at step {e.step} written to {Path(e.out) / 'checkpoints' / 'last.ckpt'}"
+          if e.saved else f"continue from the newest checkpoint in {Path(e.out) / 'checkpoints'}")
+    return f"stopped by {name} at step {e.step}; {at}; resume with: inrbench {shlex.join(argv)}"
 
 
 if __name__ == "__main__":

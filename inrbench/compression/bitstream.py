@@ -2,7 +2,7 @@
 
 Layout (little-endian)::
 
-    b"INRB" | u8 format version | u32 n | header: n bytes of zlib(JSON)
+    b"INRB" | u8 format version | u32 CRC-32 | u32 n | header: n bytes of zlib(JSON)
     | histograms (range coding only): per bit width b, the first and last symbol used and the
       counts between, as LEB128 varints
     | chunk 0 | chunk 1 | ...
@@ -18,6 +18,12 @@ file's shared empirical frequencies, as Strümpler et al. write adaptive frequen
 symbols packed at b bits each (``coding="fixed"``). Chunks let a once-for-all network be
 decoded from the front of the file: chunk k holds what sub-network k adds to the previous ones.
 Everything the decoder needs is in the file; every byte is counted in the rate.
+
+The CRC-32 (zlib's, ISO-HDLC polynomial) covers every byte of the file but its own four: magic,
+version, header, frequencies and chunks. It is checked before anything is decoded, so a
+damaged file is refused in one line instead of decoding to another network (CRC-32 detects
+every error burst of up to 32 bits, so any one changed byte). Format 1 files (no CRC) are still
+read, with a line saying that they cannot be checked.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ import numpy as np
 import torch
 
 from inrbench.compression.quant import Quantized
+from inrbench.console import note
 from inrbench.errors import DataError
 
 MAGIC = b"INRB"
-VERSION = 1
+VERSION = 2
+UNCHECKED = 1  # the format before the CRC: read without a check
+_PREFIX = {1: struct.Struct("<BI"), 2: struct.Struct("<BII")}  # after MAGIC
 CODINGS = ("range", "fixed")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
@@ -213,33 +222,81 @@ def encode(model: dict, signal: dict, chunks: list[list[Entry]], coding: str = "
               "histogram_bits": sorted(counts) if coding == "range" else [],
               "histogram_nbytes": len(hist), "chunks": chunk_heads, "meta": meta or {}}
     head = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
-    data = MAGIC + struct.pack("<BI", VERSION, len(head)) + head + hist + b"".join(bodies)
-    sizes = {"total_bits": 8 * len(data), "header_bits": 8 * (len(MAGIC) + 5 + len(head)),
+    rest = struct.pack("<I", len(head)) + head + hist + b"".join(bodies)
+    crc = zlib.crc32(rest, zlib.crc32(MAGIC + bytes([VERSION])))
+    data = MAGIC + struct.pack("<BI", VERSION, crc) + rest
+    prefix = len(MAGIC) + _PREFIX[VERSION].size
+    sizes = {"total_bits": 8 * len(data), "header_bits": 8 * (prefix + len(head)),
              "histogram_bits": 8 * len(hist), "chunk_bits": [8 * len(b) for b in bodies]}
     return data, sizes
 
 
 # -- decoding ------------------------------------------------------------------------------
 
-def read_header(data: bytes) -> tuple[dict, int]:
-    if len(data) < len(MAGIC) + 5 or data[:4] != MAGIC:
+def verify(data: bytes, warn: bool = True) -> int:
+    """The file's format version once its CRC-32 matches (format 1: unchecked, with a line
+    saying so); a DataError naming the mismatch otherwise."""
+    if len(data) < len(MAGIC) + 1 or data[:4] != MAGIC:
         raise DataError("not an inrbench bitstream (.inrb): the file does not start with INRB")
-    version, n = struct.unpack_from("<BI", data, 4)
-    if version != VERSION:
+    version = data[4]
+    if version not in _PREFIX:
         raise DataError(f"bitstream format {version} is not supported (this inrbench reads "
-                        f"format {VERSION})")
-    start = len(MAGIC) + 5
+                        f"formats {', '.join(map(str, sorted(_PREFIX)))}): the file is corrupt "
+                        f"or from a newer inrbench")
+    if len(data) < len(MAGIC) + _PREFIX[version].size:
+        raise DataError(f"bitstream truncated: {len(data)} bytes, shorter than its fixed header")
+    if version == UNCHECKED:
+        if warn:
+            note("bitstream format 1 has no checksum: decoding it unchecked (inrbench compress "
+                 "writes format 2)")
+        return version
+    (stored,) = struct.unpack_from("<I", data, 5)
+    computed = zlib.crc32(data[9:], zlib.crc32(data[:5]))
+    if stored != computed:
+        raise DataError(f"corrupt bitstream: checksum mismatch (CRC-32 stored {stored:08x}, "
+                        f"computed {computed:08x} over {len(data)} bytes); the file was damaged "
+                        f"or cut after it was written, compress the run again")
+    return version
+
+
+def read_header(data: bytes, warn: bool = True) -> tuple[dict, int]:
+    """The JSON header and where the frequencies start, the CRC checked first."""
+    version = verify(data, warn)
+    *_, n = _PREFIX[version].unpack_from(data, 4)
+    start = len(MAGIC) + _PREFIX[version].size
     try:
         header = json.loads(zlib.decompress(data[start:start + n]))
     except (zlib.error, ValueError) as e:
-        raise DataError(f"bitstream header is corrupt or truncated: {e}") from None
+        raise DataError(f"corrupt bitstream: header does not decompress ({e})") from None
+    if not isinstance(header, dict):
+        raise DataError("corrupt bitstream: its header is not a JSON object")
     return header, start + n
+
+
+LIBRARY_ERRORS = (AssertionError, ValueError, KeyError, TypeError, IndexError, struct.error,
+                   RuntimeError, OverflowError, MemoryError, zlib.error)
 
 
 def decode(data: bytes, chunks: set[int] | None = None) -> Decoded:
     """Decode the file; with ``chunks``, only those chunks (a once-for-all sub-network's) are
-    read: the others are skipped by their declared lengths."""
+    read: the others are skipped by their declared lengths. The CRC is checked first; an
+    error of a library on bytes it cannot vouch for (a format-1 file) is a DataError too."""
     header, pos = read_header(data)
+    try:
+        return _decode(data, header, pos, chunks)
+    except DataError:
+        raise
+    except LIBRARY_ERRORS as e:
+        raise DataError(corrupt_line(e)) from None
+
+
+def corrupt_line(error: BaseException) -> str:
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    return (f"corrupt bitstream: decoding failed ({type(error).__name__}"
+            f"{': ' + first if first else ''}); the file is damaged, compress the run again")
+
+
+def _decode(data: bytes, header: dict, pos: int, chunks: set[int] | None) -> Decoded:
     buf = memoryview(data)
     counts = {}
     for bits in header["histogram_bits"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -49,11 +50,27 @@ def conf_names(kind: str) -> list[str]:
     return sorted({p.stem for r in conf_roots() for p in (r / kind).glob("*.yaml")})
 
 
+def yaml_problem(path, error: Exception) -> str:
+    """One line for a YAML parser's error: ``cannot parse FILE, line L, column C: problem``
+    (line and column 1-based, as an editor counts them) with what the fix is."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0:1]
+    if isinstance(problem, list):
+        problem = problem[0] if problem else type(error).__name__
+    context = getattr(error, "context", None)
+    detail = " ".join((f"{problem} ({context})" if context else str(problem)).split())
+    return f"cannot parse {path}{where}: {detail}; fix the YAML there"
+
+
 def load_yaml(path: Path) -> DictConfig:
     try:
         return OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        raise ConfigError(yaml_problem(path, e)) from None
     except (OmegaConfBaseException, OSError, ValueError) as e:
-        raise ConfigError(f"cannot parse {path}: {e}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot parse {path}: {first}") from None
 
 
 def list_experiments() -> list[str]:

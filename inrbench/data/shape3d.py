@@ -123,9 +123,14 @@ def occupancy_to_sdf(occ: np.ndarray) -> np.ndarray:
     return np.clip(sdf, -1.0, 1.0).astype(np.float32)
 
 
+MIN_RESOLUTION = 5  # the 1.5-pitch margin of normalised_triangles leaves no centre inside at 4
+
+
 def _check_resolution(resolution) -> int:
-    if int(resolution) < 4:
-        raise ConfigError(f"data.resolution must be >= 4 voxels per side, got {resolution}")
+    if int(resolution) < MIN_RESOLUTION:
+        raise ConfigError(f"data.resolution must be >= {MIN_RESOLUTION} voxels per side (a "
+                          f"smaller grid has no voxel centre inside the normalised mesh), got "
+                          f"{resolution}")
     return int(resolution)
 
 
@@ -162,6 +167,9 @@ def grid_spec(kind: str, resolution: int) -> SignalSpec:
 
 
 def grid_signal(kind: str, occ: np.ndarray) -> torch.Tensor:
+    if not occ.any():
+        raise DataError(f"the mesh covers no voxel centre of the {occ.shape[0]}^3 grid; raise "
+                        f"data.resolution")
     values = occupancy_to_sdf(occ) if kind == "sdf" else occ.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(values))[..., None]
 

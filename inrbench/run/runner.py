@@ -4,25 +4,34 @@ The folder holds ``config.yaml`` (resolved), ``metrics.csv`` (one row per step, 
 merged in), ``metrics.json`` (the summary), the reconstruction and ``checkpoints/``. Every file
 is written atomically; ``resume=True`` continues from ``checkpoints/last.ckpt``. This is the only
 place that makes a Trainer or writes a results folder.
+
+SIGTERM (a scheduler stopping the job) or SIGINT (Ctrl+C) during training ends the current
+optimizer step, writes ``last.ckpt`` at it and raises :class:`inrbench.errors.Interrupted`
+(the command line prints how to resume and exits 128 + the signal, so a scheduler requeues
+the job). A file that cannot be written (full disk) raises a StorageError naming the newest
+checkpoint a resume starts from.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from inrbench.blocks import configure_blocks
 from inrbench.build import build_datamodule, build_model, build_task
-from inrbench.checkpoint import SafeCheckpointIO, resume_checkpoint
+from inrbench.checkpoint import SafeCheckpointIO, checkpoints_newest_first, resume_checkpoint
 from inrbench.console import StepProgressBar, note, quiet_libraries
 from inrbench.data.base import SignalSpec
 from inrbench.data.provenance import check_same_data, data_record
-from inrbench.errors import ConfigError
+from inrbench.errors import ConfigError, Interrupted, StorageError
 from inrbench.io import atomic_write_json, atomic_write_text
 from inrbench.run.callbacks import (
     GlobalLoss,
@@ -56,6 +65,13 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
                 raise ConfigError(f"{out} already holds a run; pass --resume to continue it "
                                   f"or choose another --out")
             return _run(cfg, resume, callbacks)
+        except StorageError as e:
+            if not resume:
+                remove_unfinished(out, created=bool(made), parents=made[1:])
+            found = checkpoints_newest_first(out / "checkpoints")
+            then = (f"; then continue from {found[0]} with --out {out} --resume" if found
+                    else "; no checkpoint was written, so the run starts again")
+            raise StorageError(f"{e}{then}") from None
         except BaseException:
             if not resume:
                 remove_unfinished(out, created=bool(made), parents=made[1:])
@@ -185,11 +201,16 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
     replan = [ReplanSchedule(steps)] if start.planned not in (None, steps) else []
     if cfg.trainer.progress_bar and rank_zero_only.rank == 0:
         print(f"{cfg.model.name} on {cfg.data.name}, {steps} steps -> {out}", flush=True)
+    stop = StopOnSignal(last)
     trainer = _trainer(cfg, out, spec, steps, devices, strategy, results, clock,
-                       [*replan, *(callbacks or [])])
-    # a task may iterate other data than the run's module (meta-learning: batches of images)
-    trainer.fit(task, datamodule=getattr(task, "train_data", None) or dm,
-                ckpt_path=str(start.path) if start.path else None, weights_only=True)
+                       [*replan, stop, *(callbacks or [])])
+    with stop:
+        try:
+            # a task may iterate other data than the run's module (meta-learning: image batches)
+            trainer.fit(task, datamodule=getattr(task, "train_data", None) or dm,
+                        ckpt_path=str(start.path) if start.path else None, weights_only=True)
+        except SIGTERMException:  # Lightning's own handling (several processes): no new checkpoint
+            raise Interrupted(signal.SIGTERM, out, trainer.global_step, saved=False) from None
     wall_s = clock.elapsed()
     # the last checkpoint holds the final state, so a resume of a finished run is a no-op
     trainer.save_checkpoint(last, weights_only=False)
@@ -207,6 +228,53 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
         trainer.strategy.broadcast(done, src=0)
         _close_process_group()
     return done
+
+
+class StopOnSignal(L.Callback):
+    """SIGTERM and SIGINT during ``trainer.fit``: the signal is noted, the optimizer step under
+    way ends, ``last.ckpt`` is written at it and :class:`Interrupted` stops the run.
+
+    A context manager around ``fit`` installs the handler; ``on_train_start`` installs it again
+    over the one Lightning's SignalConnector sets (which would end the epoch and exit with
+    status 0). With several processes Lightning's handler stays (it agrees on the signal
+    across ranks) and the run stops at its newest checkpoint. A second SIGINT stops at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, last: Path):
+        self.last, self.signum, self._before = last, None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._before = {s: signal.signal(s, self._note) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._before.items():
+            signal.signal(s, handler)
+        self._before = {}
+
+    def _note(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def on_train_start(self, trainer, pl_module):
+        if not self._before:
+            return
+        if trainer.world_size == 1:
+            for s in self.SIGNALS:
+                signal.signal(s, self._note)
+        else:  # Ctrl+C as Lightning handles it; SIGTERM through Lightning's handler
+            signal.signal(signal.SIGINT, self._before[signal.SIGINT])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # mid-accumulation the step is not complete yet: stop at the next optimizer step
+        accumulating = getattr(trainer.fit_loop, "_should_accumulate", lambda: False)()
+        if self.signum is None or trainer.world_size > 1 or accumulating:
+            return
+        trainer.save_checkpoint(self.last, weights_only=False)
+        raise Interrupted(self.signum, self.last.parent.parent, trainer.global_step)
 
 
 def _close_process_group() -> None:
