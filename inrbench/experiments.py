@@ -270,7 +270,8 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
                  "out": str(out / row["id"]), "paper": row.get("paper") or {}}
         try:
             cfg = row_config(exp, row, overrides,
-                             {**(extra or {}), "trainer.out": str(out / row["id"])})
+                             {**(extra or {}), "trainer.out": str(out / row["id"])},
+                             served=True)
             entry.update(status="ok", summary=run(cfg, resume=resume))
         except Exception as e:  # report and go on with the next row
             if not isinstance(e, InrbenchError):

@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from inrbench.blocks import configure_blocks
+from inrbench.blocks import block_step_macs, choose_level, configure_blocks, level_costs
 from inrbench.data.base import RandomBlocks, SignalSpec, choose_cells, index_to_coords
 from inrbench.errors import ConfigError
 from inrbench.models import create_model
+from inrbench.profiling import measured_macs
 
 CASES = [
     ((60,), [[3, 5, 4]]),                                   # 1-D, odd bases
@@ -91,9 +92,10 @@ def test_level_choice_follows_batch_size():
 class _DM:
     """The part of a data module that configure_blocks talks to."""
 
-    def __init__(self, shape, batch_size, block=None, sampling="blocks"):
+    def __init__(self, shape, batch_size, block=None, sampling="blocks", block_cost=1.25):
         self._spec = SignalSpec(tuple(shape), 3)
         self.sampling, self.batch_size, self.block = sampling, batch_size, block
+        self.block_cost = block_cost
 
     def spec(self):
         return self._spec
@@ -137,3 +139,61 @@ def test_auto_sampling_blocks_only_big_signals(capsys):
     got = configure_blocks(dm, asmr, SignalSpec(big, 3))
     assert dm.sampling == "blocks" and got["shared"]
     assert "too many for one step" in capsys.readouterr().err
+
+
+def test_the_finest_level_within_the_cost_ratio_is_chosen():
+    costs = [{"level": k, "macs_per_sample": m} for k, m in enumerate([100.0, 101.0, 120.0, 400])]
+    assert choose_level(costs, 1.25)["level"] == 2
+    assert choose_level(costs, 1.0)["level"] == 0
+    assert choose_level(costs, 10.0)["level"] == 3
+
+
+@pytest.mark.parametrize("shape,bases", CASES)
+def test_a_step_of_every_cell_costs_at_least_a_full_render(shape, bases):
+    """The cost rule is the profiler's: level-0 cells covering the signal do exactly the work
+    of one full render (the profiler's measured MACs); finer cells add the coarse layers'
+    modulations, evaluated per drawn cell rather than once per level grid."""
+    model = _model(shape, bases, "linear")
+    full = measured_macs(model, shape)
+    for level, cell in model.cell_shapes().items():
+        every = math.prod(n // g for n, g in zip(shape, cell))
+        step = block_step_macs(model, level, every)
+        if level == 0:
+            assert step == pytest.approx(full, rel=1e-9)
+        else:
+            assert step >= full * (1 - 1e-9), level
+
+
+def test_cost_grows_toward_fine_levels_and_cells_fit_the_step():
+    shape = (96, 128)
+    model = _model(shape, [[2, 3, 4, 4], [2, 4, 4, 4]], "linear")
+    costs = level_costs(model, 2048)
+    assert all(math.prod(c["cell"]) <= 2048 for c in costs)
+    assert [c["level"] for c in costs] == sorted(c["level"] for c in costs)
+    macs = [c["macs_per_sample"] for c in costs]
+    assert macs == sorted(macs)  # finer cells share less
+
+
+def test_configure_blocks_records_every_level_and_the_choice(capsys):
+    shape = (96, 128)
+    model = _model(shape, [[2, 3, 4, 4], [2, 4, 4, 4]], "linear")
+    spec = SignalSpec(shape, 3)
+    got = configure_blocks(_DM(shape, 2048), model, spec)
+    costs = level_costs(model, 2048)
+    assert got["chosen_by"] == "cost" and got["levels"] == costs
+    assert got["level"] == choose_level(costs, 1.25)["level"]
+    out = capsys.readouterr().out
+    assert f"level-{got['level']} cells" in out and "data.block_cost=1.25" in out
+    cheapest = configure_blocks(_DM(shape, 2048, block_cost=1.0), model, spec)
+    assert cheapest["level"] == min(costs, key=lambda c: c["macs_per_sample"])["level"]
+    # an explicit cell wins over the cost rule
+    cell = model.cell_shapes()[costs[-1]["level"]]
+    given = configure_blocks(_DM(shape, 2048, block=cell), model, spec)
+    assert given["chosen_by"] == "data.block" and given["cell"] == cell and "levels" not in given
+
+
+def test_block_cost_below_one_is_refused():
+    from inrbench.data import create_datamodule
+
+    with pytest.raises(ConfigError, match="block_cost"):
+        create_datamodule("cameraman", sampling="blocks", batch_size=64, block_cost=0.5)

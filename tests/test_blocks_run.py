@@ -21,8 +21,11 @@ def test_crash_then_resume_with_blocks_and_accumulation(tmp_path, small_png, tin
     overrides = [*BLOCKS, "task.accumulate=2"]
     ref = run(tiny_cfg(small_png, tmp_path / "ref", steps=20, extra_overrides=overrides))
     assert ref["sampling"] == "blocks"
-    assert ref["blocks"] == {"cell": [4, 4], "n_cells": 8, "level": 1,
-                             "samples_per_step": 128, "shared": True}
+    blocks = ref["blocks"]
+    assert blocks["chosen_by"] == "cost" and blocks["shared"]
+    chosen = next(c for c in blocks["levels"] if c["level"] == blocks["level"])
+    assert blocks["cell"] == chosen["cell"] and blocks["n_cells"] == chosen["n_cells"]
+    assert blocks["samples_per_step"] == chosen["n_cells"] * chosen["cell"][0] * chosen["cell"][1]
     out = tmp_path / "crashed"
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tiny_cfg(small_png, out, steps=20, extra_overrides=overrides),

@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from inrbench.config import validation
 from inrbench.config.experiment import Experiment, row_sections
 from inrbench.config.files import conf_dir, conf_names, find_conf, load_yaml, parse_overrides
-from inrbench.config.rowdefaults import row_defaults
+from inrbench.config.rowdefaults import experiment_row, row_defaults
 from inrbench.errors import ConfigError
 
 
@@ -98,12 +98,17 @@ def _file_layer(kind: str, name: str, base: DictConfig) -> DictConfig:
 
 def compose(model: str | None = None, data: str | None = None,
             overrides: list[str] = (), extra: dict[str, Any] | None = None,
-            row: dict[str, Any] | None = None) -> DictConfig:
+            row: dict[str, Any] | None = None,
+            train_row: tuple[Experiment, dict] | None = None) -> DictConfig:
     """Build the run config: defaults <- task <- data <- model <- paper row <- ``extra`` (CLI
     flags as dotted keys, ``task.steps``) <- ``overrides``. Without ``row``, ``--model M --data D``
     follows the paper row that trains M on D (:mod:`inrbench.config.rowdefaults`), recorded in
-    the config's ``paper_row`` section."""
+    the config's ``paper_row`` section. ``train_row=(experiment, row)``: that row, fitted to
+    the data served as ``--model M --data D`` fits it (a stand-in's shape-bound keys derived,
+    recorded in ``paper_row`` too)."""
     cli = parse_overrides(list(overrides))
+    if train_row is not None:
+        row = row_sections(*train_row)
     row_cfg = OmegaConf.create(row or {})
     base = base_config(_task_of(cli, extra, row_cfg))
     paper_defaults = row is None and model is not None and data is not None
@@ -123,6 +128,12 @@ def compose(model: str | None = None, data: str | None = None,
         if found is not None and found[0].get("task", {}).get("name", "fit") == base.task.name:
             sections, followed = found
             row_cfg = OmegaConf.create(sections)
+    elif train_row is not None:
+        cli_data = cli.get("data")
+        sections, followed = experiment_row(
+            *train_row, OmegaConf.to_container(cfg.data, resolve=True),
+            OmegaConf.to_container(cli_data, resolve=True) if cli_data else None)
+        row_cfg = OmegaConf.create(sections)
     cfg = OmegaConf.merge(cfg, row_cfg)
     for key, value in (extra or {}).items():
         if value is not None:
@@ -148,7 +159,11 @@ def validate(cfg: DictConfig, base: DictConfig | None = None) -> DictConfig:
 
 
 def row_config(exp: Experiment, row: dict, overrides: list[str] = (),
-               extra: dict | None = None) -> DictConfig:
+               extra: dict | None = None, served: bool = False) -> DictConfig:
     """The run config of one row: defaults <- task <- data <- model <- row <- ``extra`` <-
-    overrides."""
+    overrides. ``served=True`` (training the row): fitted to the data that will be served,
+    a stand-in included (:func:`inrbench.config.rowdefaults.experiment_row`); profiling keeps
+    the paper's keys, for the paper's shape."""
+    if served:
+        return compose(overrides=list(overrides), extra=extra, train_row=(exp, row))
     return compose(overrides=list(overrides), extra=extra, row=row_sections(exp, row))

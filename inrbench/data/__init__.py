@@ -7,6 +7,7 @@ from inrbench.data import (  # noqa: F401  (registration side effects)
     image,
     images,
     megapixel,
+    memmap,
     shape3d,
     video,
 )

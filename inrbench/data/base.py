@@ -28,6 +28,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from inrbench.data.mapped import MappedSignal, take
 from inrbench.errors import ConfigError
 
 
@@ -100,7 +101,7 @@ class RandomSamples(Dataset):
 
     def __init__(self, signal: torch.Tensor, shape, batch_size: int, length: int, seed: int = 0,
                  rank: int = 0, world: int = 1):
-        self.flat = signal.reshape(-1, signal.shape[-1])
+        self.signal = signal
         self.shape, self.batch_size, self.length, self.seed = tuple(shape), batch_size, length, seed
         if batch_size % world:
             raise ConfigError(f"data.batch_size={batch_size} must split evenly over {world} "
@@ -113,14 +114,14 @@ class RandomSamples(Dataset):
     def __getitem__(self, i):
         # a function of the global step index only (see StepSampler), so a resumed run draws
         # the same batches as an uninterrupted one
-        n, share = self.flat.shape[0], self.batch_size // self.world
+        n, share = math.prod(self.shape), self.batch_size // self.world
         pos = i * self.batch_size + self.rank * share + torch.arange(share, dtype=torch.long)
         epoch, k = pos // n, pos % n
         idx = torch.empty_like(k)
         for e in torch.unique(epoch).tolist():  # a batch spans at most a few epochs
             sel = epoch == e
             idx[sel] = permute(k[sel], n, self.seed * 1_000_003 + e)
-        return {"coords": index_to_coords(idx, self.shape), "values": self.flat[idx]}
+        return {"coords": index_to_coords(idx, self.shape), "values": take(self.signal, idx)}
 
 
 class RandomTiles(Dataset):
@@ -143,7 +144,9 @@ class RandomTiles(Dataset):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         starts = [int(torch.randint(n - t + 1, (1,), generator=g)) for n, t in
                   zip(self.shape, self.tile)]
-        block = self.signal[tuple(slice(s, s + t) for s, t in zip(starts, self.tile))]
+        slices = tuple(slice(s, s + t) for s, t in zip(starts, self.tile))
+        block = (self.signal.block(slices) if isinstance(self.signal, MappedSignal)
+                 else self.signal[slices])
         axes = [torch.arange(s, s + t) for s, t in zip(starts, self.tile)]
         flat = torch.zeros(1, dtype=torch.long)
         for n, ax in zip(self.shape, axes):  # row-major flat index of every tile sample
@@ -205,22 +208,23 @@ class RandomBlocks(Dataset):
             cells.append(rest % c)
             rest = torch.div(rest, c, rounding_mode="floor")
         cells = torch.stack(cells[::-1], dim=-1)  # (n, d)
-        start = torch.zeros_like(flat_cells)
-        for n, g, c in zip(self.shape, self.cell, cells.unbind(-1)):
-            start = start * n + c * g
-        flat = (start[:, None] + self.offsets[None, :]).reshape(-1)
+        flat = self.flat_indices(cells)
         batch = {"cells": cells, "level": self.level,
-                 "values": self.signal.reshape(-1, self.signal.shape[-1])[flat]}
+                 "values": take(self.signal, flat)}
         if self.level is None:  # a model that trains per sample needs the coordinates
             batch["coords"] = index_to_coords(flat, self.shape)
         return batch
 
+    def flat_indices(self, cells: torch.Tensor) -> torch.Tensor:
+        """Row-major flat indices of every sample of ``cells`` (``(n, d)``), in batch order."""
+        start = torch.zeros(cells.shape[0], dtype=torch.long)
+        for n, g, c in zip(self.shape, self.cell, cells.long().unbind(-1)):
+            start = start * n + c * g
+        return (start[:, None] + self.offsets[None, :]).reshape(-1)
+
     def coords(self, cells: torch.Tensor) -> torch.Tensor:
         """Coordinates of every sample of ``cells`` (``(n, d)``), in the batch's order."""
-        start = torch.zeros(cells.shape[0], dtype=torch.long)
-        for n, g, c in zip(self.shape, self.cell, cells.unbind(-1)):
-            start = start * n + c * g
-        return index_to_coords((start[:, None] + self.offsets[None, :]).reshape(-1), self.shape)
+        return index_to_coords(self.flat_indices(cells), self.shape)
 
 
 def choose_cells(cell_shapes: dict[int, list[int]], batch_size: int,
@@ -284,11 +288,13 @@ def files_of(dm) -> list[Path]:
 class SignalDataModule(L.LightningDataModule):
     """Base class. Subclasses implement ``spec`` and ``load_signal`` (and ``prepare_data`` to
     download). ``sampling``: ``full``, ``random`` or ``tile``; ``batch_size``: samples per
-    random step; ``tile``: block size per axis for ``sampling: tile``."""
+    random step; ``tile``: block size per axis for ``sampling: tile``; ``block``: the cell
+    size per axis for ``sampling: blocks`` (default: chosen by cost, ``block_cost``: the
+    finest cell level costing at most this times the cheapest, :mod:`inrbench.blocks`)."""
 
     def __init__(self, sampling: str = "full", batch_size: int | None = None,
                  steps_per_epoch: int = 100, seed: int = 0, tile: list[int] | None = None,
-                 block: list[int] | None = None):
+                 block: list[int] | None = None, block_cost: float = 1.25):
         super().__init__()
         if sampling not in ("full", "random", "tile", "blocks", "auto"):
             raise ConfigError(f"data.sampling must be 'full', 'random', 'tile', 'blocks' or "
@@ -305,6 +311,10 @@ class SignalDataModule(L.LightningDataModule):
                               f"data.block=[128,128], got {block!r}")
         self.sampling, self.batch_size, self.tile = sampling, batch_size, tile
         self.block = None if block is None else [int(g) for g in block]
+        if not float(block_cost) >= 1.0:
+            raise ConfigError(f"data.block_cost is a cost ratio to the cheapest cell level, "
+                              f">= 1 (1.25 by default), got {block_cost!r}")
+        self.block_cost = float(block_cost)
         self.steps_per_epoch, self.seed = steps_per_epoch, seed
         self.signal: torch.Tensor | None = None
         # set by configure_blocks (the runner, once the model is known)

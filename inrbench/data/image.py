@@ -118,11 +118,13 @@ KODAK_PORTRAIT = {4, 9, 10, 17, 18, 19}  # 768x512; the other 18 images are 512x
 
 class CoverImage(SignalDataModule):
     """A photo resized (Pillow bicubic) to cover ``shape`` = (H, W) and centre-cropped to it:
-    the offline stand-in for a paper image of that size (Kodak)."""
+    the offline stand-in for a paper image of that size (Kodak); ``crop: [H, W]`` then keeps
+    its top-left block, as the paper image's ``crop`` does."""
 
-    def __init__(self, path: str, shape: list[int], **kwargs):
+    def __init__(self, path: str, shape: list[int], crop: list[int] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.path, self.shape = Path(path), tuple(int(n) for n in shape)
+        self.crop = None if crop is None else _check_crop(crop, self.shape)
 
     def describe(self) -> str:
         return (f"{self.path.name} resized and centre-cropped to "
@@ -133,7 +135,7 @@ class CoverImage(SignalDataModule):
 
     def spec(self) -> SignalSpec:
         read_image_header(self.path)
-        return SignalSpec(self.shape, 3)
+        return SignalSpec(self.crop or self.shape, 3)
 
     def load_signal(self) -> torch.Tensor:
         h, w = self.shape
@@ -149,6 +151,8 @@ class CoverImage(SignalDataModule):
         except (OSError, ValueError) as e:
             raise DataError(f"{self.path} is truncated or corrupt ({e}); replace the file") \
                 from None
+        if self.crop is not None:
+            arr = arr[:self.crop[0], :self.crop[1]]
         return torch.from_numpy(np.ascontiguousarray(arr / 255.0))
 
 
@@ -168,13 +172,16 @@ class KodakDataModule(PaperDataModule):
     offline) the photo shipped in ``datasets/samples/images`` stands in, resized and
     centre-cropped to the chosen image's shape, and the run's record says ``stand-in``;
     ``fallback=false`` makes a missing image an error naming the URL and the folder.
+    ``crop: [H, W]`` keeps the top-left block (of the stand-in too).
     """
 
     dataset = "Kodak"
     subdir = "kodak"
 
-    def __init__(self, image: int = 1, download: bool = False, **kwargs):
+    def __init__(self, image: int = 1, download: bool = False, crop: list[int] | None = None,
+                 **kwargs):
         super().__init__(download=download, **kwargs)
+        self.crop = crop
         if not 1 <= int(image) <= 24:
             raise ConfigError(f"data.image must be 1..24 (kodim01..kodim24), got {image}")
         self.image = int(image)
@@ -194,7 +201,7 @@ class KodakDataModule(PaperDataModule):
 
     def paper_spec(self) -> SignalSpec:
         shape = (768, 512) if self.image in KODAK_PORTRAIT else (512, 768)
-        return SignalSpec(shape, 3)
+        return SignalSpec(_check_crop(self.crop, shape), 3)
 
     def fetch(self) -> None:
         download(self.url, self.file)
@@ -202,8 +209,9 @@ class KodakDataModule(PaperDataModule):
 
     def load_paper(self) -> torch.Tensor:
         self.verify(self.file)
-        return load_image(self.file)
+        return load_image(self.file, self.crop)
 
     def make_sample(self) -> SignalDataModule:
-        return CoverImage(path=str(sample_file(KODAK_STAND_IN)),
-                          shape=list(self.paper_spec().shape))
+        shape = (768, 512) if self.image in KODAK_PORTRAIT else (512, 768)
+        return CoverImage(path=str(sample_file(KODAK_STAND_IN)), shape=list(shape),
+                          crop=self.crop)
