@@ -24,7 +24,9 @@ from inrbench.data.base import SignalSpec
 from inrbench.data.provenance import check_same_data, data_record
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_json, atomic_write_text
+from inrbench.profiling.memory import PeakMemory
 from inrbench.run.callbacks import (
+    Budget,
     GlobalLoss,
     KeepCheckpoints,
     LatencyCallback,
@@ -33,7 +35,14 @@ from inrbench.run.callbacks import (
     WallClock,
 )
 from inrbench.run.folder import RunLock, holds_results, remove_unfinished
-from inrbench.run.records import default_out, evaluate_fit, make_logger, summary, write_metrics_csv
+from inrbench.run.records import (
+    default_out,
+    evaluate_fit,
+    make_logger,
+    summary,
+    time_to_targets,
+    write_metrics_csv,
+)
 from inrbench.sysinfo import git_sha
 from inrbench.tasks import TASKS  # noqa: F401  (importing the package registers the tasks)
 
@@ -132,8 +141,10 @@ def _build(cfg: DictConfig, resume: bool, devices: int):
 def _trainer(cfg: DictConfig, out: Path, spec: SignalSpec, steps: int, devices: int,
              strategy: str, results: dict, clock: WallClock, extra: list) -> L.Trainer:
     every, accumulate = int(cfg.task.eval_every), int(cfg.task.accumulate)
+    epochs = cfg.trainer.get("max_epochs")
     return L.Trainer(
-        max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=devices,
+        max_steps=steps, max_epochs=-1 if epochs is None else int(epochs),
+        accelerator=cfg.trainer.accelerator, devices=devices,
         strategy=strategy, use_distributed_sampler=False,  # data modules shard (data/base.py)
         logger=make_logger(cfg, out),
         callbacks=[
@@ -182,26 +193,40 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     results: dict = {}
     clock = WallClock()
+    max_time, epochs = cfg.trainer.get("max_time"), cfg.trainer.get("max_epochs")
+    budget = Budget(clock, None if max_time is None else float(max_time),
+                    None if epochs is None else int(epochs))
     replan = [ReplanSchedule(steps)] if start.planned not in (None, steps) else []
     if cfg.trainer.progress_bar and rank_zero_only.rank == 0:
         print(f"{cfg.model.name} on {cfg.data.name}, {steps} steps -> {out}", flush=True)
     trainer = _trainer(cfg, out, spec, steps, devices, strategy, results, clock,
-                       [*replan, *(callbacks or [])])
+                       [*replan, budget, *(callbacks or [])])
+    memory = PeakMemory(trainer.strategy.root_device)
+    memory.start()
     # a task may iterate other data than the run's module (meta-learning: batches of images)
     trainer.fit(task, datamodule=getattr(task, "train_data", None) or dm,
                 ckpt_path=str(start.path) if start.path else None, weights_only=True)
-    wall_s = clock.elapsed()
+    wall_s, train_s, eval_s = clock.elapsed(), clock.train_elapsed(), clock.eval_elapsed()
+    train_memory = memory.stop()  # training, its evaluations and the latency renders
     # the last checkpoint holds the final state, so a resume of a finished run is a no-op
     trainer.save_checkpoint(last, weights_only=False)
     if not trainer.is_global_zero:  # rank 0 evaluates and writes; the others get its summary
         done = trainer.strategy.broadcast(None, src=0)
         _close_process_group()
         return done
-    final = _final_scores(task, model, dm, spec, out, steps)
+    memory.start()
+    final = _final_scores(task, model, dm, spec, out, int(trainer.global_step))
+    eval_memory = memory.stop()
     write_metrics_csv(out / "metrics.csv", task)
+    timing = {"wall_s": wall_s, "train_s": train_s, "eval_s": eval_s,
+              "stopped_by": budget.stopped_by(trainer, steps), "max_time": budget.max_time,
+              "max_epochs": budget.max_epochs,
+              "memory": {"train": train_memory, "eval_render": eval_memory},
+              "time_to_targets": time_to_targets(task, final, spec, int(trainer.global_step),
+                                                 train_s)}
     done = summary(cfg, task, model, dm, spec, final, results, trainer,
-                   {"blocks": blocks, "wall_s": wall_s, "devices": devices,
-                    "strategy": strategy, "git_sha": sha})
+                   {"blocks": blocks, "devices": devices, "strategy": strategy,
+                    "git_sha": sha, **timing})
     atomic_write_json(out / "metrics.json", done)
     if trainer.world_size > 1:
         trainer.strategy.broadcast(done, src=0)

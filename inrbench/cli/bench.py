@@ -1,0 +1,78 @@
+"""``inrbench bench --models M1,M2 --data D [key=value ...] (--budget TIME | --steps N)``:
+every model trained under the same budget, one run at a time, into one folder, then the
+quality-cost frontier report (:mod:`inrbench.bench`, :mod:`inrbench.reports.frontier`).
+
+    inrbench bench --models asmr,siren,ngp,ffn,kilonerf --data image data.path=photo.png \\
+        --budget 10m [--seeds 0,1,2] [--out DIR] [--quality 30]
+    inrbench bench --models asmr,siren --data kodak --vary data.image=1-24 --steps 2000
+
+Exit status: 0 when every run finished, 1 when one failed (the report covers the others),
+2 on a bad name, key, budget or folder (one line).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inrbench.errors import ConfigError
+
+COMMAND = "bench"
+
+
+def add_command(sub) -> None:
+    """Add ``bench`` to the ``inrbench`` subparsers ``sub``."""
+    b = sub.add_parser(COMMAND, help="models under one budget on your signal(s): the "
+                       "quality-cost frontier (PSNR vs MACs, latency, params, memory, time)")
+    b.add_argument("--models", required=True, help="comma-separated registered models "
+                   "(plugins and module:Class too), e.g. asmr,siren,ngp,ffn,kilonerf")
+    b.add_argument("--data", required=True, help="data module(s), comma-separated, e.g. "
+                   "image (with data.path=photo.png), cameraman, kodak")
+    b.add_argument("--vary", help="one signal per value: data.KEY=V1,V2 or a range, e.g. "
+                   "data.image=1-24 (Kodak) or data.path=a.png,b.png")
+    b.add_argument("--budget", help="training wall time per run, evaluations excluded "
+                   "(trainer.max_time): seconds or 90s, 10m, 1h30m")
+    b.add_argument("--steps", type=int, help="optimizer steps per run (task.steps)")
+    b.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    b.add_argument("--out", help="bench folder (default runs/bench-<timestamp>); rerun "
+                   "with the same --out to finish an interrupted bench")
+    b.add_argument("--quality", type=float, help="the quality the one-line answers ask for "
+                   "(default the middle of task.targets, e.g. 30 dB)")
+    b.add_argument("overrides", nargs="*", help="config overrides key=value for every run")
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds needs distinct integers, e.g. 0,1,2; got {text!r}")
+    return seeds
+
+
+def cmd_bench(args) -> int:
+    from inrbench.bench import bench, signals
+    from inrbench.run import default_out
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    root = Path(args.out) if args.out else default_out("bench")
+
+    def line(rec):
+        tail = f": {rec['error']}" if rec["error"] else ""
+        print(f"[{rec['signal']} {rec['model']} seed{rec['seed']}] {rec['status']} "
+              f"({rec['seconds']:.0f} s){tail}", flush=True)
+
+    done = bench(models, signals(args.data, args.vary), root, budget=args.budget,
+                 steps=args.steps, seeds=_seeds(args.seeds), overrides=args.overrides,
+                 quality=args.quality, on_run=line)
+    report = done["report"]
+    print(f"\nbench of {len(models)} model(s) on {', '.join(report['signals'])}: {root}")
+    for a in report["answers"]:
+        print(f"  {a}")
+    for f in report["files"]:
+        print(f"  {f}")
+    return 1 if any(r["status"] == "failed" for r in done["runs"]) else 0
+
+
+#: ``{command: handler}`` as ``inrbench.cli.main`` dispatches
+COMMANDS = {COMMAND: cmd_bench}
