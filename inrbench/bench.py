@@ -7,6 +7,11 @@ The folder holds ``ROOT/<signal>/<model>/seed<N>/`` (one results folder each, wr
 process, so no two share the CPU or the GPU. A rerun skips every finished run (its
 ``metrics.json`` exists) and resumes an interrupted one from its last checkpoint.
 
+Each run is a child process (``inrbench run``) by default, so its peak memory is its own
+(what earlier runs left resident does not count) and one crash stops only that run;
+``isolate=False`` trains in this process instead (models registered only here, e.g. by a
+test, are then visible).
+
 The budget is the same for every model: ``trainer.max_time`` seconds of training
 (evaluations excluded; the cosine schedule is planned over the time) or ``task.steps``
 optimizer steps, or both (the first reached ends the run; ``metrics.json`` says which).
@@ -15,6 +20,8 @@ optimizer steps, or both (the first reached ends the run; ``metrics.json`` says 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +94,9 @@ def budget_extra(budget: str | None, steps: int | None) -> dict:
 
 
 def plan(models: list[str], sigs: list[Signal], seeds: list[int], root: Path,
-         overrides: list[str], extra: dict) -> list[dict]:
+         overrides: list[str], extra: dict, quality: float | None = None) -> list[dict]:
     """Every run's folder and config, composed (so bad names or keys stop here, before
-    anything trains)."""
+    anything trains); ``quality`` joins ``task.targets`` so its time to quality is recorded."""
     if not models:
         raise ConfigError("--models needs at least one model, e.g. --models asmr,siren")
     entries = []
@@ -100,34 +107,51 @@ def plan(models: list[str], sigs: list[Signal], seeds: list[int], root: Path,
                 ex = {**extra, "trainer.seed": seed, "trainer.out": str(out)}
                 cfg = compose(model=model, data=sig.data, overrides=[*sig.overrides,
                                                                      *overrides], extra=ex)
+                targets = [float(t) for t in cfg.task.get("targets") or []]
+                if quality is not None and "targets" in cfg.task and quality not in targets:
+                    ex["task.targets"] = sorted([*targets, float(quality)])
+                    cfg.task.targets = ex["task.targets"]
                 entries.append({"signal": sig.label, "data": sig.data, "model": model,
                                 "seed": seed, "out": out, "cfg": cfg, "extra": ex,
                                 "overrides": [*sig.overrides, *overrides]})
     return entries
 
 
-def run_one(entry: dict) -> str:
+def _command(entry: dict, resume: bool) -> list[str]:
+    extra = {k: v for k, v in entry["extra"].items() if v is not None}
+    keys = [f"{k}={v}" for k, v in extra.items() if k not in ("trainer.seed", "trainer.out")]
+    return [sys.executable, "-m", "inrbench.cli", "run", "--model", entry["model"], "--data",
+            entry["data"], "--seed", str(entry["seed"]), "--out", str(entry["out"]),
+            *(["--resume"] if resume else []), *entry["overrides"], *keys]
+
+
+def run_one(entry: dict, isolate: bool = True) -> str:
     """Train one entry unless finished: ``done`` (skipped), ``resumed`` or ``trained``."""
     out: Path = entry["out"]
     if (out / "metrics.json").is_file():
         return "done"
-    if holds_results(out):  # interrupted after a checkpoint: continue it
-        cfg = resume_config(out, entry["overrides"], entry["extra"], model=entry["model"],
-                            data=entry["data"])
-        run(cfg, resume=True)
-        return "resumed"
-    run(entry["cfg"])
-    return "trained"
+    resume = holds_results(out)  # interrupted after a checkpoint: continue it
+    if isolate:
+        proc = subprocess.run(_command(entry, resume), stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            raise InrbenchError(lines[-1] if lines else f"exit status {proc.returncode}")
+    elif resume:
+        run(resume_config(out, entry["overrides"], entry["extra"], model=entry["model"],
+                          data=entry["data"]), resume=True)
+    else:
+        run(entry["cfg"])
+    return "resumed" if resume else "trained"
 
 
 def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None = None,
           steps: int | None = None, seeds: tuple[int, ...] = (0,), overrides=(),
-          quality: float | None = None, on_run=None) -> dict:
+          quality: float | None = None, on_run=None, isolate: bool = True) -> dict:
     """Train every model on every signal under the budget, then write the frontier report
     into ``root``. Returns ``{"runs": [...], "report": ...}``; a run that fails is recorded
     (``status: failed``, its error) and the others go on."""
     extra = {**budget_extra(budget, steps), "trainer.logger": "none"}
-    entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra)
+    entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality)
     Path(root).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(root) / "bench.json", {
         "models": models, "signals": [s.__dict__ for s in sigs], "seeds": list(seeds),
@@ -137,7 +161,7 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
     for entry in entries:
         t0 = time.perf_counter()
         try:
-            status, error = run_one(entry), None
+            status, error = run_one(entry, isolate), None
         except (InrbenchError, RuntimeError, ValueError) as e:
             status, error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
         rec = {k: entry[k] for k in ("signal", "model", "seed")}

@@ -37,6 +37,8 @@ def add_command(sub) -> None:
                    "with the same --out to finish an interrupted bench")
     b.add_argument("--quality", type=float, help="the quality the one-line answers ask for "
                    "(default the middle of task.targets, e.g. 30 dB)")
+    b.add_argument("--in-process", action="store_true", help="train in this process instead "
+                   "of one child process per run (peak memory then includes earlier runs')")
     b.add_argument("overrides", nargs="*", help="config overrides key=value for every run")
 
 
@@ -64,7 +66,7 @@ def cmd_bench(args) -> int:
 
     done = bench(models, signals(args.data, args.vary), root, budget=args.budget,
                  steps=args.steps, seeds=_seeds(args.seeds), overrides=args.overrides,
-                 quality=args.quality, on_run=line)
+                 quality=args.quality, on_run=line, isolate=not args.in_process)
     report = done["report"]
     print(f"\nbench of {len(models)} model(s) on {', '.join(report['signals'])}: {root}")
     for a in report["answers"]:

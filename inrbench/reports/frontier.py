@@ -118,7 +118,7 @@ def _signals(root: Path) -> dict[str, dict[str, list[Run]]]:
         raise InrbenchError(f"no finished runs (metrics.json) under {root}")
     out: dict[str, dict[str, list[Run]]] = {}
     for run in runs:
-        parts = run.path.relative_to(root.resolve()).parts
+        parts = run.path.resolve().relative_to(root.resolve()).parts
         signal, model = (parts[0], parts[1]) if len(parts) >= 3 else ("signal", run.model)
         out.setdefault(signal, {}).setdefault(model, []).append(run)
     return out
