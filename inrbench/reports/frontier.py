@@ -119,9 +119,15 @@ def _signals(root: Path) -> dict[str, dict[str, list[Run]]]:
     out: dict[str, dict[str, list[Run]]] = {}
     for run in runs:
         parts = run.path.resolve().relative_to(root.resolve()).parts
-        signal, model = (parts[0], parts[1]) if len(parts) >= 3 else ("signal", run.model)
+        signal = parts[0] if len(parts) >= 3 else "signal"
+        model = run.model
         out.setdefault(signal, {}).setdefault(model, []).append(run)
-    return out
+    try:  # the order the bench planned them in
+        planned = [s["label"] for s in json.loads((root / "bench.json").read_text())["signals"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        planned = []
+    order = {name: i for i, name in enumerate(planned)}
+    return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
 def _mark(records: list[dict]) -> None:
