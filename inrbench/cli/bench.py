@@ -23,9 +23,11 @@ def add_command(sub) -> None:
     """Add ``bench`` to the ``inrbench`` subparsers ``sub``."""
     b = sub.add_parser(COMMAND, help="models under one budget on your signal(s): the "
                        "quality-cost frontier (PSNR vs MACs, latency, params, memory, time)")
-    b.add_argument("--models", required=True, help="comma-separated registered models "
+    b.add_argument("--report", metavar="DIR", help="only (re)write the frontier report of "
+                   "the bench folder DIR from its records; trains nothing")
+    b.add_argument("--models", help="comma-separated registered models "
                    "(plugins and module:Class too), e.g. asmr,siren,ngp,ffn,kilonerf")
-    b.add_argument("--data", required=True, help="data module(s), comma-separated, e.g. "
+    b.add_argument("--data", help="data module(s), comma-separated, e.g. "
                    "image (with data.path=photo.png), cameraman, kodak")
     b.add_argument("--vary", help="one signal per value: data.KEY=V1,V2 or a range, e.g. "
                    "data.image=1-24 (Kodak) or data.path=a.png,b.png")
@@ -54,8 +56,18 @@ def _seeds(text: str) -> list[int]:
 
 def cmd_bench(args) -> int:
     from inrbench.bench import bench, signals
+    from inrbench.reports.frontier import write_report
     from inrbench.run import default_out
 
+    if args.report:
+        if not Path(args.report).is_dir():
+            raise ConfigError(f"--report {args.report}: no such folder; give a bench folder")
+        report = write_report(Path(args.report), args.quality)
+        for line in [*report["answers"], *report["files"]]:
+            print(line)
+        return 0
+    if not args.models or not args.data:
+        raise ConfigError("bench needs --models M1,M2 and --data D (or --report DIR)")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     root = Path(args.out) if args.out else default_out("bench")
 

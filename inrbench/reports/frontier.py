@@ -92,7 +92,10 @@ def answers(records: list[dict], quality: float, unit: str) -> list[str]:
         return [f"no model reached {quality:g} {unit} (best: {best['model']} at "
                 f"{fmt_mean_std(best['quality']['mean'], None)} {unit})"]
     lines = []
+    timed = all(r.get("stopped_by") == ["max_time"] for r in records)
     for key, _, cost_unit in COSTS:
+        if key == "train_s" and timed:
+            continue  # every run trained for the same time: "first to reach" says more
         have = [r for r in ok if r[key]["mean"] is not None]
         if have:
             r = min(have, key=lambda r: r[key]["mean"])

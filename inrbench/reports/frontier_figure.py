@@ -37,7 +37,9 @@ def frontier_png(records: list[dict], metric: str, unit: str, title: str) -> byt
             ax.step([r[key]["mean"] for r in line], [r["quality"]["mean"] for r in line],
                     where="post", color="0.4", lw=0.8, ls="--")
         if have:
-            ax.set_xscale("log")
+            xs = [r[key]["mean"] for r in have]
+            if max(xs) > 8 * min(xs):  # log only where the costs span orders of magnitude
+                ax.set_xscale("log")
             place_labels(ax, [(r[key]["mean"], r["quality"]["mean"]) for r in have],
                          [_family(r["model"]) for r in have], [5.0] * len(have))
         ax.set_xlabel(f"{label}{' (' + cost_unit + ')' if cost_unit else ''}")
