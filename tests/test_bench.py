@@ -47,9 +47,13 @@ def test_budget_schedule_follows_the_larger_of_time_and_step_progress():
     clock = WallClock()
     budget = Budget(clock, max_time=10.0, max_epochs=None)
     budget.horizon = 100
-    trainer = type("T", (), {"global_step": 20})()
+    trainer = type("T", (), {"global_step": 20, "world_size": 1, "should_stop": False})()
     clock.train_elapsed = lambda: 5.0  # half the time, a fifth of the steps
-    assert budget.progress(trainer) == pytest.approx(0.5)
+    budget.on_train_batch_end(trainer, None, None, None, 0)
+    assert budget.progress(trainer) == pytest.approx(0.5) and not trainer.should_stop
+    clock.train_elapsed = lambda: 10.0
+    budget.on_train_batch_end(trainer, None, None, None, 0)
+    assert budget.progress(trainer) == 1.0 and trainer.should_stop and budget.timed_out
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-2)
     p = {"v": 0.0}
     sched = BudgetCosine(opt, eta_min=1e-5, progress=lambda: p["v"])

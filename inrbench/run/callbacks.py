@@ -196,12 +196,17 @@ class Budget(L.Callback):
 
     def __init__(self, clock: WallClock, max_time: float | None, max_epochs: int | None):
         self.clock, self.max_time, self.max_epochs = clock, max_time, max_epochs
-        self.timed_out, self.horizon = False, None
+        self.timed_out, self.horizon, self.spent = False, None, 0.0
+
+    def _elapsed(self, trainer) -> float:
+        """Training seconds; with several processes rank 0's, so that every process takes
+        the same learning rate and stops at the same step."""
+        t = self.clock.train_elapsed()
+        return trainer.strategy.broadcast(t, src=0) if trainer.world_size > 1 else t
 
     def progress(self, trainer) -> float:
         steps = trainer.global_step / max(self.horizon or 1, 1)
-        timed = self.clock.train_elapsed() / self.max_time if self.max_time else 0.0
-        return max(steps, timed)
+        return max(steps, self.spent / self.max_time if self.max_time else 0.0)
 
     def on_train_start(self, trainer, pl_module):
         self._check(trainer)
@@ -218,7 +223,10 @@ class Budget(L.Callback):
         self._check(trainer)
 
     def _check(self, trainer) -> None:
-        if self.max_time is not None and self.clock.train_elapsed() >= self.max_time:
+        if self.max_time is None:
+            return
+        self.spent = self._elapsed(trainer)
+        if self.spent >= self.max_time:
             self.timed_out, trainer.should_stop = True, True
 
     def stopped_by(self, trainer, steps: int) -> str:
