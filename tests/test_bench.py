@@ -161,6 +161,9 @@ def test_bench_in_process_two_signals_rerun_skips(small_png, tmp_path):
     assert "mean ± std over signals" in md and report["answers"][0] in md
     again = bench(["siren", "ffn"], sigs, root, steps=3, overrides=TINY, isolate=False)
     assert [r["status"] for r in again["runs"]] == ["done"] * 4
+    (root / "image-flip" / "ffn" / "seed0" / "metrics.json").unlink()  # as if interrupted
+    third = bench(["siren", "ffn"], sigs, root, steps=3, overrides=TINY, isolate=False)
+    assert [r["status"] for r in third["runs"]] == ["done"] * 3 + ["resumed"]
     (root / "frontier.json").unlink()
     assert main(["bench", "--report", str(root), "--quality", "10"]) == 0
     assert json.loads((root / "frontier.json").read_text())["answers"] == report["answers"]

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from inrbench.reports.figures import _family, _png, place_labels  # noqa: E402
 
@@ -40,6 +41,7 @@ def frontier_png(records: list[dict], metric: str, unit: str, title: str) -> byt
             xs = [r[key]["mean"] for r in have]
             if max(xs) > 8 * min(xs):  # log only where the costs span orders of magnitude
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # crowded labels otherwise
             place_labels(ax, [(r[key]["mean"], r["quality"]["mean"]) for r in have],
                          [_family(r["model"]) for r in have], [5.0] * len(have))
         ax.set_xlabel(f"{label}{' (' + cost_unit + ')' if cost_unit else ''}")
