@@ -3,7 +3,9 @@ run at a time, into one folder, then the quality-cost frontier of
 :mod:`inrbench.reports.frontier`.
 
 The folder holds ``ROOT/<signal>/<model>/seed<N>/`` (one results folder each, written by
-:func:`inrbench.run.run`) and ``bench.json`` (the plan). Runs go one after another in this
+:func:`inrbench.run.run`) and ``bench.json`` (the plan); a paper table's rows
+(``experiment=``, ``rows=``) go to ``ROOT/<data>/seed<N>/<row id>/`` instead, each row a point
+of the frontier under its id. Runs go one after another in this
 process, so no two share the CPU or the GPU. A rerun skips every finished run (its
 ``metrics.json`` exists) and resumes an interrupted one from its last checkpoint.
 
@@ -26,7 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inrbench.config import compose
+from inrbench.config import compose, row_config
+from inrbench.config.experiment import load_experiment, select_rows
 from inrbench.config.resume import resume_config
 from inrbench.config.validation import parse_duration
 from inrbench.errors import ConfigError, InrbenchError
@@ -117,11 +120,36 @@ def plan(models: list[str], sigs: list[Signal], seeds: list[int], root: Path,
     return entries
 
 
+def plan_rows(experiment: str, ids: list[str] | None, seeds: list[int], root: Path,
+              overrides: list[str], extra: dict, quality: float | None = None) -> list[dict]:
+    """The runs of a paper table's rows (``conf/experiment/<experiment>.yaml``), composed."""
+    exp = load_experiment(experiment)
+    entries = []
+    for row in select_rows(exp, ids):
+        for seed in seeds:
+            out = root / "_" / f"seed{seed}" / row["id"]
+            ex = {**extra, "trainer.seed": seed, "trainer.out": str(out)}
+            cfg = row_config(exp, row, overrides, ex)
+            sig = safe(str(cfg.data.name))
+            out = root / sig / f"seed{seed}" / row["id"]
+            ex["trainer.out"], cfg.trainer.out = str(out), str(out)
+            targets = [float(t) for t in cfg.task.get("targets") or []]
+            if quality is not None and "targets" in cfg.task and quality not in targets:
+                ex["task.targets"] = sorted([*targets, float(quality)])
+                cfg.task.targets = ex["task.targets"]
+            entries.append({"signal": sig, "data": str(cfg.data.name), "model": row["id"],
+                            "seed": seed, "out": out, "cfg": cfg, "extra": ex,
+                            "overrides": list(overrides), "experiment": experiment})
+    return entries
+
+
 def _command(entry: dict, resume: bool) -> list[str]:
     extra = {k: v for k, v in entry["extra"].items() if v is not None}
     keys = [f"{k}={v}" for k, v in extra.items() if k not in ("trainer.seed", "trainer.out")]
-    return [sys.executable, "-m", "inrbench.cli", "run", "--model", entry["model"], "--data",
-            entry["data"], "--seed", str(entry["seed"]), "--out", str(entry["out"]),
+    what = (["--experiment", entry["experiment"], "--rows", entry["model"], "--out",
+             str(entry["out"].parent)] if entry.get("experiment") else
+            ["--model", entry["model"], "--data", entry["data"], "--out", str(entry["out"])])
+    return [sys.executable, "-m", "inrbench.cli", "run", *what, "--seed", str(entry["seed"]),
             *(["--resume"] if resume else []), *entry["overrides"], *keys]
 
 
@@ -136,6 +164,8 @@ def run_one(entry: dict, isolate: bool = True) -> str:
         if proc.returncode != 0:
             lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
             raise InrbenchError(lines[-1] if lines else f"exit status {proc.returncode}")
+    elif entry.get("experiment"):
+        run(entry["cfg"], resume=resume)
     elif resume:
         run(resume_config(out, entry["overrides"], entry["extra"], model=entry["model"],
                           data=entry["data"]), resume=True)
@@ -146,16 +176,25 @@ def run_one(entry: dict, isolate: bool = True) -> str:
 
 def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None = None,
           steps: int | None = None, seeds: tuple[int, ...] = (0,), overrides=(),
-          quality: float | None = None, on_run=None, isolate: bool = True) -> dict:
+          quality: float | None = None, on_run=None, isolate: bool = True,
+          experiment: str | None = None, rows: list[str] | None = None) -> dict:
     """Train every model on every signal under the budget, then write the frontier report
     into ``root``. Returns ``{"runs": [...], "report": ...}``; a run that fails is recorded
-    (``status: failed``, its error) and the others go on."""
+    (``status: failed``, its error) and the others go on. With ``experiment`` the runs are
+    that table's ``rows`` (default all) and ``models``/``sigs`` are unused."""
     extra = {**budget_extra(budget, steps), "trainer.logger": "none"}
-    entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality)
+    if experiment:
+        entries = plan_rows(experiment, rows, list(seeds), Path(root), list(overrides), extra,
+                            quality)
+        models = [e["model"] for e in entries if e["seed"] == seeds[0]]
+        sigs = [Signal(d, [], d) for d in dict.fromkeys(e["signal"] for e in entries)]
+    else:
+        entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality)
     Path(root).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(root) / "bench.json", {
         "models": models, "signals": [s.__dict__ for s in sigs], "seeds": list(seeds),
         "budget": {"max_time": extra["trainer.max_time"], "steps": steps},
+        "experiment": experiment,
         "overrides": list(overrides)})
     done = []
     for entry in entries:

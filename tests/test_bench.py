@@ -205,3 +205,16 @@ def test_bench_bad_input_is_one_line(small_png, tmp_path, capsys, args, message)
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_bench_a_paper_tables_rows(tmp_path):
+    root = tmp_path / "rows"
+    done = bench([], [], root, steps=2, isolate=False, experiment="table2",
+                 rows=["siren3", "siren4"],
+                 overrides=["data.crop=[32,32]", *[t for t in TINY if not t.startswith("model.")]])
+    assert [(r["model"], r["status"]) for r in done["runs"]] == [("siren3", "trained"),
+                                                                ("siren4", "trained")]
+    report = json.loads((root / "frontier.json").read_text())
+    assert [r["model"] for r in report["summary"]] == ["siren3", "siren4"]
+    summary = json.loads((root / "cameraman" / "seed0" / "siren4" / "metrics.json").read_text())
+    assert summary["paper_row"]["id"] == "siren4" and summary["steps"] == 2

@@ -5,6 +5,7 @@ quality-cost frontier report (:mod:`inrbench.bench`, :mod:`inrbench.reports.fron
     inrbench bench --models asmr,siren,ngp,ffn,kilonerf --data image data.path=photo.png \\
         --budget 10m [--seeds 0,1,2] [--out DIR] [--quality 30]
     inrbench bench --models asmr,siren --data kodak --vary data.image=1-24 --steps 2000
+    inrbench bench --experiment table2 --rows siren4,asmr4 --budget 5m
 
 Exit status: 0 when every run finished, 1 when one failed (the report covers the others),
 2 on a bad name, key, budget or folder (one line).
@@ -29,6 +30,9 @@ def add_command(sub) -> None:
                    "(plugins and module:Class too), e.g. asmr,siren,ngp,ffn,kilonerf")
     b.add_argument("--data", help="data module(s), comma-separated, e.g. "
                    "image (with data.path=photo.png), cameraman, kodak")
+    b.add_argument("--experiment", help="instead of --models/--data: the rows of a paper "
+                   "table (conf/experiment/E.yaml), each row one point")
+    b.add_argument("--rows", help="with --experiment: comma-separated row ids (default all)")
     b.add_argument("--vary", help="one signal per value: data.KEY=V1,V2 or a range, e.g. "
                    "data.image=1-24 (Kodak) or data.path=a.png,b.png")
     b.add_argument("--budget", help="training wall time per run, evaluations excluded "
@@ -66,9 +70,16 @@ def cmd_bench(args) -> int:
         for line in [*report["answers"], *report["files"]]:
             print(line)
         return 0
-    if not args.models or not args.data:
-        raise ConfigError("bench needs --models M1,M2 and --data D (or --report DIR)")
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.experiment and (args.models or args.data or args.vary):
+        raise ConfigError("give either --experiment E (its rows name models and data) or "
+                          "--models/--data, not both")
+    if not args.experiment and (not args.models or not args.data):
+        raise ConfigError("bench needs --models M1,M2 and --data D, --experiment E, or "
+                          "--report DIR")
+    if args.rows and not args.experiment:
+        raise ConfigError("--rows needs --experiment E (see 'inrbench list')")
+    models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
     root = Path(args.out) if args.out else default_out("bench")
 
     def line(rec):
@@ -76,11 +87,14 @@ def cmd_bench(args) -> int:
         print(f"[{rec['signal']} {rec['model']} seed{rec['seed']}] {rec['status']} "
               f"({rec['seconds']:.0f} s){tail}", flush=True)
 
-    done = bench(models, signals(args.data, args.vary), root, budget=args.budget,
+    sigs = signals(args.data, args.vary) if not args.experiment else []
+    done = bench(models, sigs, root, budget=args.budget,
                  steps=args.steps, seeds=_seeds(args.seeds), overrides=args.overrides,
-                 quality=args.quality, on_run=line, isolate=not args.in_process)
+                 quality=args.quality, on_run=line, isolate=not args.in_process,
+                 experiment=args.experiment, rows=rows)
     report = done["report"]
-    print(f"\nbench of {len(models)} model(s) on {', '.join(report['signals'])}: {root}")
+    n = len({r["model"] for r in done["runs"]})
+    print(f"\nbench of {n} model(s) on {', '.join(report['signals'])}: {root}")
     for a in report["answers"]:
         print(f"  {a}")
     for f in report["files"]:

@@ -1,7 +1,8 @@
 """The quality-cost frontier of a bench folder (``inrbench bench``): quality against MACs per
 sample, render latency, parameters, peak memory and training time, one point per model.
 
-Reads only the runs' records, laid out as ``ROOT/<signal>/<model>/seed<N>/``. Per signal and
+Reads only the runs' records, laid out as ``ROOT/<signal>/<model>/seed<N>/`` (or
+``ROOT/<signal>/seed<N>/<row id>/`` for a paper table's rows, each row one point). Per signal and
 model: the mean ± sample std over seeds. A model is *non-dominated* on a cost when no other
 model has at least its quality at no more cost, one of them strictly (the Pareto front of
 quality against that cost); ``frontier`` marks the models non-dominated on all costs at once.
@@ -12,6 +13,7 @@ With several signals the summary is the mean over signals of each model's per-si
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from inrbench.errors import InrbenchError
@@ -123,7 +125,9 @@ def _signals(root: Path) -> dict[str, dict[str, list[Run]]]:
     for run in runs:
         parts = run.path.resolve().relative_to(root.resolve()).parts
         signal = parts[0] if len(parts) >= 3 else "signal"
-        model = run.model
+        # <signal>/<model>/seed<N> or, for a table's rows, <signal>/seed<N>/<row id>
+        label = next((q for q in parts[1:] if not re.fullmatch(r"seed\d+", q)), run.model)
+        model = run.model if re.sub(r"[^A-Za-z0-9_.-]+", "_", run.model) == label else label
         out.setdefault(signal, {}).setdefault(model, []).append(run)
     try:  # the order the bench planned them in
         planned = [s["label"] for s in json.loads((root / "bench.json").read_text())["signals"]]
