@@ -7,6 +7,7 @@ import os
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from inrbench.bench import bench, signals
 from inrbench.cli import main
@@ -211,10 +212,13 @@ def test_bench_a_paper_tables_rows(tmp_path):
     root = tmp_path / "rows"
     done = bench([], [], root, steps=2, isolate=False, experiment="table2",
                  rows=["siren3", "siren4"],
-                 overrides=["data.crop=[32,32]", *[t for t in TINY if not t.startswith("model.")]])
+                 overrides=["data.crop=[32,32]",
+                            *[t for t in TINY if not t.startswith("model.")]])
     assert [(r["model"], r["status"]) for r in done["runs"]] == [("siren3", "trained"),
                                                                 ("siren4", "trained")]
     report = json.loads((root / "frontier.json").read_text())
     assert [r["model"] for r in report["summary"]] == ["siren3", "siren4"]
-    summary = json.loads((root / "cameraman" / "seed0" / "siren4" / "metrics.json").read_text())
-    assert summary["paper_row"]["id"] == "siren4" and summary["steps"] == 2
+    run_dir = root / "cameraman" / "seed0" / "siren4"
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 2
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["n_layers"] == 4  # the row's model
