@@ -1,9 +1,10 @@
 """Per-modality reconstruction metrics (SSIM and IoU by torchmetrics' functional API).
 
-- image: ``psnr``; also ``ssim``.
+- image: ``psnr`` (the float output); also ``psnr_8bit`` (the output rounded to the 8-bit image
+  a PNG of it holds) and ``ssim``.
 - audio: ``psnr`` with data range 2 (waveform in [-1, 1], the ASMR Table 4 convention).
-- video: ``psnr`` = mean of per-frame PSNR; also ``psnr_std``, ``ssim`` (per-frame mean) and
-  ``ssim_std``.
+- video: ``psnr`` = mean of per-frame PSNR; also ``psnr_std``, ``psnr_8bit``, ``ssim``
+  (per-frame mean) and ``ssim_std``.
 - occupancy: ``iou`` of the occupied voxels (the model outputs a logit, occupied where > 0);
   also ``psnr`` of the probabilities and ``accuracy``.
 - sdf: ``iou`` of the inside (SDF < 0); also ``psnr`` (data range 2) and ``mae``.
@@ -14,6 +15,23 @@ the signal's range (``[0, r]``, or ``[-r/2, r/2]`` for signals with negative val
 spec's ``data_range``. Every modality reports ``psnr``
 (the fitting task tracks the best PSNR seen). Video statistics follow the ASMR paper
 (appendix F): each frame scored on its own, then mean and standard deviation over frames.
+
+The pinned definitions (:data:`METRIC_SPEC`, written into every ``metrics.json``; the golden
+tests in ``tests/test_metric_spec.py`` check them against scikit-image on fixed arrays):
+
+- ``psnr``: ``10 log10(R^2 / MSE)`` of the float prediction clamped to the signal's range,
+  ``R`` = the spec's ``data_range`` (1 for images, 2 for audio waveforms in [-1, 1]).
+- ``psnr_8bit``: the same after rounding the prediction to 8 bits,
+  ``round(clamp(x) / R * 255) / 255 * R`` (what a viewer of the saved PNG sees); images and
+  video only. Reports show ``psnr`` unless they say otherwise.
+- ``ssim``: Wang et al. (2004) with a Gaussian window of 11 x 11 samples, sigma 1.5,
+  ``K1 = 0.01``, ``K2 = 0.03``, data range ``R``, per channel, averaged over the whole map
+  (border pixels included, their window reflect-padded as ``torch.nn.functional.pad(...,
+  mode="reflect")`` does); images smaller than the window use a 3 x 3 uniform window.
+- ``iou``: occupancy counts a voxel occupied where the model's logit is > 0 (probability
+  > 0.5) and the target where it is > 0.5; an SDF counts inside where the value is < 0.
+- LPIPS is not computed: it needs a pretrained AlexNet/VGG whose weights cannot be fetched
+  offline; records say so (``METRIC_SPEC["lpips"]``).
 """
 
 from __future__ import annotations
@@ -30,6 +48,21 @@ from torchmetrics.functional.image import (
 from inrbench.data.base import SignalSpec
 
 HEADLINE = {"occupancy": "iou", "sdf": "iou"}
+
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K = 11, 1.5, (0.01, 0.03)  # torchmetrics' defaults, pinned
+
+#: the definitions behind the numbers, recorded beside them in ``metrics.json``
+METRIC_SPEC = {
+    "psnr": "10 log10(R^2 / MSE), float prediction clamped to the signal range, R = data_range",
+    "psnr_8bit": "psnr after rounding the prediction to 8 bits: round(x / R * 255) / 255 * R",
+    "ssim": {"window": SSIM_WINDOW, "gaussian_sigma": SSIM_SIGMA, "k1": SSIM_K[0],
+             "k2": SSIM_K[1], "data_range": "R", "border": "reflect-padded, averaged in",
+             "small_images": "3x3 uniform window below 11 px"},
+    "iou": {"occupancy": "logit > 0 (probability > 0.5) vs target > 0.5",
+            "sdf": "value < 0 (inside)"},
+    "lpips": {"value": None, "reason": "not computed: needs pretrained AlexNet/VGG weights "
+              "that cannot be fetched offline"},
+}
 
 
 def psnr_from_mse(mse: torch.Tensor | float, data_range: float = 1.0,
@@ -61,7 +94,18 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> f
     return float(peak_signal_noise_ratio(pred, target, data_range=data_range))
 
 
-SSIM_PAD = 5  # torchmetrics' default 11x11 Gaussian window: (11 - 1) / 2
+def to_8bit(pred: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """The prediction as the 8-bit image a PNG of it stores, back in the signal's units:
+    ``round(clamp(x, 0, R) / R * 255) / 255 * R``."""
+    return torch.round(pred.clamp(0.0, data_range) / data_range * 255) / 255 * data_range
+
+
+def psnr_8bit(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
+    """PSNR of the 8-bit-rounded prediction (:func:`to_8bit`) against ``target``."""
+    return psnr(to_8bit(pred, data_range), target, data_range)
+
+
+SSIM_PAD = (SSIM_WINDOW - 1) // 2
 
 
 def small_window(h: int, w: int) -> dict:
@@ -138,8 +182,11 @@ def evaluate(pred: torch.Tensor, target: torch.Tensor, spec: SignalSpec) -> dict
     if spec.modality == "video":
         frames = per_frame(pred, target, spec.data_range)
         std = (lambda x: float(x.std())) if len(frames["psnr"]) > 1 else (lambda x: 0.0)
+        eight = psnr_from_mse(((to_8bit(pred, spec.data_range) - target) ** 2).flatten(1)
+                              .mean(1), spec.data_range, eps=1e-20)
         return {"psnr": float(frames["psnr"].mean()), "psnr_std": std(frames["psnr"]),
-                "ssim": float(frames["ssim"].mean()), "ssim_std": std(frames["ssim"])}
+                "psnr_8bit": float(eight.mean()), "ssim": float(frames["ssim"].mean()),
+                "ssim_std": std(frames["ssim"])}
     if spec.modality == "occupancy":
         prob, occupied = torch.sigmoid(pred), target > 0.5
         return {"iou": iou(pred > 0, occupied),
@@ -150,6 +197,7 @@ def evaluate(pred: torch.Tensor, target: torch.Tensor, spec: SignalSpec) -> dict
                 "mae": float((pred.clamp(-1, 1) - target).abs().mean())}
     out = {"psnr": psnr(pred, target, spec.data_range)}
     if spec.modality == "image":
+        out["psnr_8bit"] = psnr_8bit(pred, target, spec.data_range)
         out["ssim"] = ssim_2d(pred, target, spec.data_range)
     return out
 

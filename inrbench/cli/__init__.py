@@ -9,6 +9,7 @@
     inrbench run ... --seeds 0,1,2 [--devices N --strategy ddp]
     inrbench report RESULTS_DIR [--out reports/NAME] [--format md,html,png] [--tables 2,12]
     inrbench compare RUN [RUN ...] [--format text|md|csv|json]
+    inrbench bench --models M1,M2 --data D (--budget 10m | --steps N) [key=value ...]
     inrbench sweep conf/sweep/X.yaml [--local [--trials N] [--out DIR]]
     inrbench agent-run          (started by 'wandb agent' for each sweep trial)
 
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     from inrbench.cli.check import add_command as add_check_command
 
     add_check_command(sub)  # check-model: a model against the contract
+    from inrbench.cli.bench import add_command as add_bench_command
+
+    add_bench_command(sub)  # bench: models under one budget, the quality-cost frontier
     return p
 
 
@@ -417,10 +421,11 @@ def cmd_list(args) -> int:
 
 
 def _compression_commands() -> dict:
+    from inrbench.cli.bench import COMMANDS as BENCH
     from inrbench.cli.check import COMMANDS as CHECK
     from inrbench.cli.compress import COMMANDS
 
-    return {**COMMANDS, **CHECK}
+    return {**COMMANDS, **CHECK, **BENCH}
 
 
 def main(argv: list[str] | None = None) -> int:

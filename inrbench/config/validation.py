@@ -207,6 +207,55 @@ class Anything(Spec):
         return True
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value) -> float | None:
+    """Seconds in ``value``: a number of seconds, or text such as ``90s``, ``10m``, ``1.5h``,
+    ``1h30m`` or ``00:10:00`` (h:m:s); None when it is none of these or not > 0."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) and value > 0 else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().lower().replace(" ", "")
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) > 3 or not all(p.replace(".", "", 1).isdigit() for p in parts):
+            return None
+        total = sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
+        return total if total > 0 else None
+    total, number = 0.0, ""
+    for ch in text:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in _UNITS and number and number.count(".") <= 1:
+            total, number = total + float(number) * _UNITS[ch], ""
+        else:
+            return None
+    if number:  # a bare number: seconds
+        if number.count(".") > 1:
+            return None
+        total += float(number)
+    return total if total > 0 else None
+
+
+@dataclass(frozen=True)
+class Duration(Spec):
+    """Wall-clock seconds, written as a number or as ``90s`` / ``10m`` / ``1h30m`` / h:m:s;
+    converted to seconds (a float)."""
+
+    def allowed(self) -> str:
+        return "a duration > 0 (seconds, or e.g. 90s, 10m, 1h30m, 00:10:00)"
+
+    def ok(self, v) -> bool:
+        return parse_duration(v) is not None
+
+    def convert(self, v):
+        return parse_duration(v)
+
+
 # -- the schema of the task and trainer sections -------------------------------------------
 
 #: the rules of task keys by name, applied to the keys a task's ``conf/task/<name>.yaml`` holds
@@ -224,6 +273,7 @@ TASK_RULES: dict[str, Spec] = {
     "ema_decay": Num(min=0, max=1, nullable=True), "ema_every": Int(min=1),
     "grad_clip": Num(min=0, gt=True, nullable=True), "coord_noise": Bool(),
     "sr_scale": Int(min=1),
+    "targets": ListOf(item=Num()),
 }
 
 #: declared sections: ``task`` keys declared here are valid for every task
@@ -237,6 +287,8 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "accelerator": Choice("auto", "cpu", "gpu", "cuda", "mps"),
         "devices": Int(min=1),
         "strategy": Str(),
+        "max_time": Duration(nullable=True),
+        "max_epochs": Int(min=1, nullable=True),
         "checkpoint_every": Int(min=1),
         "keep_checkpoints": Int(min=1),
         "latency_repeats": Int(min=1),
@@ -252,7 +304,8 @@ SCHEMA: dict[str, dict[str, Spec]] = {
 RESUMABLE = {"task.steps", "task.eval_every", "trainer.out", "trainer.logger",
              "trainer.wandb_project", "trainer.accelerator", "trainer.checkpoint_every",
              "trainer.keep_checkpoints", "trainer.latency_repeats", "trainer.latency_warmup",
-             "trainer.latency_budget_s", "trainer.progress_bar", "trainer.verbose"}
+             "trainer.latency_budget_s", "trainer.progress_bar", "trainer.verbose",
+             "trainer.max_time", "trainer.max_epochs", "task.targets"}
 
 
 def declare(section: str, resumable: Sequence[str] = (), **keys: Spec) -> None:

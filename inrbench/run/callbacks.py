@@ -1,5 +1,7 @@
 """The Lightning callbacks of a run: checkpoints kept, the schedule re-planned on a longer
-resume, params/MACs at fit start, render latency at fit end, wall time, the global loss."""
+resume, params/MACs at fit start, render latency at fit end, wall time (training and evaluation
+apart), the wall-clock and epoch bounds with the schedule planned over them, the global
+loss."""
 
 from __future__ import annotations
 
@@ -113,19 +115,125 @@ class GlobalLoss(L.Callback):
 
 
 class WallClock(L.Callback):
-    """Training wall time, carried across resumes in the checkpoint."""
+    """Wall time of ``fit`` (``elapsed``, the final latency renders included) and the training
+    time within it (``train_elapsed``: evaluations and the latency renders excluded), both
+    carried across resumes in the checkpoint. Each evaluation row a task appends
+    (``pl_module.evals``) gets ``train_s``, the training seconds its weights had seen, and
+    ``eval_s``, what the evaluation took."""
 
     def __init__(self):
         self.before, self.t0 = 0.0, time.perf_counter()
+        self.train_before, self.eval_before = 0.0, 0.0
+        self.eval_now, self._v0, self._at, self._end = 0.0, None, 0.0, None
 
     def elapsed(self) -> float:
         return self.before + time.perf_counter() - self.t0
 
+    def _running_eval(self) -> float:
+        return time.perf_counter() - self._v0 if self._v0 is not None else 0.0
+
+    def eval_elapsed(self) -> float:
+        return self.eval_before + self.eval_now + self._running_eval()
+
+    def train_elapsed(self) -> float:
+        end = self._end if self._end is not None else time.perf_counter()
+        return self.train_before + end - self.t0 - self.eval_now - self._running_eval()
+
     def on_train_start(self, trainer, pl_module):
-        self.t0 = time.perf_counter()
+        self.t0, self.eval_now, self._end = time.perf_counter(), 0.0, None
+
+    def on_train_end(self, trainer, pl_module):
+        self._end = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        self._at, self._v0 = self.train_elapsed(), time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or self._v0 is None:
+            return
+        took = time.perf_counter() - self._v0
+        self.eval_now, self._v0 = self.eval_now + took, None
+        for row in getattr(pl_module, "evals", []):
+            if row.get("step") == trainer.global_step and "train_s" not in row:
+                row.update(train_s=self._at, eval_s=took)
 
     def state_dict(self):
-        return {"wall_s": self.elapsed()}
+        return {"wall_s": self.elapsed(), "train_s": self.train_elapsed(),
+                "eval_s": self.eval_elapsed()}
 
     def load_state_dict(self, state):
         self.before = state.get("wall_s", 0.0)
+        self.eval_before = state.get("eval_s", 0.0)
+        self.train_before = state.get("train_s", self.before - self.eval_before)
+
+
+class BudgetCosine(torch.optim.lr_scheduler.LRScheduler):
+    """The cosine schedule over a run's progress ``p`` in [0, 1] rather than its step count:
+    ``lr = lr_min + (lr0 - lr_min) (1 + cos(pi p)) / 2``, so a run bounded by wall time ends
+    at ``lr_min`` when its time is up. ``progress`` is read at every step."""
+
+    def __init__(self, optimizer, eta_min: float, progress):
+        self.eta_min, self.progress = eta_min, progress
+        super().__init__(optimizer)
+
+    def get_lr(self):
+        p = min(max(float(self.progress()), 0.0), 1.0)
+        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * p)) / 2
+                for base in self.base_lrs]
+
+    def state_dict(self):
+        return {k: v for k, v in super().state_dict().items() if k != "progress"}
+
+
+class Budget(L.Callback):
+    """The bounds of a run besides ``task.steps``: ``max_time`` training seconds (evaluations
+    excluded, :class:`WallClock`) and the Trainer's ``max_epochs``. When either is set, the
+    cosine schedule follows ``p = max(step / horizon, train_s / max_time)`` (``horizon``: the
+    optimizer steps the step and epoch bounds allow), so it reaches ``lr_min`` at whichever
+    bound ends the run. ``stopped_by(trainer)``: ``max_time``, ``steps`` or ``epochs``."""
+
+    def __init__(self, clock: WallClock, max_time: float | None, max_epochs: int | None):
+        self.clock, self.max_time, self.max_epochs = clock, max_time, max_epochs
+        self.timed_out, self.horizon, self.spent = False, None, 0.0
+
+    def _elapsed(self, trainer) -> float:
+        """Training seconds; with several processes rank 0's, so that every process takes
+        the same learning rate and stops at the same step."""
+        t = self.clock.train_elapsed()
+        return trainer.strategy.broadcast(t, src=0) if trainer.world_size > 1 else t
+
+    def progress(self, trainer) -> float:
+        steps = trainer.global_step / max(self.horizon or 1, 1)
+        return max(steps, self.spent / self.max_time if self.max_time else 0.0)
+
+    def on_train_start(self, trainer, pl_module):
+        self._check(trainer)
+        if self.max_time is None and self.max_epochs is None:
+            return  # the step-planned schedule as the task made it
+        self.horizon = int(trainer.estimated_stepping_batches)
+        for config in trainer.lr_scheduler_configs:
+            old = config.scheduler
+            if isinstance(old, torch.optim.lr_scheduler.CosineAnnealingLR):
+                config.scheduler = BudgetCosine(old.optimizer, old.eta_min,
+                                                lambda t=trainer: self.progress(t))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._check(trainer)
+
+    def _check(self, trainer) -> None:
+        if self.max_time is None:
+            return
+        self.spent = self._elapsed(trainer)
+        if self.spent >= self.max_time:
+            self.timed_out, trainer.should_stop = True, True
+
+    def stopped_by(self, trainer, steps: int) -> str:
+        if trainer.global_step >= steps:
+            return "steps"
+        if self.timed_out:
+            return "max_time"
+        if self.max_epochs is not None and trainer.current_epoch >= self.max_epochs:
+            return "epochs"
+        return "interrupted"

@@ -18,7 +18,7 @@ from inrbench.data.export import save_reconstruction
 from inrbench.data.provenance import summary_fields
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_text, write_png
-from inrbench.metrics import evaluate, headline_metric
+from inrbench.metrics import METRIC_SPEC, evaluate, headline_metric
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.profiling.machine import machine
 from inrbench.sysinfo import versions
@@ -73,6 +73,26 @@ def evaluate_fit(model, dm, spec: SignalSpec, out: Path) -> dict:
     return final
 
 
+def time_to_targets(task, final: dict, spec: SignalSpec, step: int, train_s: float) -> list | None:
+    """For each of the task's ``targets`` (headline-metric thresholds), the first evaluation
+    whose value reached it: ``{"target", "step", "train_s"}`` (training seconds, evaluations
+    excluded), ``step``/``train_s`` None when no evaluation (the final one included) did.
+    None for a task without targets."""
+    targets = getattr(task, "targets", None)
+    if not targets:
+        return None
+    metric = headline_metric(spec)
+    points = [(r["step"], r.get("train_s"), r.get(f"val_{metric}"))
+              for r in sorted(task.evals, key=lambda r: r["step"])]
+    points.append((step, train_s, final.get(metric)))
+    out = []
+    for target in targets:
+        hit = next(((s, t) for s, t, v in points if v is not None and v >= target), (None, None))
+        out.append({"target": float(target), "metric": metric, "step": hit[0],
+                    "train_s": hit[1]})
+    return out
+
+
 def summary(cfg: DictConfig, task, model, dm, spec: SignalSpec, final: dict, results: dict,
             trainer, run_info: dict) -> dict:
     """The ``metrics.json`` of a finished run."""
@@ -91,6 +111,13 @@ def summary(cfg: DictConfig, task, model, dm, spec: SignalSpec, final: dict, res
         "backend": getattr(model, "backend", "torch"), "steps": int(trainer.global_step),
         "sampling": getattr(dm, "sampling", None), "blocks": run_info["blocks"],
         "seed": int(cfg.trainer.seed), "wall_s": run_info["wall_s"],
+        "train_s": run_info.get("train_s"), "eval_s": run_info.get("eval_s"),
+        "stopped_by": run_info.get("stopped_by"), "max_time": run_info.get("max_time"),
+        "max_epochs": run_info.get("max_epochs"),
+        "time_to_targets": run_info.get("time_to_targets"),
+        "memory": run_info.get("memory"),
+        "peak_rss_mb": (run_info.get("memory") or {}).get("train", {}).get("rss_mb"),
+        "metric_spec": METRIC_SPEC,
         "devices": run_info["devices"], "strategy": run_info["strategy"],
         "paper_row": OmegaConf.to_container(cfg.paper_row) if "paper_row" in cfg else None,
         "machine": machine(trainer.strategy.root_device),

@@ -33,7 +33,9 @@ from inrbench.data.base import SignalSpec
 from inrbench.data.provenance import check_same_data, data_record
 from inrbench.errors import ConfigError, Interrupted, StorageError
 from inrbench.io import atomic_write_json, atomic_write_text
+from inrbench.profiling.memory import PeakMemory
 from inrbench.run.callbacks import (
+    Budget,
     GlobalLoss,
     KeepCheckpoints,
     LatencyCallback,
@@ -42,7 +44,14 @@ from inrbench.run.callbacks import (
     WallClock,
 )
 from inrbench.run.folder import RunLock, holds_results, remove_unfinished
-from inrbench.run.records import default_out, evaluate_fit, make_logger, summary, write_metrics_csv
+from inrbench.run.records import (
+    default_out,
+    evaluate_fit,
+    make_logger,
+    summary,
+    time_to_targets,
+    write_metrics_csv,
+)
 from inrbench.sysinfo import git_sha
 from inrbench.tasks import TASKS  # noqa: F401  (importing the package registers the tasks)
 
@@ -148,8 +157,10 @@ def _build(cfg: DictConfig, resume: bool, devices: int):
 def _trainer(cfg: DictConfig, out: Path, spec: SignalSpec, steps: int, devices: int,
              strategy: str, results: dict, clock: WallClock, extra: list) -> L.Trainer:
     every, accumulate = int(cfg.task.eval_every), int(cfg.task.accumulate)
+    epochs = cfg.trainer.get("max_epochs")
     return L.Trainer(
-        max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=devices,
+        max_steps=steps, max_epochs=-1 if epochs is None else int(epochs),
+        accelerator=cfg.trainer.accelerator, devices=devices,
         strategy=strategy, use_distributed_sampler=False,  # data modules shard (data/base.py)
         logger=make_logger(cfg, out),
         callbacks=[
@@ -198,12 +209,17 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     results: dict = {}
     clock = WallClock()
+    max_time, epochs = cfg.trainer.get("max_time"), cfg.trainer.get("max_epochs")
+    budget = Budget(clock, None if max_time is None else float(max_time),
+                    None if epochs is None else int(epochs))
     replan = [ReplanSchedule(steps)] if start.planned not in (None, steps) else []
     if cfg.trainer.progress_bar and rank_zero_only.rank == 0:
         print(f"{cfg.model.name} on {cfg.data.name}, {steps} steps -> {out}", flush=True)
     stop = StopOnSignal(last)
     trainer = _trainer(cfg, out, spec, steps, devices, strategy, results, clock,
-                       [*replan, stop, *(callbacks or [])])
+                       [*replan, budget, stop, *(callbacks or [])])
+    memory = PeakMemory(trainer.strategy.root_device)
+    memory.start()
     with stop:
         try:
             # a task may iterate other data than the run's module (meta-learning: image batches)
@@ -211,18 +227,27 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
                         ckpt_path=str(start.path) if start.path else None, weights_only=True)
         except SIGTERMException:  # Lightning's own handling (several processes): no new checkpoint
             raise Interrupted(signal.SIGTERM, out, trainer.global_step, saved=False) from None
-    wall_s = clock.elapsed()
+    wall_s, train_s, eval_s = clock.elapsed(), clock.train_elapsed(), clock.eval_elapsed()
+    train_memory = memory.stop()  # training, its evaluations and the latency renders
     # the last checkpoint holds the final state, so a resume of a finished run is a no-op
     trainer.save_checkpoint(last, weights_only=False)
     if not trainer.is_global_zero:  # rank 0 evaluates and writes; the others get its summary
         done = trainer.strategy.broadcast(None, src=0)
         _close_process_group()
         return done
-    final = _final_scores(task, model, dm, spec, out, steps)
+    memory.start()
+    final = _final_scores(task, model, dm, spec, out, int(trainer.global_step))
+    eval_memory = memory.stop()
     write_metrics_csv(out / "metrics.csv", task)
+    timing = {"wall_s": wall_s, "train_s": train_s, "eval_s": eval_s,
+              "stopped_by": budget.stopped_by(trainer, steps), "max_time": budget.max_time,
+              "max_epochs": budget.max_epochs,
+              "memory": {"train": train_memory, "eval_render": eval_memory},
+              "time_to_targets": time_to_targets(task, final, spec, int(trainer.global_step),
+                                                 train_s)}
     done = summary(cfg, task, model, dm, spec, final, results, trainer,
-                   {"blocks": blocks, "wall_s": wall_s, "devices": devices,
-                    "strategy": strategy, "git_sha": sha})
+                   {"blocks": blocks, "devices": devices, "strategy": strategy,
+                    "git_sha": sha, **timing})
     atomic_write_json(out / "metrics.json", done)
     if trainer.world_size > 1:
         trainer.strategy.broadcast(done, src=0)

@@ -8,7 +8,8 @@ random subset and goes through the per-sample forward, except under block sampli
 cells' subtrees through ``forward_cells`` at its own MAC cost, and every other model gets the
 same samples as coordinates. PSNR is logged on every full
 reconstruction, SSIM at each evaluation; the best PSNR seen is kept, as the official code
-reports it, beside the final one.
+reports it, beside the final one. ``targets`` are the headline-metric thresholds (dB, or IoU
+for shapes) whose first crossing the run's record lists (time to quality).
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ class RunHistory:
 class FitTask(RunHistory, L.LightningModule):
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, lr: float = 1e-4,
                  lr_min: float = 1e-6, steps: int = 10_000, scheduler: str = "cosine",
-                 eval_every: int = 1000, accumulate: int = 1):
+                 eval_every: int = 1000, accumulate: int = 1, targets=(25.0, 30.0, 35.0)):
         super().__init__()
+        self.targets = [float(t) for t in targets or ()]
         self.model, self.spec = model, spec
         self.eval_every, self.accumulate = eval_every, accumulate
         self.lr, self.lr_min, self.steps, self.scheduler_name = lr, lr_min, steps, scheduler
@@ -118,7 +120,8 @@ class FitTask(RunHistory, L.LightningModule):
 
 @register_task("fit")
 def build_fit(model, spec, lr: float = 1e-4, lr_min: float = 1e-6, steps: int = 10_000,
-              scheduler: str = "cosine", eval_every: int = 1000, accumulate: int = 1):
+              scheduler: str = "cosine", eval_every: int = 1000, accumulate: int = 1,
+              targets: tuple[float, ...] = (25.0, 30.0, 35.0)):
     """Fitting one signal (ASMR paper sec. 4); the keys of ``conf/task/fit.yaml``."""
     return FitTask(model, spec, lr=lr, lr_min=lr_min, steps=steps, scheduler=scheduler,
-                   eval_every=eval_every, accumulate=accumulate)
+                   eval_every=eval_every, accumulate=accumulate, targets=targets)

@@ -1,0 +1,214 @@
+"""``inrbench bench``: several models trained under one budget on one or more signals, one
+run at a time, into one folder, then the quality-cost frontier of
+:mod:`inrbench.reports.frontier`.
+
+The folder holds ``ROOT/<signal>/<model>/seed<N>/`` (one results folder each, written by
+:func:`inrbench.run.run`) and ``bench.json`` (the plan); a paper table's rows
+(``experiment=``, ``rows=``) go to ``ROOT/<data>/seed<N>/<row id>/`` instead, each row a point
+of the frontier under its id. Runs go one after another in this
+process, so no two share the CPU or the GPU. A rerun skips every finished run (its
+``metrics.json`` exists) and resumes an interrupted one from its last checkpoint.
+
+Each run is a child process (``inrbench run``) by default, so its peak memory is its own
+(what earlier runs left resident does not count) and one crash stops only that run;
+``isolate=False`` trains in this process instead (models registered only here, e.g. by a
+test, are then visible).
+
+The budget is the same for every model: ``trainer.max_time`` seconds of training
+(evaluations excluded; the cosine schedule is planned over the time) or ``task.steps``
+optimizer steps, or both (the first reached ends the run; ``metrics.json`` says which).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inrbench.config import compose, row_config
+from inrbench.config.experiment import load_experiment, select_rows
+from inrbench.config.resume import resume_config
+from inrbench.config.validation import parse_duration
+from inrbench.errors import ConfigError, InrbenchError
+from inrbench.io import atomic_write_json
+from inrbench.reports.frontier import write_report
+from inrbench.run import run
+from inrbench.run.folder import holds_results
+
+#: ``task.steps`` of a run bounded by time alone: never the bound that ends it
+UNBOUNDED_STEPS = 10**9
+
+
+@dataclass
+class Signal:
+    """One signal: a data module and the overrides that pick it; ``label`` names its folder."""
+
+    data: str
+    overrides: list[str] = field(default_factory=list)
+    label: str = ""
+
+
+def safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
+
+
+def _values(text: str) -> list[str]:
+    """``1-3,7`` -> 1,2,3,7; anything else split on commas."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        out += [str(i) for i in range(int(m[1]), int(m[2]) + 1)] if m else [part] if part else []
+    return out
+
+
+def signals(data: str, vary: str | None = None) -> list[Signal]:
+    """The signals of ``--data D1,D2`` and ``--vary data.KEY=V1,V2`` (every data module with
+    every value; ``1-24`` is a range): each one run per model and seed."""
+    names = [d.strip() for d in data.split(",") if d.strip()]
+    if not names:
+        raise ConfigError("--data needs a data module name, e.g. --data cameraman")
+    if not vary:
+        return [Signal(n, [], safe(n)) for n in names]
+    key, sep, rest = vary.partition("=")
+    if not sep or not key.startswith("data.") or not _values(rest):
+        raise ConfigError(f"--vary takes data.KEY=V1,V2,... (e.g. data.image=1-24 or "
+                          f"data.path=a.png,b.png), got {vary!r}")
+    return [Signal(n, [f"{key}={v}"], safe(f"{n}-{Path(v).stem if '/' in v or '.' in v else v}"))
+            for n in names for v in _values(rest)]
+
+
+def budget_extra(budget: str | None, steps: int | None) -> dict:
+    """The config keys of a budget: ``trainer.max_time`` and/or ``task.steps``."""
+    if budget is None and steps is None:
+        raise ConfigError("give --budget TIME (e.g. 90s, 10m) or --steps N, or both")
+    seconds = None
+    if budget is not None:
+        seconds = parse_duration(budget)
+        if seconds is None:
+            raise ConfigError(f"--budget must be a duration > 0 (seconds, or e.g. 90s, 10m, "
+                              f"1h30m), got {budget!r}")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be an integer >= 1, got {steps}")
+    return {"trainer.max_time": seconds,
+            "task.steps": steps if steps is not None else UNBOUNDED_STEPS}
+
+
+def plan(models: list[str], sigs: list[Signal], seeds: list[int], root: Path,
+         overrides: list[str], extra: dict, quality: float | None = None) -> list[dict]:
+    """Every run's folder and config, composed (so bad names or keys stop here, before
+    anything trains); ``quality`` joins ``task.targets`` so its time to quality is recorded."""
+    if not models:
+        raise ConfigError("--models needs at least one model, e.g. --models asmr,siren")
+    entries = []
+    for sig in sigs:
+        for model in models:
+            for seed in seeds:
+                out = root / sig.label / safe(model) / f"seed{seed}"
+                ex = {**extra, "trainer.seed": seed, "trainer.out": str(out)}
+                cfg = compose(model=model, data=sig.data, overrides=[*sig.overrides,
+                                                                     *overrides], extra=ex)
+                targets = [float(t) for t in cfg.task.get("targets") or []]
+                if quality is not None and "targets" in cfg.task and quality not in targets:
+                    ex["task.targets"] = sorted([*targets, float(quality)])
+                    cfg.task.targets = ex["task.targets"]
+                entries.append({"signal": sig.label, "data": sig.data, "model": model,
+                                "seed": seed, "out": out, "cfg": cfg, "extra": ex,
+                                "overrides": [*sig.overrides, *overrides]})
+    return entries
+
+
+def plan_rows(experiment: str, ids: list[str] | None, seeds: list[int], root: Path,
+              overrides: list[str], extra: dict, quality: float | None = None) -> list[dict]:
+    """The runs of a paper table's rows (``conf/experiment/<experiment>.yaml``), composed."""
+    exp = load_experiment(experiment)
+    entries = []
+    for row in select_rows(exp, ids):
+        for seed in seeds:
+            out = root / "_" / f"seed{seed}" / row["id"]
+            ex = {**extra, "trainer.seed": seed, "trainer.out": str(out)}
+            cfg = row_config(exp, row, overrides, ex)
+            sig = safe(str(cfg.data.name))
+            out = root / sig / f"seed{seed}" / row["id"]
+            ex["trainer.out"], cfg.trainer.out = str(out), str(out)
+            targets = [float(t) for t in cfg.task.get("targets") or []]
+            if quality is not None and "targets" in cfg.task and quality not in targets:
+                ex["task.targets"] = sorted([*targets, float(quality)])
+                cfg.task.targets = ex["task.targets"]
+            entries.append({"signal": sig, "data": str(cfg.data.name), "model": row["id"],
+                            "seed": seed, "out": out, "cfg": cfg, "extra": ex,
+                            "overrides": list(overrides), "experiment": experiment})
+    return entries
+
+
+def _command(entry: dict, resume: bool) -> list[str]:
+    extra = {k: v for k, v in entry["extra"].items() if v is not None}
+    keys = [f"{k}={v}" for k, v in extra.items() if k not in ("trainer.seed", "trainer.out")]
+    what = (["--experiment", entry["experiment"], "--rows", entry["model"], "--out",
+             str(entry["out"].parent)] if entry.get("experiment") else
+            ["--model", entry["model"], "--data", entry["data"], "--out", str(entry["out"])])
+    return [sys.executable, "-m", "inrbench.cli", "run", *what, "--seed", str(entry["seed"]),
+            *(["--resume"] if resume else []), *entry["overrides"], *keys]
+
+
+def run_one(entry: dict, isolate: bool = True) -> str:
+    """Train one entry unless finished: ``done`` (skipped), ``resumed`` or ``trained``."""
+    out: Path = entry["out"]
+    if (out / "metrics.json").is_file():
+        return "done"
+    resume = holds_results(out)  # interrupted after a checkpoint: continue it
+    if isolate:
+        proc = subprocess.run(_command(entry, resume), stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            raise InrbenchError(lines[-1] if lines else f"exit status {proc.returncode}")
+    elif entry.get("experiment"):
+        run(entry["cfg"], resume=resume)
+    elif resume:
+        run(resume_config(out, entry["overrides"], entry["extra"], model=entry["model"],
+                          data=entry["data"]), resume=True)
+    else:
+        run(entry["cfg"])
+    return "resumed" if resume else "trained"
+
+
+def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None = None,
+          steps: int | None = None, seeds: tuple[int, ...] = (0,), overrides=(),
+          quality: float | None = None, on_run=None, isolate: bool = True,
+          experiment: str | None = None, rows: list[str] | None = None) -> dict:
+    """Train every model on every signal under the budget, then write the frontier report
+    into ``root``. Returns ``{"runs": [...], "report": ...}``; a run that fails is recorded
+    (``status: failed``, its error) and the others go on. With ``experiment`` the runs are
+    that table's ``rows`` (default all) and ``models``/``sigs`` are unused."""
+    extra = {**budget_extra(budget, steps), "trainer.logger": "none"}
+    if experiment:
+        entries = plan_rows(experiment, rows, list(seeds), Path(root), list(overrides), extra,
+                            quality)
+        models = [e["model"] for e in entries if e["seed"] == seeds[0]]
+        sigs = [Signal(d, [], d) for d in dict.fromkeys(e["signal"] for e in entries)]
+    else:
+        entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(root) / "bench.json", {
+        "models": models, "signals": [s.__dict__ for s in sigs], "seeds": list(seeds),
+        "budget": {"max_time": extra["trainer.max_time"], "steps": steps},
+        "experiment": experiment,
+        "overrides": list(overrides)})
+    done = []
+    for entry in entries:
+        t0 = time.perf_counter()
+        try:
+            status, error = run_one(entry, isolate), None
+        except (InrbenchError, RuntimeError, ValueError) as e:
+            status, error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
+        rec = {k: entry[k] for k in ("signal", "model", "seed")}
+        rec.update(out=str(entry["out"]), status=status, error=error,
+                   seconds=time.perf_counter() - t0)
+        done.append(rec)
+        if on_run:
+            on_run(rec)
+    if not any(r["status"] != "failed" for r in done):
+        raise InrbenchError(f"every run failed; first: {done[0]['error']}")
+    return {"runs": done, "report": write_report(Path(root), quality)}

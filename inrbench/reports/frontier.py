@@ -1,0 +1,275 @@
+"""The quality-cost frontier of a bench folder (``inrbench bench``): quality against MACs per
+sample, render latency, parameters, peak memory and training time, one point per model.
+
+Reads only the runs' records, laid out as ``ROOT/<signal>/<model>/seed<N>/`` (or
+``ROOT/<signal>/seed<N>/<row id>/`` for a paper table's rows, each row one point). Per signal and
+model: the mean ± sample std over seeds. A model is *non-dominated* on a cost when no other
+model has at least its quality at no more cost, one of them strictly (the Pareto front of
+quality against that cost); ``frontier`` marks the models non-dominated on all costs at once.
+With several signals the summary is the mean over signals of each model's per-signal mean
+(± the std over signals) and its frontier is taken on those means.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from inrbench.errors import InrbenchError
+from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from inrbench.reports.frontier_figure import COSTS, frontier_png
+from inrbench.reports.runs import Run, find_runs, fmt_mean_std, mean_std
+
+#: what the one-line answers call the cheapest model on each cost
+ANSWER = {"macs": "fewest MACs/sample", "latency_ms": "cheapest to render",
+          "params": "fewest parameters", "peak_rss_mb": "least training memory",
+          "train_s": "fastest to train"}
+
+
+def _macs(run: Run) -> float | None:
+    """MACs per sample in the paper's convention, else the measured matmul MACs."""
+    return run.value("macs") if run.value("macs") is not None else run.value("macs_measured")
+
+
+def _reached(run: Run, target: float) -> float | None:
+    for hit in run.summary.get("time_to_targets") or []:
+        if float(hit.get("target")) == float(target):
+            return hit.get("train_s")
+    return None
+
+
+def model_record(model: str, runs: list[Run], targets: list[float]) -> dict:
+    """One model on one signal: each number as {mean, std, n} over its seeds."""
+    metric = runs[0].summary.get("metric", "psnr")
+    values = {"quality": [r.value(metric) for r in runs],
+              "psnr_8bit": [r.value("psnr_8bit") for r in runs],
+              "ssim": [r.value("ssim") for r in runs],
+              "macs": [_macs(r) for r in runs],
+              "steps": [r.value("steps") for r in runs],
+              "gpu_mb": [((r.summary.get("memory") or {}).get("train") or {}).get("gpu_mb")
+                         for r in runs],
+              **{key: [r.value(key) for r in runs] for key, _, _ in COSTS if key != "macs"}}
+    rec = {"model": model, "metric": metric, "seeds": [r.seed for r in runs],
+           "paths": [str(r.path) for r in runs],
+           "stopped_by": sorted({str(r.summary.get("stopped_by")) for r in runs}),
+           "macs_source": "paper" if runs[0].value("macs") is not None else "measured"}
+    for key, vals in values.items():
+        mean, std, n = mean_std(vals)
+        rec[key] = {"mean": mean, "std": std, "n": n}
+    rec["time_to"] = {}
+    for t in targets:
+        times = [_reached(r, t) for r in runs]
+        mean, std, n = mean_std(times)
+        rec["time_to"][str(t)] = {"mean": mean if n == len(runs) else None, "std": std,
+                                  "reached": n, "of": len(runs)}
+    return rec
+
+
+def non_dominated(records: list[dict], costs: list[str]) -> list[str]:
+    """Models no other model beats: at least its quality at no more of every cost in
+    ``costs``, better in one. Models without a quality or one of the costs are left out."""
+    def vec(r):
+        q = r["quality"]["mean"]
+        cs = [r[c]["mean"] for c in costs]
+        return None if q is None or any(c is None for c in cs) else (q, cs)
+
+    points = {r["model"]: vec(r) for r in records if vec(r) is not None}
+    front = []
+    for name, (q, cs) in points.items():
+        beaten = any(q2 >= q and all(a <= b for a, b in zip(c2, cs))
+                     and (q2 > q or any(a < b for a, b in zip(c2, cs)))
+                     for other, (q2, c2) in points.items() if other != name)
+        if not beaten:
+            front.append(name)
+    return front
+
+
+def answers(records: list[dict], quality: float, unit: str) -> list[str]:
+    """One line per cost: the cheapest model whose quality reached ``quality``; and the model
+    that reached it in the fewest training seconds."""
+    ok = [r for r in records if (r["quality"]["mean"] or float("-inf")) >= quality]
+    if not ok:
+        best = max(records, key=lambda r: r["quality"]["mean"] or float("-inf"))
+        return [f"no model reached {quality:g} {unit} (best: {best['model']} at "
+                f"{fmt_mean_std(best['quality']['mean'], None)} {unit})"]
+    lines = []
+    timed = all(r.get("stopped_by") == ["max_time"] for r in records)
+    for key, _, cost_unit in COSTS:
+        if key == "train_s" and timed:
+            continue  # every run trained for the same time: "first to reach" says more
+        have = [r for r in ok if r[key]["mean"] is not None]
+        if have:
+            r = min(have, key=lambda r: r[key]["mean"])
+            lines.append(f"{ANSWER[key]} at >= {quality:g} {unit}: {r['model']} "
+                         f"({_num(r[key]['mean'])}{' ' + cost_unit if cost_unit else ''})")
+    first = [r for r in records if (r["time_to"].get(str(quality)) or {}).get("mean") is not None]
+    if first:
+        r = min(first, key=lambda r: r["time_to"][str(quality)]["mean"])
+        lines.append(f"first to reach {quality:g} {unit}: {r['model']} after "
+                     f"{_num(r['time_to'][str(quality)]['mean'])} s of training")
+    return lines
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.3g}"
+
+
+def _signals(root: Path) -> dict[str, dict[str, list[Run]]]:
+    runs = find_runs(root)
+    if not runs:
+        raise InrbenchError(f"no finished runs (metrics.json) under {root}")
+    out: dict[str, dict[str, list[Run]]] = {}
+    for run in runs:
+        parts = run.path.resolve().relative_to(root.resolve()).parts
+        signal = parts[0] if len(parts) >= 3 else "signal"
+        # <signal>/<model>/seed<N> or, for a table's rows, <signal>/seed<N>/<row id>
+        label = next((q for q in parts[1:] if not re.fullmatch(r"seed\d+", q)), run.model)
+        model = run.model if re.sub(r"[^A-Za-z0-9_.-]+", "_", run.model) == label else label
+        out.setdefault(signal, {}).setdefault(model, []).append(run)
+    try:  # the order the bench planned them in
+        planned = [s["label"] for s in json.loads((root / "bench.json").read_text())["signals"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        planned = []
+    order = {name: i for i, name in enumerate(planned)}
+    return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _mark(records: list[dict]) -> None:
+    for r in records:
+        r["non_dominated_on"] = []
+    for key, _, _ in COSTS:
+        front = set(non_dominated(records, [key]))
+        for r in records:
+            if r["model"] in front:
+                r["non_dominated_on"].append(key)
+    joint = set(non_dominated(records, [k for k, _, _ in COSTS]))
+    for r in records:
+        r["frontier"] = r["model"] in joint
+
+
+def _across(per_signal: dict[str, list[dict]]) -> list[dict]:
+    """Each model's mean over signals of its per-signal means (± std over signals)."""
+    models = list(dict.fromkeys(r["model"] for recs in per_signal.values() for r in recs))
+    out = []
+    for m in models:
+        recs = [r for recs in per_signal.values() for r in recs if r["model"] == m]
+        rec = {"model": m, "metric": recs[0]["metric"], "signals": len(recs),
+               "macs_source": recs[0]["macs_source"],
+               "stopped_by": sorted({s for r in recs for s in r["stopped_by"]})}
+        for key in ("quality", "psnr_8bit", "ssim", "steps", "gpu_mb",
+                    *(k for k, _, _ in COSTS)):
+            mean, std, n = mean_std([r[key]["mean"] for r in recs])
+            rec[key] = {"mean": mean, "std": std, "n": n}
+        rec["time_to"] = {}
+        for t in recs[0]["time_to"]:
+            vals = [r["time_to"][t]["mean"] for r in recs]
+            mean, std, n = mean_std(vals)
+            rec["time_to"][t] = {"mean": mean if n == len(recs) else None, "std": std,
+                                 "reached": n, "of": len(recs)}
+        out.append(rec)
+    return out
+
+
+def frontier(root: Path, quality: float | None = None, targets: list[float] | None = None) -> dict:
+    """The frontier of every signal under ``root`` and, with several, of their means."""
+    root = Path(root)
+    signals = _signals(root)
+    first = next(iter(next(iter(signals.values())).values()))[0]
+    metric = first.summary.get("metric", "psnr")
+    if targets is None:
+        targets = [float(h["target"]) for h in first.summary.get("time_to_targets") or []]
+    if quality is None:
+        quality = targets[len(targets) // 2] if targets else (30.0 if metric == "psnr" else 0.9)
+    unit = "dB" if metric == "psnr" else metric
+    per_signal = {}
+    for name, models in signals.items():
+        recs = [model_record(m, runs, targets) for m, runs in models.items()]
+        _mark(recs)
+        per_signal[name] = recs
+    summary = per_signal[next(iter(per_signal))] if len(per_signal) == 1 else _across(per_signal)
+    if len(per_signal) > 1:
+        _mark(summary)
+    return {"root": str(root), "metric": metric, "unit": unit, "quality": quality,
+            "targets": targets, "shown": f"{metric} of the float output (psnr_8bit beside it)",
+            "signals": list(per_signal), "per_signal": per_signal, "summary": summary,
+            "answers": answers(summary, quality, unit),
+            "machine": first.machine, "budget": _budget(first)}
+
+
+def _budget(run: Run) -> dict:
+    s = run.summary
+    steps = (run.config.get("task") or {}).get("steps")
+    return {"max_time": s.get("max_time"), "steps": steps, "max_epochs": s.get("max_epochs")}
+
+
+def markdown(result: dict, figure: str | None = None) -> str:
+    unit, metric = result["unit"], result["metric"]
+    b = result["budget"]
+    bound = (f"{b['max_time']:g} s of training (evaluations excluded)" if b["max_time"]
+             else f"{b['steps']} steps")
+    lines = [f"# Quality-cost frontier: {', '.join(result['signals'])}", "",
+             f"Budget per model: {bound}; machine: {result['machine']}. Quality: "
+             f"{result['shown']}. Non-dominated on all costs: **bold**; a cost's column is "
+             f"starred (*) for the models non-dominated on that cost alone.", ""]
+    lines += [f"- {a}" for a in result["answers"]] + [""]
+    if figure:
+        lines += [f"![frontier]({figure})", ""]
+    sections = [("summary" if len(result["signals"]) > 1 else result["signals"][0],
+                 result["summary"])]
+    if len(result["signals"]) > 1:
+        sections += list(result["per_signal"].items())
+    for title, recs in sections:
+        lines += [f"## {title}" + (" (mean ± std over signals)" if title == "summary" else ""),
+                  ""]
+        lines += _table(recs, metric, unit, result["targets"]) + [""]
+    return "\n".join(lines)
+
+
+def _table(recs: list[dict], metric: str, unit: str, targets: list[float]) -> list[str]:
+    head = ["model", f"{metric} ({unit})", "psnr_8bit", *(f"{lab}{' (' + u + ')' if u else ''}"
+                                                          for _, lab, u in COSTS),
+            "steps", "stopped by", *(f"s to {t:g}" for t in targets)]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(recs, key=lambda r: -(r["quality"]["mean"] or float("-inf"))):
+        name = f"**{r['model']}**" if r["frontier"] else r["model"]
+        cells = [name, fmt_mean_std(r["quality"]["mean"], r["quality"]["std"],
+                                    2 if metric == "psnr" else 4),
+                 fmt_mean_std(r["psnr_8bit"]["mean"], r["psnr_8bit"]["std"])]
+        for key, _, _ in COSTS:
+            star = "*" if key in r["non_dominated_on"] else ""
+            cells.append(_num(r[key]["mean"]) + star)
+        cells += [_num(r["steps"]["mean"]), ",".join(r["stopped_by"])]
+        for t in targets:
+            hit = r["time_to"][str(t)]
+            cells.append(_num(hit["mean"]) if hit["mean"] is not None
+                         else f"— ({hit['reached']}/{hit['of']})")
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def write_report(root: Path, quality: float | None = None,
+                 targets: list[float] | None = None) -> dict:
+    """``frontier.json``, ``frontier.md`` and ``frontier.png`` in ``root`` (with several
+    signals also ``frontier-<signal>.json``); returns the result with the files written."""
+    root = Path(root)
+    result = frontier(root, quality, targets)
+    files = []
+    png = frontier_png(result["summary"], result["metric"], result["unit"],
+                       ", ".join(result["signals"]))
+    if png:
+        atomic_write_bytes(root / "frontier.png", png)
+        files.append(root / "frontier.png")
+    atomic_write_json(root / "frontier.json", result)
+    atomic_write_text(root / "frontier.md", markdown(result, "frontier.png" if png else None))
+    files += [root / "frontier.json", root / "frontier.md"]
+    if len(result["signals"]) > 1:
+        for name, recs in result["per_signal"].items():
+            path = root / f"frontier-{name}.json"
+            atomic_write_text(path, json.dumps({**result, "signals": [name], "summary": recs,
+                                                "per_signal": {name: recs}}, indent=1))
+            files.append(path)
+    result["files"] = [str(f) for f in files]
+    return result
