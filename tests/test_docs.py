@@ -16,7 +16,8 @@ What is checked:
 
 Placeholders: a ``data.path=`` that does not exist in the repository stands for a file of the
 reader's; the test puts the shipped sample of its kind in its place (by extension: images,
-audio, video, meshes; a bare name such as ``DIR`` is a folder of images).
+audio, video, meshes; a small array file written to the temporary folder for ``.npy`` and
+``.raw``; a bare name such as ``DIR`` is a folder of images).
 
 The results page is generated from the committed records: the committed ``docs/results.md``
 must equal a fresh generation.
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inrbench.cli import _parser, main
@@ -41,6 +44,9 @@ STAND_INS = {
     (".mp4", ".yuv"): SAMPLES / "video" / "bikes.mp4",
     (".off", ".obj", ".ply"): SAMPLES / "meshes" / "bunny00.off",
 }
+#: array files no sample ships as: a small one of the same kind, written once per session
+ARRAYS = {".npy": lambda p: np.save(p, np.zeros((32, 32, 3), np.uint8)),
+          ".raw": lambda p: np.zeros((32, 32), np.uint16).tofile(p)}
 FENCE = re.compile(r"^```(\w*)\s*$")
 
 
@@ -102,6 +108,11 @@ def _stand_in(value: str) -> str:
     for suffixes, sample in STAND_INS.items():
         if suffix in suffixes:
             return str(sample.relative_to(ROOT))
+    if suffix in ARRAYS:
+        path = Path(tempfile.gettempdir()) / f"inrbench-docs-stand-in{suffix}"
+        if not path.exists():
+            ARRAYS[suffix](path)
+        return str(path)
     assert not suffix, f"no shipped stand-in for a {suffix} file ({value})"
     return str((SAMPLES / "images").relative_to(ROOT))  # DIR: a folder of images
 
