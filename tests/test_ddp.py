@@ -92,6 +92,8 @@ def test_a_batch_that_does_not_split_evenly_is_refused():
 @pytest.mark.parametrize("extra, needle", [
     (["data.sampling=full", "--devices", "2"], "full-signal training"),
     (["data.sampling=random", "--devices", "2", "--strategy", "ddp_spawn"], "use --strategy ddp"),
+    (["data.sampling=full", "--num-nodes", "2"], "--devices 1 on 2 nodes needs"),
+    (["data.sampling=random", "--num-nodes", "0"], "trainer.num_nodes"),
 ])
 def test_unsupported_multi_process_setups_exit_2(tmp_path, small_png, capsys, extra, needle):
     argv = [a for a in _argv(small_png, tmp_path / "x") if a != "data.sampling=random"] + extra

@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                      "in --out/seed<N>/")
     run.add_argument("--devices", type=int, help="processes (CPU) or GPUs to train on "
                      "(trainer.devices; >1 needs data.sampling=random or tile)")
+    run.add_argument("--num-nodes", type=int, help="machines, each running --devices processes "
+                     "(trainer.num_nodes; started by SLURM srun or torchrun on each machine)")
     run.add_argument("--strategy", help="Lightning strategy for --devices > 1 (trainer.strategy;"
                      " ddp: gloo on CPU, NCCL on GPU)")
     run.add_argument("--verbose", action="store_true", help="show Lightning's banners and "
@@ -287,6 +289,7 @@ def cmd_run_dry(args) -> int:
 
 def _parallel_flags(args) -> dict:
     return {"trainer.devices": getattr(args, "devices", None),
+            "trainer.num_nodes": getattr(args, "num_nodes", None),
             "trainer.strategy": getattr(args, "strategy", None),
             "trainer.verbose": True if getattr(args, "verbose", False) else None}
 

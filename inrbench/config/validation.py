@@ -286,6 +286,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "wandb_project": Str(),
         "accelerator": Choice("auto", "cpu", "gpu", "cuda", "mps"),
         "devices": Int(min=1),
+        "num_nodes": Int(min=1),
         "strategy": Str(),
         "max_time": Duration(nullable=True),
         "max_epochs": Int(min=1, nullable=True),

@@ -111,12 +111,15 @@ def _starting_point(ckpt_dir: Path, resume: bool, steps: int) -> _Start:
 
 
 def _parallel(cfg: DictConfig) -> tuple[int, str]:
-    """``trainer.devices`` and ``trainer.strategy``, checked before any process starts."""
+    """``trainer.devices`` (per machine), ``trainer.num_nodes`` and ``trainer.strategy``,
+    checked before any process starts; returns the devices per machine and the strategy."""
     devices = int(cfg.trainer.get("devices") or 1)
+    nodes = int(cfg.trainer.get("num_nodes") or 1)
     strategy = str(cfg.trainer.get("strategy") or "auto")
-    if devices < 1:
-        raise ConfigError(f"trainer.devices must be >= 1, got {devices}")
-    if devices == 1:
+    if devices < 1 or nodes < 1:
+        raise ConfigError(f"trainer.devices and trainer.num_nodes must be >= 1, got {devices} "
+                          f"and {nodes}")
+    if devices * nodes == 1:
         return devices, strategy
     if strategy == "auto":
         strategy = "ddp"
@@ -124,10 +127,14 @@ def _parallel(cfg: DictConfig) -> tuple[int, str]:
         raise ConfigError(f"--strategy {strategy} trains in child processes whose history "
                           f"never reaches the results folder; use --strategy ddp")
     if cfg.data.get("sampling", "full") == "full":  # "auto" is checked once resolved
-        raise ConfigError(f"--devices {devices} needs data.sampling=random (or tile): "
+        raise ConfigError(f"{_processes(devices, nodes)} needs data.sampling=random (or tile): "
                           f"full-signal training renders the whole grid in one pass and stays "
                           f"single-process")
     return devices, strategy
+
+
+def _processes(devices: int, nodes: int) -> str:
+    return f"--devices {devices}" + (f" on {nodes} nodes" if nodes > 1 else "")
 
 
 def _build(cfg: DictConfig, resume: bool, devices: int):
@@ -147,8 +154,9 @@ def _build(cfg: DictConfig, resume: bool, devices: int):
     if "paper_row" in cfg and rank_zero_only.rank == 0:
         print(f"inrbench: {cfg.paper_row.note}", file=sys.stderr)
     blocks = configure_blocks(dm, model, spec)  # data.sampling: blocks/auto
-    if devices > 1 and getattr(dm, "sampling", None) == "full":
-        raise ConfigError(f"--devices {devices} needs data.sampling=random, tile or blocks: "
+    nodes = int(cfg.trainer.get("num_nodes") or 1)
+    if devices * nodes > 1 and getattr(dm, "sampling", None) == "full":
+        raise ConfigError(f"{_processes(devices, nodes)} needs data.sampling=random, tile or blocks: "
                           f"full-signal training renders the whole grid in one pass and stays "
                           f"single-process")
     return dm, spec, model, build_task(cfg, model, dm, spec), blocks
@@ -161,6 +169,7 @@ def _trainer(cfg: DictConfig, out: Path, spec: SignalSpec, steps: int, devices: 
     return L.Trainer(
         max_steps=steps, max_epochs=-1 if epochs is None else int(epochs),
         accelerator=cfg.trainer.accelerator, devices=devices,
+        num_nodes=int(cfg.trainer.get("num_nodes") or 1),  # SLURM/torchrun set the ranks
         strategy=strategy, use_distributed_sampler=False,  # data modules shard (data/base.py)
         logger=make_logger(cfg, out),
         callbacks=[
