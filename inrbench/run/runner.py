@@ -156,7 +156,8 @@ def _build(cfg: DictConfig, resume: bool, devices: int):
     blocks = configure_blocks(dm, model, spec)  # data.sampling: blocks/auto
     nodes = int(cfg.trainer.get("num_nodes") or 1)
     if devices * nodes > 1 and getattr(dm, "sampling", None) == "full":
-        raise ConfigError(f"{_processes(devices, nodes)} needs data.sampling=random, tile or blocks: "
+        raise ConfigError(f"{_processes(devices, nodes)} needs data.sampling=random, tile or "
+                          f"blocks: "
                           f"full-signal training renders the whole grid in one pass and stays "
                           f"single-process")
     return dm, spec, model, build_task(cfg, model, dm, spec), blocks
