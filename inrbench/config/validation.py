@@ -224,6 +224,11 @@ TASK_RULES: dict[str, Spec] = {
     "ema_decay": Num(min=0, max=1, nullable=True), "ema_every": Int(min=1),
     "grad_clip": Num(min=0, gt=True, nullable=True), "coord_noise": Bool(),
     "sr_scale": Int(min=1),
+    # data-set tasks (inrbench/tasks/evalset.py): test images scored, the encoding curve's
+    # length, images per forward pass
+    "eval_images": AnyOf(nullable=True, options=(Choice("auto", "all"), Int(min=1))),
+    "curve_steps": AnyOf(options=(Choice("auto"), Int(min=1))),
+    "image_chunk": Int(min=1, nullable=True),
 }
 
 #: declared sections: ``task`` keys declared here are valid for every task
