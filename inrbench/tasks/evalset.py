@@ -95,17 +95,18 @@ def chunked_mean(per_image, images: torch.Tensor, chunk: int | None,
         losses = per_image(images)
         return losses.mean(), losses.detach()
     params = [p for p in params if p.requires_grad]
-    grads = [torch.zeros_like(p) for p in params]
+    grads: list[torch.Tensor | None] = [None] * len(params)  # the first chunk's, then summed
     losses = []
     for x in pieces:
         loss = per_image(x)
         parts = torch.autograd.grad(loss.sum() / len(images), params, allow_unused=True)
-        for acc, g in zip(grads, parts):
+        for i, g in enumerate(parts):
             if g is not None:
-                acc.add_(g)
+                grads[i] = g if grads[i] is None else grads[i].add_(g)
         losses.append(loss.detach())
+        del loss, parts
     losses_t = torch.cat(losses)
-    carrier = sum((p * g).sum() for p, g in zip(params, grads))
+    carrier = sum((p * g).sum() for p, g in zip(params, grads) if g is not None)
     return carrier - carrier.detach() + losses_t.mean(), losses_t
 
 
