@@ -28,6 +28,7 @@ from inrbench.tasks.evalset import (
 )
 from inrbench.tasks.hypernet import HypernetTask
 from inrbench.tasks.meta import MetaTask
+from inrbench.tasks.ofa import build_ofa
 
 SHAPE = (8, 8)
 
@@ -174,3 +175,20 @@ def test_bad_evaluation_keys_exit_2_in_one_line(tmp_path, capsys, key):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and key.split("=")[0] in err[0]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("setting, steps, expected", [
+    ("auto", FULL_EVAL_STEPS - 1, [(8, 2), (16, 3)]),  # the two ends of the space
+    ("auto", FULL_EVAL_STEPS, [(8, 2), (8, 3), (16, 2), (16, 3)]),
+    ("all", 3, [(8, 2), (8, 3), (16, 2), (16, 3)]),
+])
+def test_ofa_scores_every_subnetwork_only_for_long_runs(setting, steps, expected):
+    config = {"name": "siren", "hidden_dim": 16, "n_layers": 5, "in_features": 2,
+              "out_features": 1}
+    model = create_model(**config)
+    task = build_ofa(model, SignalSpec(SHAPE, 1), config, steps=steps, ofa_widths=[8, 16],
+                     ofa_depths=[2, 3], ofa_eval=setting)
+    assert task.scored_subnets() == expected
+    with pytest.raises(ConfigError, match="task.ofa_eval"):
+        build_ofa(model, SignalSpec(SHAPE, 1), config, steps=steps, ofa_widths=[8, 16],
+                  ofa_depths=[2, 3], ofa_eval="some")

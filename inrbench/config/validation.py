@@ -229,6 +229,7 @@ TASK_RULES: dict[str, Spec] = {
     "eval_images": AnyOf(nullable=True, options=(Choice("auto", "all"), Int(min=1))),
     "curve_steps": AnyOf(options=(Choice("auto"), Int(min=1))),
     "image_chunk": Int(min=1, nullable=True),
+    "ofa_eval": Choice("auto", "all"),
 }
 
 #: declared sections: ``task`` keys declared here are valid for every task
