@@ -169,6 +169,10 @@ class HypernetTask(RunHistory, L.LightningModule):
         for images in split(batch["images"], self.image_chunk):
             pred = self.render(images)
             self._val.append(mse_to_psnr((pred - images).pow(2).flatten(1).mean(1)).cpu())
+            self._progress.update(len(images))
+
+    def on_validation_epoch_start(self):
+        self._progress = Progress("validation", self.train_data.eval_images)
 
     def on_validation_epoch_end(self):
         row = self.close_val_epoch()

@@ -147,6 +147,10 @@ class MetaTask(RunHistory, L.LightningModule):
             for images in split(batch["images"].clone(), self.image_chunk):
                 latents, _ = self.encode(images)
                 self._val.append(mse_to_psnr(self.per_image_mse(latents, images)).cpu())
+                self._progress.update(len(images))
+
+    def on_validation_epoch_start(self):
+        self._progress = Progress("validation", self.train_data.eval_images)
 
     def on_validation_epoch_end(self):
         row = self.close_val_epoch()
