@@ -295,7 +295,7 @@ def build_meta(model, spec, datamodule, seed: int, data_name: str, steps: int = 
                eval_every: int = 1000, accumulate: int = 1, latent_dim: int = 128,
                inner_steps: int = 3, inner_lr: float = 1e-2, outer_lr: float = 3e-6,
                eval_images: int | str | None = "auto", curve_steps: int | str = "auto",
-               grid_images: int = 8, image_chunk: int | None = 8):
+               grid_images: int = 8, image_chunk: int | None = None):
     """Meta-learning over a data set of images; the keys of ``conf/task/meta.yaml``
     (``eval_images``, ``curve_steps``, ``image_chunk``: ``inrbench.tasks.evalset``)."""
     train_data = image_set_data(datamodule, spec, data_name, "meta", seed, eval_images, steps)
