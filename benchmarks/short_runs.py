@@ -120,7 +120,8 @@ def _scored(out: Path) -> dict:
         m = json.loads(path.read_text())
         key = str(path.parent.relative_to(out)) if path.parent != out else "."
         found[key] = {k: m.get(k) for k in ("eval_images", "test_images", "eval_full_test_set",
-                                            "psnr") if k in m}
+                                            "subnets_scored", "subnets_total", "psnr")
+                      if k in m}
     return {"records": found} if found else {}
 
 
