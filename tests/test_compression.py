@@ -204,7 +204,7 @@ def test_ofa_subnetworks_from_run_and_from_file(tiny_cfg, small_png, tmp_path):
     run_dir = _train(tiny_cfg, small_png, tmp_path / "ofa", steps=8,
                      extra=["task.name=ofa", "model.hidden_dim=16", "model.n_layers=5",
                             "task.ofa_widths=[8,16]", "task.ofa_depths=[2,3]",
-                            "task.ofa_warmup=0.25"])
+                            "task.ofa_warmup=0.25", "task.ofa_eval=all"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {(r["width"], r["depth"]) for r in metrics["subnets"]} == {
         (8, 2), (8, 3), (16, 2), (16, 3)}

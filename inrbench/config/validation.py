@@ -274,6 +274,12 @@ TASK_RULES: dict[str, Spec] = {
     "grad_clip": Num(min=0, gt=True, nullable=True), "coord_noise": Bool(),
     "sr_scale": Int(min=1),
     "targets": ListOf(item=Num()),
+    # data-set tasks (inrbench/tasks/evalset.py): test images scored, the encoding curve's
+    # length, images per forward pass
+    "eval_images": AnyOf(nullable=True, options=(Choice("auto", "all"), Int(min=1))),
+    "curve_steps": AnyOf(options=(Choice("auto"), Int(min=1))),
+    "image_chunk": Int(min=1, nullable=True),
+    "ofa_eval": Choice("auto", "all"),
 }
 
 #: declared sections: ``task`` keys declared here are valid for every task

@@ -23,7 +23,10 @@ Evaluation on the test split: PSNR per image (mean and std), seconds per image t
 forward pass of the hyper-network and ``represent``) and to decode (one render), MACs per pixel
 of the decoder, of the per-instance set-up (ANR's keys and values) and of the hyper-network,
 the size of the per-instance representation, a reconstruction grid and a super-resolution
-render at ``task.sr_scale`` x the training resolution.
+render at ``task.sr_scale`` x the training resolution. How many test images
+(``task.eval_images``, ``auto``: the whole split for runs of 1,000 steps or more, else 8) and
+the images per forward pass (``task.image_chunk``, in training and evaluation alike, so peak
+memory follows the chunk): ``inrbench.tasks.evalset``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.models.anr import GeneratedINR, pixel_grid
 from inrbench.models.hypernet import HyperNetwork, n_params
 from inrbench.registry import register_task
+from inrbench.tasks.evalset import Progress, check_chunk, chunked_mean, eval_record, split
 from inrbench.tasks.fit import RunHistory
 from inrbench.tasks.meta import _npz, _sync, grid_image, image_set_data, mse_to_psnr, save_grid
 from inrbench.tasks.optim import adam
@@ -67,7 +71,7 @@ class HypernetTask(RunHistory, L.LightningModule):
                  lr: float = 5e-5, betas=(0.9, 0.99), ema_decay: float | None = 0.995,
                  ema_every: int = 10, grad_clip: float | None = 1.0, coord_noise: bool = True,
                  scheduler: str = "none", lr_min: float = 0.0, steps: int = 1,
-                 grid_images: int = 8, sr_scale: int = 2):
+                 grid_images: int = 8, sr_scale: int = 2, image_chunk: int | None = None):
         super().__init__()
         self.model, self.spec, self.hyper = model, spec, hyper
         self.lr, self.betas = float(lr), tuple(float(b) for b in betas)
@@ -75,6 +79,8 @@ class HypernetTask(RunHistory, L.LightningModule):
         self.grad_clip, self.coord_noise = grad_clip, bool(coord_noise)
         self.scheduler_name, self.lr_min, self.steps = scheduler, float(lr_min), int(steps)
         self.grid_images, self.sr_scale = int(grid_images), int(sr_scale)
+        self.image_chunk = check_chunk(image_chunk)
+        self.eval_setting = None  # task.eval_images as given, for the record
         self.ema = None
         if ema_decay:  # a weight copy, saved in every checkpoint with the rest of the state
             self.ema = copy.deepcopy(self._nets()).requires_grad_(False)
@@ -115,8 +121,8 @@ class HypernetTask(RunHistory, L.LightningModule):
         return adam(self.trainable(), self.lr, self.scheduler_name, self.steps, self.lr_min,
                     self.betas)
 
-    def training_step(self, batch, batch_idx):
-        images = batch["images"]
+    def train_mse(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-image training MSE against the [-1, 1] target, on (jittered) pixel centres."""
         shape = images.shape[1:3]
         rep = self.encode(self.model, self.hyper, images)
         grid = pixel_grid(shape, device=images.device, dtype=images.dtype)
@@ -124,12 +130,15 @@ class HypernetTask(RunHistory, L.LightningModule):
         if self.coord_noise:
             coords = variational_coords(coords, shape)
         pred = self.model.decode(rep, coords)
-        mse = (pred - (images.flatten(1, 2) * 2 - 1)).pow(2).flatten(1).mean(1)
-        loss = mse.mean()
+        return (pred - (images.flatten(1, 2) * 2 - 1)).pow(2).flatten(1).mean(1)
+
+    def training_step(self, batch, batch_idx):
+        loss, mse = chunked_mean(self.train_mse, batch["images"], self.image_chunk,
+                                 self.trainable())
         opt = self.optimizers()
         lr = opt.param_groups[0]["lr"] if hasattr(opt, "param_groups") else self.lr
         self.history.append({"step": int(self.global_step), "loss": float(loss.detach()),
-                             "psnr": float(mse_to_psnr(mse.detach(), 2.0).mean()), "lr": lr})
+                             "psnr": float(mse_to_psnr(mse, 2.0).mean()), "lr": lr})
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -157,9 +166,13 @@ class HypernetTask(RunHistory, L.LightningModule):
                 e.lerp_(p, 1.0 - decay)
 
     def validation_step(self, batch, batch_idx):
-        images = batch["images"]
-        pred = self.render(images)
-        self._val.append(mse_to_psnr((pred - images).pow(2).flatten(1).mean(1)).cpu())
+        for images in split(batch["images"], self.image_chunk):
+            pred = self.render(images)
+            self._val.append(mse_to_psnr((pred - images).pow(2).flatten(1).mean(1)).cpu())
+            self._progress.update(len(images))
+
+    def on_validation_epoch_start(self):
+        self._progress = Progress("validation", self.train_data.eval_images)
 
     def on_validation_epoch_end(self):
         row = self.close_val_epoch()
@@ -169,13 +182,16 @@ class HypernetTask(RunHistory, L.LightningModule):
 
     # -- final evaluation (the runner merges it into metrics.json) ----------------------------
     @torch.no_grad()
-    def evaluate_set(self, images: torch.Tensor, batch_size: int) -> dict:
+    def evaluate_set(self, images: torch.Tensor, chunk: int | None) -> dict:
+        """PSNR per image, timings and the grid's reconstructions, ``chunk`` images at a time
+        (all at once: None), with a progress line while it runs."""
         self.eval()
         device = next(self.parameters()).device
         model, hyper = self._eval_nets()
         psnr, recon, enc_s, dec_s = [], [], 0.0, 0.0
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device)
+        progress = Progress("hypernet evaluation", len(images))
+        for x in split(images, chunk):
+            x = x.to(device)
             _sync(device)
             t0 = time.perf_counter()
             rep = self.encode(model, hyper, x)
@@ -187,6 +203,7 @@ class HypernetTask(RunHistory, L.LightningModule):
             psnr.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
             if sum(len(r) for r in recon) < self.grid_images:
                 recon.append(pred.cpu())
+            progress.update(len(x))
         psnr_t, n = torch.cat(psnr), len(images)
         return {"psnr": float(psnr_t.mean()), "psnr_std": float(psnr_t.std(unbiased=False)),
                 "psnr_per_image": psnr_t, "encode_s_per_image": enc_s / n,
@@ -196,7 +213,8 @@ class HypernetTask(RunHistory, L.LightningModule):
     def summary(self, datamodule, out: Path) -> dict:
         data: ImageSetDataModule = self.train_data
         test = data.test_images()
-        result = self.evaluate_set(test, data.batch_size)
+        result = self.evaluate_set(test, self.image_chunk or data.batch_size)
+        result.update(eval_record(len(test), len(data.set.test), self.eval_setting))
         recon, per_image = result.pop("reconstructions"), result.pop("psnr_per_image")
         originals = test[: len(recon)]
         save_grid(out / "reconstruction.png", originals, recon)
@@ -205,7 +223,8 @@ class HypernetTask(RunHistory, L.LightningModule):
             psnr=per_image.numpy()))
         sr_shape = tuple(self.sr_scale * n for n in self.spec.shape)
         with torch.no_grad():
-            sr = self.render(originals.to(self.device), sr_shape).cpu()
+            sr = torch.cat([self.render(x.to(self.device), sr_shape).cpu()
+                            for x in split(originals, self.image_chunk)])
         _save_sr(out / "super_resolution.png", originals, sr, self.sr_scale)
         atomic_write_json(out / "super_resolution.json", {
             "scale": self.sr_scale, "shape": list(sr_shape), "images": len(sr),
@@ -229,7 +248,8 @@ class HypernetTask(RunHistory, L.LightningModule):
             "lr": self.lr, "betas": list(self.betas), "ema_decay": self.ema_decay,
             "ema_every": self.ema_every, "grad_clip": self.grad_clip,
             "coord_noise": self.coord_noise, "coords": "pixel-centre", "sr_scale": self.sr_scale,
-            "batch_size": data.batch_size, "epochs": int(self.global_step) / data.steps_per_epoch,
+            "batch_size": data.batch_size, "image_chunk": self.image_chunk,
+            "epochs": int(self.global_step) / data.steps_per_epoch,
             "steps_per_epoch": data.steps_per_epoch, **data.set.record(),
         }
 
@@ -248,15 +268,18 @@ def build_hypernet(model, spec, datamodule, seed: int, data_name: str, lr: float
                    dec_depth: int = 6, n_heads: int = 6, head_dim: int = 64, ff_dim: int = 3072,
                    betas: list[float] = (0.9, 0.99), ema_decay: float | None = 0.995,
                    ema_every: int = 10, grad_clip: float | None = 1.0, coord_noise: bool = True,
-                   sr_scale: int = 2, eval_images: int | None = None, grid_images: int = 8):
+                   sr_scale: int = 2, eval_images: int | str | None = "auto",
+                   grid_images: int = 8, image_chunk: int | None = 8):
     """``--task hypernet --model anr|transinr --data cifar10|celeba|images``: the keys of
     ``conf/task/hypernet.yaml``, the hyper-network's shape (``hyper_dim`` ... ``ff_dim``) and its
     training (defaults: the official CelebA-128 configuration; null ``ema_decay`` or
-    ``grad_clip`` turns the EMA or the clipping off)."""
+    ``grad_clip`` turns the EMA or the clipping off); ``eval_images`` and ``image_chunk``:
+    ``inrbench.tasks.evalset``."""
     if not isinstance(model, GeneratedINR):
         raise ConfigError(f"--task hypernet generates the instance of a decoder; model "
                           f"{type(model).__name__} has none. Use --model anr or --model transinr")
-    train_data = image_set_data(datamodule, spec, data_name, "hypernet", seed, eval_images)
+    train_data = image_set_data(datamodule, spec, data_name, "hypernet", seed, eval_images,
+                                steps)
     if any((n + 2 * patch_padding) // patch_size < 1 for n in spec.shape):
         raise ConfigError(f"task.patch_size={patch_size} is larger than the image "
                           f"{tuple(spec.shape)} (+ padding); choose a smaller patch")
@@ -268,7 +291,9 @@ def build_hypernet(model, spec, datamodule, seed: int, data_name: str, lr: float
     task = HypernetTask(model, spec, hyper, lr=float(lr), betas=list(betas),
                         ema_decay=ema_decay, ema_every=ema_every, grad_clip=grad_clip,
                         coord_noise=coord_noise, scheduler=scheduler, lr_min=float(lr_min),
-                        steps=steps, grid_images=grid_images, sr_scale=sr_scale)
+                        steps=steps, grid_images=grid_images, sr_scale=sr_scale,
+                        image_chunk=image_chunk)
+    task.eval_setting = eval_images
     task.eval_every, task.accumulate = eval_every, accumulate
     task.train_data = train_data
     return task

@@ -19,6 +19,10 @@ Evaluation as COIN++ reports it: on test images, PSNR after k inner steps (mean 
 images of -10 log10 of the per-image MSE; predictions not clamped, as COIN++), the encoding
 curve (PSNR after 1..``curve_steps`` steps), seconds per image to encode (k steps) and to decode
 (one render), MACs per pixel, and a reconstruction grid (originals, then after k steps).
+How many test images (``task.eval_images``, ``auto``: the whole split for runs of 1,000 steps
+or more, else 8), the curve's length (``task.curve_steps``, ``auto``: 10, or k for a shorter
+run) and the images per forward pass (``task.image_chunk``, in training and evaluation alike):
+``inrbench.tasks.evalset``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,15 @@ from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.metrics import psnr_from_mse
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
 from inrbench.registry import register_task
+from inrbench.tasks.evalset import (
+    Progress,
+    check_chunk,
+    chunked_mean,
+    eval_record,
+    resolve_curve_steps,
+    resolve_eval_images,
+    split,
+)
 from inrbench.tasks.fit import RunHistory
 
 #: COIN++'s output offset (targets in [0, 1])
@@ -55,7 +68,7 @@ class MetaTask(RunHistory, L.LightningModule):
 
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, latent_dim: int = 128,
                  inner_steps: int = 3, inner_lr: float = 1e-2, outer_lr: float = 3e-6,
-                 curve_steps: int = 10, grid_images: int = 8):
+                 curve_steps: int = 10, grid_images: int = 8, image_chunk: int | None = None):
         super().__init__()
         check_shiftable(model)
         for key, value in (("latent_dim", latent_dim), ("inner_steps", inner_steps),
@@ -70,6 +83,8 @@ class MetaTask(RunHistory, L.LightningModule):
         self.latent_map = LatentToShift(latent_dim, layers, width)
         self.latent_dim, self.inner_steps, self.inner_lr = latent_dim, inner_steps, inner_lr
         self.outer_lr, self.curve_steps, self.grid_images = outer_lr, curve_steps, grid_images
+        self.image_chunk = check_chunk(image_chunk)
+        self.eval_setting = None  # task.eval_images as given, for the record
         self.best = {"psnr": -math.inf, "step": -1}
         self.history: list[dict] = []
         self.evals: list[dict] = []
@@ -114,10 +129,9 @@ class MetaTask(RunHistory, L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images = batch["images"]
-        latents, _ = self.encode(images)
-        mse = self.per_image_mse(latents, images)
-        loss = mse.mean()
-        psnr = float(mse_to_psnr(mse.detach()).mean())
+        loss, mse = chunked_mean(lambda x: self.per_image_mse(self.encode(x)[0], x), images,
+                                 self.image_chunk, list(self.parameters()))
+        psnr = float(mse_to_psnr(mse).mean())
         self.history.append({"step": int(self.global_step), "loss": float(loss.detach()),
                              "psnr": psnr, "lr": self.outer_lr})
         self.log("train/loss", loss, prog_bar=True)
@@ -130,9 +144,13 @@ class MetaTask(RunHistory, L.LightningModule):
         # outer no_grad) but no graph to the shared weights is kept (COIN++'s
         # create_graph=False at validation)
         with torch.inference_mode(False), torch.no_grad():
-            images = batch["images"].clone()
-            latents, _ = self.encode(images)
-            self._val.append(mse_to_psnr(self.per_image_mse(latents, images)).cpu())
+            for images in split(batch["images"].clone(), self.image_chunk):
+                latents, _ = self.encode(images)
+                self._val.append(mse_to_psnr(self.per_image_mse(latents, images)).cpu())
+                self._progress.update(len(images))
+
+    def on_validation_epoch_start(self):
+        self._progress = Progress("validation", self.train_data.eval_images)
 
     def on_validation_epoch_end(self):
         row = self.close_val_epoch()
@@ -142,18 +160,20 @@ class MetaTask(RunHistory, L.LightningModule):
                       prog_bar=True)
 
     # -- final evaluation (the runner merges it into metrics.json) ------------------------
-    def evaluate_set(self, images: torch.Tensor, batch_size: int) -> dict:
-        """Encoding curve, PSNR at k, timings; per-image arrays for the grid."""
+    def evaluate_set(self, images: torch.Tensor, chunk: int | None) -> dict:
+        """Encoding curve, PSNR at k, timings; per-image arrays for the grid. ``chunk``
+        images at a time (all at once: None); a progress line while it runs."""
         device = next(self.parameters()).device
         self.eval()
         steps = max(self.curve_steps, self.inner_steps)
         with torch.no_grad():  # inner gradients only, no graph to the weights (validation_step)
-            return self._evaluate_set(images, batch_size, steps, device)
+            return self._evaluate_set(images, chunk, steps, device)
 
-    def _evaluate_set(self, images, batch_size, steps, device) -> dict:
+    def _evaluate_set(self, images, chunk, steps, device) -> dict:
         curve, at_k, recon, enc_s, dec_s = [], [], [], 0.0, 0.0
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device)
+        progress = Progress("meta-learning evaluation", len(images))
+        for x in split(images, chunk):
+            x = x.to(device)
             # PSNR after s steps = the loss before step s + 1, so one run of steps + 1 steps
             # traced gives the whole curve 1..steps (the extra step's update is not used)
             z, losses = self.encode(x, steps + 1, trace=True)
@@ -170,6 +190,7 @@ class MetaTask(RunHistory, L.LightningModule):
             at_k.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
             if sum(len(r) for r in recon) < self.grid_images:
                 recon.append(pred.detach().cpu())
+            progress.update(len(x))
         curve_t, psnr_k = torch.cat(curve), torch.cat(at_k)
         n = len(images)
         return {
@@ -184,7 +205,8 @@ class MetaTask(RunHistory, L.LightningModule):
     def summary(self, datamodule, out: Path) -> dict:
         data: ImageSetDataModule = self.train_data
         test = data.test_images()
-        result = self.evaluate_set(test, data.batch_size)
+        result = self.evaluate_set(test, self.image_chunk or data.batch_size)
+        result.update(eval_record(len(test), len(data.set.test), self.eval_setting))
         recon = result.pop("reconstructions")
         per_image = result.pop("psnr_per_image")
         originals = test[: len(recon)]
@@ -202,6 +224,7 @@ class MetaTask(RunHistory, L.LightningModule):
             **result, "best_psnr": self.best["psnr"], "best_step": self.best["step"],
             "lr": self.outer_lr, "outer_lr": self.outer_lr, "inner_lr": self.inner_lr,
             "latent_dim": self.latent_dim, "batch_size": data.batch_size,
+            "image_chunk": self.image_chunk, "curve_steps": self.curve_steps,
             "n_shifts": self.latent_map.layers * self.latent_map.width,
             "macs_per_pixel": float(self.model.macs_per_sample()),
             # the latent -> shift map runs once per image; spread over its pixels
@@ -248,9 +271,10 @@ def save_grid(path: Path, originals: torch.Tensor, recon: torch.Tensor) -> None:
 
 
 def image_set_data(datamodule, spec, data_name: str, task: str, seed: int,
-                   eval_images: int | None) -> ImageSetDataModule:
+                   eval_images, steps: int) -> ImageSetDataModule:
     """The batches of images a data-set task trains on: ``data.batch_size`` images per step
-    (64 when the data module gives none), the first ``eval_images`` test images (all: None)."""
+    (64 when the data module gives none), and the test images it scores: ``eval_images``
+    (an integer, null/all or auto: ``inrbench.tasks.evalset.resolve_eval_images``)."""
     if not hasattr(datamodule, "image_set"):
         raise ConfigError(f"--task {task} needs a data set of images; data {data_name!r} is "
                           f"one signal. Use --data cifar10, celeba or images data.path=DIR")
@@ -260,21 +284,26 @@ def image_set_data(datamodule, spec, data_name: str, task: str, seed: int,
     if image_set.spec.shape != tuple(spec.shape) or image_set.spec.channels != spec.channels:
         raise ConfigError(f"{data_name}: the image set is {image_set.spec} but the model was "
                           f"built for {spec}")
+    n_eval = resolve_eval_images(eval_images, steps, len(image_set.test))
     return ImageSetDataModule(image_set, batch_size=int(getattr(datamodule, "batch_size", None)
                                                         or 64),
-                              seed=int(seed), eval_images=eval_images)
+                              seed=int(seed), eval_images=n_eval)
 
 
 @register_task("meta")
 def build_meta(model, spec, datamodule, seed: int, data_name: str, steps: int = 10_000,
                eval_every: int = 1000, accumulate: int = 1, latent_dim: int = 128,
                inner_steps: int = 3, inner_lr: float = 1e-2, outer_lr: float = 3e-6,
-               eval_images: int | None = None, curve_steps: int = 10, grid_images: int = 8):
-    """Meta-learning over a data set of images; the keys of ``conf/task/meta.yaml``."""
-    train_data = image_set_data(datamodule, spec, data_name, "meta", seed, eval_images)
+               eval_images: int | str | None = "auto", curve_steps: int | str = "auto",
+               grid_images: int = 8, image_chunk: int | None = None):
+    """Meta-learning over a data set of images; the keys of ``conf/task/meta.yaml``
+    (``eval_images``, ``curve_steps``, ``image_chunk``: ``inrbench.tasks.evalset``)."""
+    train_data = image_set_data(datamodule, spec, data_name, "meta", seed, eval_images, steps)
     task = MetaTask(model, spec, latent_dim=latent_dim, inner_steps=inner_steps,
-                    inner_lr=inner_lr, outer_lr=outer_lr, curve_steps=curve_steps,
-                    grid_images=grid_images)
+                    inner_lr=inner_lr, outer_lr=outer_lr,
+                    curve_steps=resolve_curve_steps(curve_steps, steps, inner_steps),
+                    grid_images=grid_images, image_chunk=image_chunk)
+    task.eval_setting = eval_images
     task.steps, task.eval_every, task.accumulate = steps, eval_every, accumulate
     task.train_data = train_data
     return task

@@ -13,8 +13,12 @@ Alg. 2; OFA, Cai et al. 2020; sandwich order from BigNAS, Yu et al. 2020).
 
 ANI then fine-tunes each sub-network "for a small amount of epochs"; with shared weights that
 would give 16 networks, which is not one adaptive image, so we do not. After training, the
-summary renders all sub-networks (ANI Figure 7: PSNR of each) into ``metrics.json``
-(``subnets``) and ``subnets.csv``.
+summary renders the sub-networks (ANI Figure 7: PSNR of each) into ``metrics.json``
+(``subnets``) and ``subnets.csv``: all of them (``task.ofa_eval: all``), or under ``auto``
+(the default) all of them for a run of at least 1,000 steps and only the two ends of the space
+(smallest and largest width x depth) for a shorter try, whose scores show only that the
+pipeline works (each render of the 512 x 512 Cameraman costs about what a training step does on
+a CPU). ``metrics.json`` says which: ``subnets_scored`` of ``subnets_total``.
 """
 
 from __future__ import annotations
@@ -35,13 +39,16 @@ from inrbench.io import atomic_write_text, write_png
 from inrbench.metrics import evaluate, psnr
 from inrbench.models.base import EVAL_CHUNK, make_grid
 from inrbench.registry import register_task
+from inrbench.tasks.evalset import FULL_EVAL_STEPS
 from inrbench.tasks.fit import FitTask
 
 
 class OFATask(FitTask):
     def __init__(self, model, spec, model_kwargs: dict, widths, depths, warmup: float = 0.3,
-                 block: int = 1, **kwargs):
+                 block: int = 1, scored: str = "all", **kwargs):
         super().__init__(model, spec, **kwargs)
+        if scored not in ("all", "auto"):
+            raise ConfigError(f"task.ofa_eval must be all or auto, got {scored!r}")
         self.fam = family(model_kwargs["name"])
         self.model_kwargs = model_kwargs
         self.widths, self.depths = check_space(widths, depths, model_kwargs)
@@ -54,6 +61,14 @@ class OFATask(FitTask):
         self.layout = layout(self.fam, self.depths[-1],
                              gabor=model_kwargs.get("filter") == "gabor")
         self._subnets: dict = {}
+        self.scored = scored
+
+    def scored_subnets(self) -> list[tuple[int, int]]:
+        """The (width, depth) pairs the summary renders (``task.ofa_eval``)."""
+        every = [(w, d) for w in self.widths for d in self.depths]
+        if self.scored == "all" or self.steps >= FULL_EVAL_STEPS:
+            return every
+        return sorted({every[0], every[-1]})
 
     def subnet_at(self, step: int) -> tuple[int, int] | None:
         """The sub-network trained at ``step`` (None: the supernetwork)."""
@@ -101,13 +116,11 @@ class OFATask(FitTask):
             pred = self.model.render(self.spec.shape, chunk=EVAL_CHUNK)
             final = evaluate(pred, target, self.spec)
             rows = []
-            for w in self.widths:
-                for d in self.depths:
-                    scores = evaluate(self.subnet_render(w, d), target, self.spec)
-                    rows.append({"width": w, "depth": d,
-                                 "params": sum(p.numel() for p in
-                                               self._shell(w, d).parameters()),
-                                 **scores})
+            for w, d in self.scored_subnets():
+                scores = evaluate(self.subnet_render(w, d), target, self.spec)
+                rows.append({"width": w, "depth": d,
+                             "params": sum(p.numel() for p in self._shell(w, d).parameters()),
+                             **scores})
         if self.spec.modality == "image":
             write_png(out / "reconstruction.png", pred)
         self.best = max(self.best, {"psnr": final["psnr"], "step": int(self.global_step)},
@@ -118,18 +131,22 @@ class OFATask(FitTask):
             lines.append(",".join(str(v) for v in r.values()))
         atomic_write_text(out / "subnets.csv", "\n".join(lines) + "\n")
         return {**final, "best_psnr": self.best["psnr"], "best_step": self.best["step"],
-                "subnets": rows, "ofa": {"widths": self.widths, "depths": self.depths,
-                                         "order": self.order, "warmup_steps": self.warmup_steps,
-                                         "block": self.block}}
+                "subnets": rows, "subnets_scored": len(rows),
+                "subnets_total": len(self.widths) * len(self.depths),
+                "ofa": {"widths": self.widths, "depths": self.depths, "order": self.order,
+                        "warmup_steps": self.warmup_steps, "block": self.block}}
 
 
 @register_task("ofa")
 def build_ofa(model, spec, model_config: dict, lr: float = 1e-4, lr_min: float = 1e-6,
               steps: int = 10_000, scheduler: str = "cosine", eval_every: int = 1000,
               accumulate: int = 1, ofa_widths: list[int] = (64, 128, 192, 256),
-              ofa_depths: list[int] = (2, 3, 4, 5), ofa_warmup: float = 0.3, ofa_block: int = 1):
+              ofa_depths: list[int] = (2, 3, 4, 5), ofa_warmup: float = 0.3, ofa_block: int = 1,
+              ofa_eval: str = "auto"):
     """Once-for-all supernetwork training: the keys of ``conf/task/ofa.yaml``. The sub-networks
-    train at full precision (as ANI's Fig. 8); ``inrbench compress --bits B`` quantizes them."""
+    train at full precision (as ANI's Fig. 8); ``inrbench compress --bits B`` quantizes them.
+    ``ofa_eval``: which sub-networks the summary scores (module docstring)."""
     return OFATask(model, spec, model_config, list(ofa_widths or []), list(ofa_depths or []),
-                   float(ofa_warmup), int(ofa_block), lr=lr, lr_min=lr_min, steps=steps,
-                   scheduler=scheduler, eval_every=eval_every, accumulate=accumulate)
+                   float(ofa_warmup), int(ofa_block), str(ofa_eval), lr=lr, lr_min=lr_min,
+                   steps=steps, scheduler=scheduler, eval_every=eval_every,
+                   accumulate=accumulate)
