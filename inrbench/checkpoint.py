@@ -8,7 +8,6 @@ truncated or unreadable checkpoint is skipped for the newest readable one, with 
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from collections import OrderedDict
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from inrbench.console import note
 from inrbench.errors import ConfigError
-from inrbench.io import atomic_write_bytes
+from inrbench.io import atomic_write_with
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.Tensor, torch.Size,
           torch.dtype, torch.device)
@@ -58,9 +57,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
     read with ``weights_only=True`` (loading never unpickles arbitrary objects)."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        buffer = io.BytesIO()
-        torch.save(plain(checkpoint), buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        state = plain(checkpoint)
+        atomic_write_with(path, lambda f: torch.save(state, f))
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return read_checkpoint(path, map_location)

@@ -21,13 +21,19 @@ def atomic_write_bytes(path: os.PathLike, payload: bytes) -> None:
     """``payload`` to a temporary file beside ``path``, synced, then renamed over it. A write
     that fails (full disk, quota, read-only folder) leaves the old file as it was and raises
     a StorageError naming the folder and the file."""
+    atomic_write_with(path, lambda f: f.write(payload), len(payload))
+
+
+def atomic_write_with(path: os.PathLike, write, nbytes: int | None = None) -> None:
+    """As :func:`atomic_write_bytes`, ``write(f)`` filling the open temporary file: a large
+    object (a checkpoint) streams to disk instead of being built in memory first."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -36,7 +42,7 @@ def atomic_write_bytes(path: os.PathLike, payload: bytes) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise StorageError(write_failure(path, e, len(payload))) from None
+            raise StorageError(write_failure(path, e, nbytes)) from None
         raise
 
 
