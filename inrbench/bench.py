@@ -33,7 +33,7 @@ from inrbench.config.experiment import load_experiment, select_rows
 from inrbench.config.resume import resume_config
 from inrbench.config.validation import parse_duration
 from inrbench.errors import ConfigError, InrbenchError
-from inrbench.io import atomic_write_json
+from inrbench.io import atomic_write_json, safe_name
 from inrbench.reports.frontier import write_report
 from inrbench.run import run
 from inrbench.run.folder import holds_results
@@ -52,7 +52,7 @@ class Signal:
 
 
 def safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
+    return safe_name(name).strip("_") or "x"
 
 
 def _values(text: str) -> list[str]:

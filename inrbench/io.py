@@ -5,10 +5,17 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from inrbench.errors import StorageError
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one folder name: every run of characters other than letters, digits,
+    ``_ . -`` becomes ``_`` (a ``module:Class`` model names its folder ``module_Class``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def _umask() -> int:

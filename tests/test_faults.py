@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_lines import error_line, run_cli
 from PIL import Image
 
-from inrbench.cli import main
 from inrbench.compression.bitstream import Entry, decode, encode
 from inrbench.compression.quant import quantize_ptq
 from inrbench.errors import DataError
@@ -34,22 +34,6 @@ TINY = ["model.hidden_dim=8", "model.n_layers=2", "task.eval_every=5",
         "trainer.checkpoint_every=5", "trainer.latency_repeats=1", "trainer.latency_warmup=0",
         "trainer.progress_bar=false", "--logger", "none"]
 METRICS = ("psnr", "ssim", "iou", "psnr_std", "ssim_std", "accuracy", "mae", "best_psnr")
-
-
-def _error_line(err: str) -> str:
-    """stderr holds exactly one error line and only inrbench's own lines, no traceback."""
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("inrbench: error: ")]
-    assert len(errors) == 1, err
-    assert all(ln.startswith("inrbench: ") for ln in lines), err
-    return errors[0]
-
-
-def _cli(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 # -- tiny and degenerate signals ---------------------------------------------------------------
@@ -102,9 +86,9 @@ TINY_SIGNALS = {
 @pytest.mark.parametrize("case", list(TINY_SIGNALS))
 def test_tiny_signals_train_with_every_metric_defined(case, tmp_path, capsys):
     data, make, extra = TINY_SIGNALS[case]
-    code, _, err = _cli(["run", "--model", "siren", "--data", data,
-                         f"data.path={make(tmp_path)}", "--steps", 3, "--out", tmp_path / "o",
-                         *TINY, *extra], capsys)
+    code, _, err = run_cli(["run", "--model", "siren", "--data", data,
+                            f"data.path={make(tmp_path)}", "--steps", 3, "--out", tmp_path / "o",
+                            *TINY, *extra], capsys)
     assert code == 0, err
     record = json.loads((tmp_path / "o" / "metrics.json").read_text())
     scores = {k: record[k] for k in METRICS if k in record}
@@ -117,22 +101,22 @@ def test_tiny_signals_train_with_every_metric_defined(case, tmp_path, capsys):
 def test_every_model_on_a_1x1_image_trains_or_names_the_minimum(model, tmp_path, capsys):
     """Models whose bases, grids or tiles assume a bigger signal refuse it in one line."""
     png = _png(tmp_path / "a.png", 1, 1)
-    code, _, err = _cli(["run", "--model", model, "--data", "image", f"data.path={png}",
-                         "--steps", 2, "--out", tmp_path / "o", "--logger", "none",
-                         "trainer.progress_bar=false", "trainer.latency_repeats=1",
-                         "trainer.latency_warmup=0"], capsys)
+    code, _, err = run_cli(["run", "--model", model, "--data", "image", f"data.path={png}",
+                            "--steps", 2, "--out", tmp_path / "o", "--logger", "none",
+                            "trainer.progress_bar=false", "trainer.latency_repeats=1",
+                            "trainer.latency_warmup=0"], capsys)
     if code == 0:
         record = json.loads((tmp_path / "o" / "metrics.json").read_text())
         assert all(math.isfinite(record[k]) for k in ("psnr", "ssim"))
     else:
-        assert code == 2 and re.search(r"at most|at least|>=", _error_line(err))
+        assert code == 2 and re.search(r"at most|at least|>=", error_line(err))
 
 
 def test_a_grid_with_no_occupied_voxel_is_refused_naming_the_minimum(tmp_path, capsys):
-    code, _, err = _cli(["run", "--model", "siren", "--data", "occupancy",
-                         f"data.path={BUNNY}", "data.resolution=4", "--steps", 2,
-                         "--out", tmp_path / "o", *TINY], capsys)
-    assert code == 2 and "data.resolution must be >= 5" in _error_line(err)
+    code, _, err = run_cli(["run", "--model", "siren", "--data", "occupancy",
+                            f"data.path={BUNNY}", "data.resolution=4", "--steps", 2,
+                            "--out", tmp_path / "o", *TINY], capsys)
+    assert code == 2 and "data.resolution must be >= 5" in error_line(err)
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (7, 1), (2, 3), (5, 5), (6, 6), (300, 2)])
@@ -209,14 +193,14 @@ def test_decompress_of_a_damaged_file_exits_2_in_one_line(tiny_cfg, small_png, t
     run(cfg)
     path = Path(compress_run(tmp_path / "run", bits=8)["file"])
     good = path.read_bytes()
-    code, _, err = _cli(["decompress", path], capsys)
+    code, _, err = run_cli(["decompress", path], capsys)
     assert code == 0, err
     for where in (9, len(good) // 2, len(good) - 1):  # header, payload, last byte
         bad = bytearray(good)
         bad[where] ^= 0x24
         path.write_bytes(bytes(bad))
-        code, out, err = _cli(["decompress", path, "--out", tmp_path / "x.png"], capsys)
-        line = _error_line(err)
+        code, out, err = run_cli(["decompress", path, "--out", tmp_path / "x.png"], capsys)
+        line = error_line(err)
         assert code == 2 and str(path) in line and "checksum mismatch" in line
         assert not (tmp_path / "x.png").exists()
 
@@ -261,13 +245,13 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_resumes(pattern, what, 
                                                                   capsys):
     out = tmp_path / "o"
     with _disk_full_at(monkeypatch, pattern):
-        code, _, err = _cli(_run_args(small_png, out), capsys)
-    line = _error_line(err)
+        code, _, err = run_cli(_run_args(small_png, out), capsys)
+    line = error_line(err)
     assert code == 2, err
     assert f"cannot write {what}" in line and str(out) in line and "No space left" in line
     assert not list(out.rglob("*.tmp"))  # no half-written file left behind
     assert "--resume" in line
-    code, _, err = _cli([*_run_args(small_png, out), "--resume"], capsys)
+    code, _, err = run_cli([*_run_args(small_png, out), "--resume"], capsys)
     assert code == 0, err
     assert json.loads((out / "metrics.json").read_text())["steps"] == 12
 
@@ -281,8 +265,8 @@ def test_an_unwritable_file_outside_inrbench_io_is_one_line(tmp_path, small_png,
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(runner, "write_metrics_csv", full)
-    code, _, err = _cli(_run_args(small_png, tmp_path / "o", 5), capsys)
-    assert code == 2 and "metrics.csv" in _error_line(err) and "ENOSPC" in err
+    code, _, err = run_cli(_run_args(small_png, tmp_path / "o", 5), capsys)
+    assert code == 2 and "metrics.csv" in error_line(err) and "ENOSPC" in err
 
 
 # -- SIGTERM and SIGINT ------------------------------------------------------------------------
@@ -342,9 +326,9 @@ def test_a_signal_checkpoints_the_step_and_resume_completes_the_run(name, code, 
     resume = lines[0].split("resume with: inrbench ", 1)[1]
     import shlex
 
-    code_, _, err = _cli(shlex.split(resume), capsys)
+    code_, _, err = run_cli(shlex.split(resume), capsys)
     assert code_ == 0, err
-    code_, _, err = _cli(_run_args(small_png, tmp_path / "ref", steps), capsys)
+    code_, _, err = run_cli(_run_args(small_png, tmp_path / "ref", steps), capsys)
     assert code_ == 0, err
     got = json.loads((out / "metrics.json").read_text())
     want = json.loads((tmp_path / "ref" / "metrics.json").read_text())
@@ -361,8 +345,8 @@ BROKEN = "method: grid\nparameters:\n  task.lr: {values: [1, 2]\n  x: [\n"
 def test_a_broken_sweep_file_is_one_line_with_line_and_column(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(BROKEN)
-    code, _, err = _cli(["sweep", path], capsys)
-    line = _error_line(err)
+    code, _, err = run_cli(["sweep", path], capsys)
+    line = error_line(err)
     assert code == 2 and re.search(rf"cannot parse {re.escape(str(path))}, line \d+, column \d+",
                                    line)
 
@@ -374,7 +358,7 @@ def test_a_broken_conf_file_is_one_line_with_line_and_column(relative, tmp_path,
     shutil.copytree(ROOT / "conf", conf)
     (conf / relative).write_text("model:\n  name: siren\n\tbad: [1\n")
     monkeypatch.setenv("INRBENCH_CONF", str(conf))
-    code, _, err = _cli(_run_args(small_png, tmp_path / "o", 2), capsys)
-    line = _error_line(err)
+    code, _, err = run_cli(_run_args(small_png, tmp_path / "o", 2), capsys)
+    line = error_line(err)
     assert code == 2 and f"cannot parse {conf / relative}, line 3, column 1" in line
     assert not (tmp_path / "o").exists()

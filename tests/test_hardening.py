@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from cli_lines import error_line, run_cli
 
 from inrbench.cli import main
 from inrbench.errors import ConfigError
@@ -26,23 +27,6 @@ from inrbench.models import list_models
 TINY = ["model.hidden_dim=16", "model.n_layers=3", "task.eval_every=5",
         "trainer.checkpoint_every=5", "trainer.latency_repeats=1", "trainer.latency_warmup=0",
         "trainer.progress_bar=false"]
-
-
-def _error_line(err: str) -> str:
-    """stderr holds exactly one error line, no traceback and no library chatter (inrbench's
-    own notes, which start with 'inrbench: ', may precede it)."""
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("inrbench: error: ")]
-    assert len(errors) == 1, err
-    assert all(ln.startswith("inrbench: ") for ln in lines), err
-    return errors[0]
-
-
-def _run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def _tiny_run(png, out, steps=10, *extra):
@@ -80,9 +64,9 @@ def _tiny_run(png, out, steps=10, *extra):
 def test_bad_value_exits_2_naming_key_value_and_allowed(override, key, allowed, small_png,
                                                         tmp_path, capsys):
     out = tmp_path / "o"
-    code, _, err = _run_cli(_tiny_run(small_png, out, 4, override), capsys)
+    code, _, err = run_cli(_tiny_run(small_png, out, 4, override), capsys)
     assert code == 2
-    line = _error_line(err)
+    line = error_line(err)
     value = override.split("=", 1)[1]
     assert key in line and allowed in line and value in line, line
     assert not out.exists()  # nothing written
@@ -97,7 +81,7 @@ def test_wrong_types_from_the_issue_exit_2_in_a_fresh_process(tmp_path):
                                "data.path=x.png", *args], capture_output=True, text=True,
                               timeout=120, cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr
-        line = _error_line(proc.stderr)
+        line = error_line(proc.stderr)
         assert args[-1].split("=")[0] in line and args[-1].split("=")[1] in line
         assert not list(tmp_path.iterdir())
 
@@ -118,15 +102,15 @@ def test_every_models_integer_keys_reject_text_and_zero(model, capsys):
     in the same one-line form. Profiling builds the model without training or writing."""
     keys = _int_keys(model)
     for key in keys:
-        code, _, err = _run_cli(["profile", "--model", model, "--data", "cameraman",
-                                 f"model.{key}=abc"], capsys)
+        code, _, err = run_cli(["profile", "--model", model, "--data", "cameraman",
+                                f"model.{key}=abc"], capsys)
         assert code == 2, (key, err)
-        line = _error_line(err)
+        line = error_line(err)
         assert f"model.{key}" in line and "'abc'" in line and "integer" in line, line
     for key in [k for k in keys if k in ("hidden_dim", "n_layers", "n_levels")]:
-        code, _, err = _run_cli(["profile", "--model", model, "--data", "cameraman",
-                                 f"model.{key}=0"], capsys)
-        assert code == 2 and f"model.{key}" in _error_line(err) and "0" in err, (key, err)
+        code, _, err = run_cli(["profile", "--model", model, "--data", "cameraman",
+                                f"model.{key}=0"], capsys)
+        assert code == 2 and f"model.{key}" in error_line(err) and "0" in err, (key, err)
 
 
 def test_validation_spec_is_declared_in_one_place():
@@ -159,7 +143,7 @@ def test_validation_spec_is_declared_in_one_place():
 @pytest.fixture
 def finished_run(tmp_path, small_png, capsys):
     out = tmp_path / "run"
-    code, _, err = _run_cli(_tiny_run(small_png, out, 20), capsys)
+    code, _, err = run_cli(_tiny_run(small_png, out, 20), capsys)
     assert code == 0, err
     return out
 
@@ -175,14 +159,14 @@ def finished_run(tmp_path, small_png, capsys):
 ])
 def test_resume_refuses_arguments_that_disagree(finished_run, args, needle, capsys):
     before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()}
-    code, _, err = _run_cli(["run", "--out", finished_run, "--resume", *args], capsys)
-    assert code == 2 and needle in _error_line(err)
+    code, _, err = run_cli(["run", "--out", finished_run, "--resume", *args], capsys)
+    assert code == 2 and needle in error_line(err)
     assert {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()} == before
 
 
 def test_resume_with_more_steps_extends_the_cosine_schedule(finished_run, capsys):
-    code, out, err = _run_cli(["run", "--out", finished_run, "--resume", "--steps", 30],
-                              capsys)
+    code, out, err = run_cli(["run", "--out", finished_run, "--resume", "--steps", 30],
+                             capsys)
     assert code == 0, err
     assert "task.steps 20 -> 30" in out and "cosine schedule re-planned for 30 steps" in out
     csv = pd.read_csv(finished_run / "metrics.csv")
@@ -198,8 +182,8 @@ def test_resume_with_more_steps_extends_the_cosine_schedule(finished_run, capsys
 
 
 def test_resume_cannot_go_back_before_the_checkpoint(finished_run, capsys):
-    code, _, err = _run_cli(["run", "--out", finished_run, "--resume", "--steps", 5], capsys)
-    assert code == 2 and "at step 20, past task.steps=5" in _error_line(err)
+    code, _, err = run_cli(["run", "--out", finished_run, "--resume", "--steps", 5], capsys)
+    assert code == 2 and "at step 20, past task.steps=5" in error_line(err)
 
 
 def test_checkpoints_keep_more_than_one_step(finished_run):
@@ -209,8 +193,8 @@ def test_checkpoints_keep_more_than_one_step(finished_run):
 
 def test_keep_checkpoints_is_configurable(tmp_path, small_png, capsys):
     out = tmp_path / "run"
-    code, _, err = _run_cli(_tiny_run(small_png, out, 20, "trainer.keep_checkpoints=1"),
-                            capsys)
+    code, _, err = run_cli(_tiny_run(small_png, out, 20, "trainer.keep_checkpoints=1"),
+                           capsys)
     assert code == 0, err
     assert sorted(p.name for p in (out / "checkpoints").glob("*.ckpt")) == \
         ["last.ckpt", "step000020.ckpt"]
@@ -222,7 +206,7 @@ def test_truncated_last_checkpoint_falls_back_to_the_newest_readable(finished_ru
     last.write_bytes(last.read_bytes()[:1000])  # truncated
     (ckpts / "step000020.ckpt").write_bytes(b"garbage")
     (finished_run / "metrics.json").unlink()
-    code, out, err = _run_cli(["run", "--out", finished_run, "--resume"], capsys)
+    code, out, err = run_cli(["run", "--out", finished_run, "--resume"], capsys)
     assert code == 0, err
     assert "last.ckpt is unreadable" in out and "step000020.ckpt is unreadable" in out
     assert "resuming from step000015.ckpt (step 15) instead" in out
@@ -235,8 +219,8 @@ def test_truncated_last_checkpoint_falls_back_to_the_newest_readable(finished_ru
 def test_no_readable_checkpoint_is_one_line(finished_run, capsys):
     for p in (finished_run / "checkpoints").glob("*.ckpt"):
         p.write_bytes(b"")
-    code, _, err = _run_cli(["run", "--out", finished_run, "--resume"], capsys)
-    assert code == 2 and "no checkpoint in" in _error_line(err)
+    code, _, err = run_cli(["run", "--out", finished_run, "--resume"], capsys)
+    assert code == 2 and "no checkpoint in" in error_line(err)
 
 
 class _Payload:
@@ -259,7 +243,7 @@ def test_resuming_a_shared_folder_never_unpickles_objects(finished_run, tmp_path
         torch.load(ckpts / "last.ckpt", weights_only=True)
     assert not marker.exists()
     (finished_run / "metrics.json").unlink()
-    code, out, err = _run_cli(["run", "--out", finished_run, "--resume"], capsys)
+    code, out, err = run_cli(["run", "--out", finished_run, "--resume"], capsys)
     assert code == 0, err
     assert not marker.exists() and "last.ckpt is unreadable" in out
 
@@ -292,14 +276,14 @@ def test_a_second_run_on_a_locked_folder_exits_2(tmp_path, small_png, capsys):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         _write_lock(out, holder.pid)
-        code, _, err = _run_cli(_tiny_run(small_png, out, 4), capsys)
+        code, _, err = run_cli(_tiny_run(small_png, out, 4), capsys)
         assert code == 2
-        line = _error_line(err)
+        line = error_line(err)
         assert f"in use by another inrbench run (process {holder.pid}" in line
         assert not (out / "config.yaml").exists()
         _write_lock(out, 1, host="another-host")  # another machine: cannot tell, refuse
-        code, _, err = _run_cli(_tiny_run(small_png, out, 4), capsys)
-        assert code == 2 and "another-host" in _error_line(err)
+        code, _, err = run_cli(_tiny_run(small_png, out, 4), capsys)
+        assert code == 2 and "another-host" in error_line(err)
     finally:
         holder.kill()
         holder.wait()
@@ -310,7 +294,7 @@ def test_a_stale_lock_does_not_block(tmp_path, small_png, capsys):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _write_lock(out, dead.pid)
-    code, stdout, err = _run_cli(_tiny_run(small_png, out, 4), capsys)
+    code, stdout, err = run_cli(_tiny_run(small_png, out, 4), capsys)
     assert code == 0, err
     assert f"stale lock of process {dead.pid}" in stdout
     assert not (out / ".inrbench.lock").exists()  # released at the end
@@ -330,7 +314,7 @@ def test_two_concurrent_runs_on_one_folder(tmp_path, small_png):
             time.sleep(0.05)
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
-        assert f"process {first.pid}" in _error_line(second.stderr)
+        assert f"process {first.pid}" in error_line(second.stderr)
     finally:
         first.kill()
         first.wait()
@@ -340,13 +324,13 @@ def test_a_run_failing_before_its_first_step_leaves_no_folder(tmp_path, small_pn
     bad = tmp_path / "bad.png"
     bad.write_bytes(small_png.read_bytes()[:300])  # the header reads, the pixels do not
     out = tmp_path / "deep" / "new" / "run"
-    code, _, err = _run_cli(_tiny_run(bad, out, 4), capsys)
-    assert code == 2 and str(bad) in _error_line(err)
+    code, _, err = run_cli(_tiny_run(bad, out, 4), capsys)
+    assert code == 2 and str(bad) in error_line(err)
     assert not (tmp_path / "deep").exists()  # nor the parents it created
     # the default folder (runs/<model>-<data>-<time>) is not left either
     os.chdir(tmp_path)
     argv = [a for a in map(str, _tiny_run(bad, "x", 4)) if a not in ("--out", "x")]
-    assert _run_cli(argv, capsys)[0] == 2
+    assert run_cli(argv, capsys)[0] == 2
     assert not (tmp_path / "runs").exists()
 
 
@@ -355,11 +339,11 @@ def test_a_folder_left_before_the_first_checkpoint_is_reused(tmp_path, small_png
     out.mkdir()
     (out / "config.yaml").write_text("model: {name: siren}\n")  # killed before step 1
     (out / "notes.txt").write_text("mine")
-    code, _, err = _run_cli(_tiny_run(small_png, out, 4), capsys)
+    code, _, err = run_cli(_tiny_run(small_png, out, 4), capsys)
     assert code == 0, err
     assert (out / "notes.txt").read_text() == "mine"
-    code, _, err = _run_cli(_tiny_run(small_png, out, 4), capsys)  # now it holds a run
-    assert code == 2 and "already holds a run; pass --resume" in _error_line(err)
+    code, _, err = run_cli(_tiny_run(small_png, out, 4), capsys)  # now it holds a run
+    assert code == 2 and "already holds a run; pass --resume" in error_line(err)
 
 
 def test_a_failure_in_an_existing_folder_removes_only_what_the_run_wrote(tmp_path, small_png,
@@ -369,7 +353,7 @@ def test_a_failure_in_an_existing_folder_removes_only_what_the_run_wrote(tmp_pat
     (out / "keep.txt").write_text("x")
     bad = tmp_path / "bad.png"
     bad.write_bytes(small_png.read_bytes()[:300])
-    assert _run_cli(_tiny_run(bad, out, 4), capsys)[0] == 2
+    assert run_cli(_tiny_run(bad, out, 4), capsys)[0] == 2
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
@@ -409,7 +393,7 @@ def test_an_error_inside_training_is_one_line(tmp_path, small_png):
                            *map(str, _tiny_run(bad, tmp_path / "o", 4))], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2
-    assert str(bad) in _error_line(proc.stderr)
+    assert str(bad) in error_line(proc.stderr)
     assert not (tmp_path / "o").exists()
 
 
@@ -518,9 +502,9 @@ def test_report_command_exits_1_and_names_the_failed_rows(tmp_path, finished_run
      "model"),
 ])
 def test_more_bad_input_is_one_line(argv, needle, tmp_path, capsys):
-    code, _, err = _run_cli(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert code == 2, err
-    assert needle in _error_line(err)
+    assert needle in error_line(err)
     assert not [p for p in tmp_path.iterdir() if p.name not in ("small.png",)]
 
 
@@ -532,8 +516,8 @@ def test_an_experiment_command_refuses_a_locked_folder_row_by_row(tmp_path, smal
     try:
         _write_lock(tmp_path / "s" / "seed1", holder.pid)
         argv = [*_tiny_run(small_png, tmp_path / "s", 2), "--seeds", "1"]
-        code, _, err = _run_cli(argv, capsys)
-        assert code == 2 and f"process {holder.pid}" in _error_line(err)
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and f"process {holder.pid}" in error_line(err)
     finally:
         holder.kill()
         holder.wait()

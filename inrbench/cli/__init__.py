@@ -190,12 +190,9 @@ def cmd_run_seeds(args) -> int:
 
     if args.seed is not None:
         raise InrbenchError("give either --seed S or --seeds S1,S2,..., not both")
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise InrbenchError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise InrbenchError(f"--seeds needs distinct integers, e.g. 0,1,2; got {args.seeds!r}")
+    from inrbench.cli.bench import parse_seeds
+
+    seeds = parse_seeds(args.seeds)
     if args.out:
         base = Path(args.out)
     elif args.experiment:

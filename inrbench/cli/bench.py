@@ -48,7 +48,8 @@ def add_command(sub) -> None:
     b.add_argument("overrides", nargs="*", help="config overrides key=value for every run")
 
 
-def _seeds(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` (of ``run`` and ``bench``): distinct integers, else one line."""
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -89,7 +90,7 @@ def cmd_bench(args) -> int:
 
     sigs = signals(args.data, args.vary) if not args.experiment else []
     done = bench(models, sigs, root, budget=args.budget,
-                 steps=args.steps, seeds=_seeds(args.seeds), overrides=args.overrides,
+                 steps=args.steps, seeds=parse_seeds(args.seeds), overrides=args.overrides,
                  quality=args.quality, on_run=line, isolate=not args.in_process,
                  experiment=args.experiment, rows=rows)
     report = done["report"]

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from inrbench.errors import InrbenchError
-from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
 from inrbench.reports.frontier_figure import COSTS, frontier_png
 from inrbench.reports.runs import Run, find_runs, fmt_mean_std, mean_std
 
@@ -127,7 +127,7 @@ def _signals(root: Path) -> dict[str, dict[str, list[Run]]]:
         signal = parts[0] if len(parts) >= 3 else "signal"
         # <signal>/<model>/seed<N> or, for a table's rows, <signal>/seed<N>/<row id>
         label = next((q for q in parts[1:] if not re.fullmatch(r"seed\d+", q)), run.model)
-        model = run.model if re.sub(r"[^A-Za-z0-9_.-]+", "_", run.model) == label else label
+        model = run.model if safe_name(run.model) == label else label
         out.setdefault(signal, {}).setdefault(model, []).append(run)
     try:  # the order the bench planned them in
         planned = [s["label"] for s in json.loads((root / "bench.json").read_text())["signals"]]

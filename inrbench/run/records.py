@@ -5,7 +5,6 @@ and how it scored), the reconstruction, and the logger's files."""
 from __future__ import annotations
 
 import os
-import re
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from inrbench.data.base import SignalSpec
 from inrbench.data.export import save_reconstruction
 from inrbench.data.provenance import summary_fields
 from inrbench.errors import ConfigError
-from inrbench.io import atomic_write_text, write_png
+from inrbench.io import atomic_write_text, safe_name, write_png
 from inrbench.metrics import METRIC_SPEC, evaluate, headline_metric
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.profiling.machine import machine
@@ -27,8 +26,7 @@ from inrbench.sysinfo import versions
 def default_out(name: str) -> Path:
     """``runs/<name>-<timestamp>``: a new results folder for a run or an experiment (a
     ``module:Class`` model names the folder by its class)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    return Path("runs") / f"{safe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{safe_name(name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def make_logger(cfg: DictConfig, out: Path):
