@@ -31,15 +31,18 @@ def read_image_header(path: Path) -> tuple[tuple[int, int], int]:
     return (h, w), channels
 
 
-def load_image(path: Path, crop: list[int] | None = None) -> torch.Tensor:
-    """``(H, W, C)`` float32 in [0, 1]; 1 channel for grayscale, 3 for colour (alpha dropped)."""
+def load_image(path: Path, crop: list[int] | None = None,
+               crop_at: list[int] | None = None) -> torch.Tensor:
+    """``(H, W, C)`` float32 in [0, 1]; 1 channel for grayscale, 3 for colour (alpha dropped).
+    ``crop`` [H, W] keeps the block whose top-left pixel is ``crop_at`` [row, column] (0, 0)."""
     path = Path(path)
     read_image_header(path)
     try:
         with Image.open(path) as im:
             im.load()
             if crop is not None:  # before the float conversion: a crop of a large photo is cheap
-                im = im.crop((0, 0, int(crop[1]), int(crop[0])))
+                top, left = (int(a) for a in (crop_at or (0, 0)))
+                im = im.crop((left, top, left + int(crop[1]), top + int(crop[0])))
             if im.mode in ("I", "I;16"):
                 arr = np.asarray(im, dtype=np.float32) / 65535.0
             elif im.mode in ("L", "1", "F"):
@@ -62,25 +65,44 @@ def _check_crop(crop, shape):
     return tuple(int(c) for c in crop)
 
 
+def _check_crop_at(crop_at, crop, shape):
+    """``data.crop_at`` [row, column]: where the ``crop`` block starts; it must fit."""
+    if crop_at is None:
+        return None
+    if crop is None:
+        raise ConfigError("data.crop_at needs data.crop, the block's size [H, W]")
+    if (len(crop_at) != 2 or any(int(a) < 0 for a in crop_at)
+            or any(int(a) + int(c) > n for a, c, n in zip(crop_at, crop, shape))):
+        raise ConfigError(f"data.crop_at must be [row, column] >= 0 with data.crop={list(crop)} "
+                          f"inside the image {tuple(shape)}, got {crop_at}")
+    return [int(a) for a in crop_at]
+
+
 @register_datamodule(name="image")
 class ImageDataModule(SignalDataModule):
-    """Any local image file: ``--data image data.path=photo.png [data.crop=[H,W]]``."""
+    """Any local image file: ``--data image data.path=photo.png [data.crop=[H,W]]``;
+    ``data.crop_at=[row, column]`` moves the crop from the top-left corner (another region
+    of one photo as another signal of the same size)."""
 
-    def __init__(self, path: str | None = None, crop: list[int] | None = None, **kwargs):
+    def __init__(self, path: str | None = None, crop: list[int] | None = None,
+                 crop_at: list[int] | None = None, **kwargs):
         super().__init__(**kwargs)
         if path is None:
             raise ConfigError("data 'image' needs a file: add data.path=/path/to/image.png")
-        self.path, self.crop = Path(path).expanduser(), crop
+        self.path, self.crop, self.crop_at = Path(path).expanduser(), crop, crop_at
 
     def describe(self) -> str:
         return f"image {self.path}"
 
     def spec(self) -> SignalSpec:
         shape, channels = read_image_header(self.path)
-        return SignalSpec(_check_crop(self.crop, shape), channels)
+        crop = _check_crop(self.crop, shape)
+        _check_crop_at(self.crop_at, self.crop, shape)
+        return SignalSpec(crop, channels)
 
     def load_signal(self) -> torch.Tensor:
-        return load_image(self.path, self.crop)
+        self.spec()
+        return load_image(self.path, self.crop, self.crop_at)
 
 
 @register_datamodule(name="cameraman")
