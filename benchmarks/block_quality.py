@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import statistics
 import sys
 import time
@@ -101,7 +100,8 @@ def train(model0, config, signal, shape, batch, steps, seed) -> dict:
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     psnr = stream_evaluate(model, signal)["psnr"]
-    return {"steps": steps, "train_s": round(train_s, 2), "eval_s": round(time.perf_counter() - t1, 2),
+    eval_s = time.perf_counter() - t1
+    return {"steps": steps, "train_s": round(train_s, 2), "eval_s": round(eval_s, 2),
             "psnr": round(psnr, 3), "load_before": before, "load_after": load()}
 
 
@@ -157,7 +157,8 @@ def report(paths) -> None:
         for c in [*rec["levels"], {"level": None}]:
             name = "random" if c["level"] is None else f"level {c['level']}"
             mark = "*" if c["level"] == chosen else " "
-            cells = "-" if c["level"] is None else f"{c['n_cells']} x {'x'.join(map(str, c['cell']))}"
+            cell = "-" if c["level"] is None else "x".join(map(str, c["cell"]))
+            cells = "-" if c["level"] is None else f"{c['n_cells']} x {cell}"
             s, t = runs.get((name, "equal steps")), runs.get((name, "equal time"), rnd)
             if c["level"] is None:
                 t = rnd

@@ -741,3 +741,21 @@ def test_banded_ssim_equals_one_pass_torchmetrics(band_rows):
     one_pass = structural_similarity_index_measure(pred.permute(2, 0, 1)[None],
                                                    target.permute(2, 0, 1)[None], data_range=1.0)
     assert ssim_2d(pred, target, band_rows=band_rows) == pytest.approx(float(one_pass), abs=1e-6)
+
+
+def test_image_crop_at_takes_that_block_and_refuses_one_outside(tmp_path):
+    from inrbench.data.image import ImageDataModule
+    from inrbench.errors import ConfigError
+    from inrbench.io import write_png
+
+    arr = np.arange(8 * 10, dtype=np.uint8).reshape(8, 10) * 3
+    path = tmp_path / "ramp.png"
+    write_png(path, arr)
+    dm = ImageDataModule(path=str(path), crop=[3, 4], crop_at=[2, 5])
+    sig = dm.load_signal()
+    assert tuple(dm.spec().shape) == (3, 4)
+    np.testing.assert_allclose(sig[..., 0].numpy() * 255, arr[2:5, 5:9], atol=1e-3)
+    with pytest.raises(ConfigError, match="crop_at"):
+        ImageDataModule(path=str(path), crop=[3, 4], crop_at=[6, 0]).spec()
+    with pytest.raises(ConfigError, match="needs data.crop"):
+        ImageDataModule(path=str(path), crop_at=[1, 1]).spec()
