@@ -12,6 +12,9 @@ own steps, ``--batch`` samples per step, seed 0. Trained, each from the same ini
   K x t_random / t_level steps (equal wall time), where t is a whole optimizer step's wall
   time measured first, all configurations round-robin in this one process (so the load of a
   shared machine moves them alike). Each run's own training seconds are recorded too.
+  ``--budget-s T`` sets K from the measured random step instead (K = T / t_random, at least
+  1), so every configuration's equal-time run is about T seconds of training: for batches
+  where a random step costs a minute or more.
 
 PSNR over the whole signal after training (``blocks.stream_evaluate``: predictions clipped to
 [0, 1], float64 squared error). Every run is appended to the ``--out`` JSON as it ends, with
@@ -19,6 +22,7 @@ the load average around it; ``--report`` prints the table of one or more such fi
 the level the default rule (:func:`inrbench.blocks.choose_level`) picks.
 
     python benchmarks/block_quality.py --data pluto --out q.json [--batch 16384] [--random-steps 16]
+    python benchmarks/block_quality.py --data pluto --batch 262144 --budget-s 240 --out q.json
     python benchmarks/block_quality.py --data image --path PHOTO --crop 2048,2048 --crop-at 900,1800
     python benchmarks/block_quality.py --report q.json [more.json ...]
 """
@@ -134,6 +138,9 @@ def measure(args) -> None:
     record["load_after_timing"] = load()
     save()
     t_random, k = record["step_s"]["random"], args.random_steps
+    if args.budget_s:
+        k = record["random_steps"] = max(1, round(args.budget_s / t_random))
+        record["budget_s"] = args.budget_s
     plan = [(c, "equal steps", k) for c in configs]
     plan += [(c, "equal time", max(1, round(k * t_random / record["step_s"][c["name"]])))
              for c in configs if c["level"] is not None]
@@ -176,6 +183,7 @@ def main() -> None:
     ap.add_argument("--crop-at", help="row,column of the crop's top-left pixel")
     ap.add_argument("--batch", type=int, default=2**14)
     ap.add_argument("--random-steps", type=int, default=16)
+    ap.add_argument("--budget-s", type=float, help="equal wall time in seconds (sets K)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="block_quality.json")
