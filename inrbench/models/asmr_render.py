@@ -95,7 +95,7 @@ def render_no_grad(model, chunk: int | None = None, rows: int = RENDER_ROWS) -> 
     right_s = (sin_last[:, None, :] * last.weight).reshape(q * n_out, -1).t()
     bias = last.bias.repeat(q) if last.bias is not None else torch.zeros_like(right_c[0])
 
-    z = getattr(model, "_level_grid0").unsqueeze(0)  # layer 0's input: one block, (1, *B_0, d)
+    z = model._level_grid0.unsqueeze(0)  # layer 0's input: one block, (1, *B_0, d)
     for i in range(k):  # the coarse levels, once for the whole signal
         z = _hidden(z, *layers[i], model.level_bases[i + 1], d)
     blocks = z[0]  # (*C_k, K_in): one activation per level-k cell
