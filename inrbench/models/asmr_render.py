@@ -116,7 +116,8 @@ def render_no_grad(model, chunk: int | None = None, rows: int = RENDER_ROWS) -> 
             a = torch.mm(z.reshape(-1, z.shape[-1]), wt_last)
             s = torch.sin(a)
             y = torch.addmm(bias, s, right_c)
-            y.addmm_(a.cos_(), right_s)
+            # out of place: the FLOP counter behind measured MACs does not count addmm_
+            y = torch.addmm(y, a.cos_(), right_s)
             at = [x for j in lead for x in (j, slice(None))]
             dst = out_cells[(*at, slice(c0, c0 + n))]  # (*sub[:-1], n, sub[-1], O)
             dst = dst.view(*_interleave(cpb[:-1], b_last[:-1]), n, cpb[-1], b_last[-1], n_out)
