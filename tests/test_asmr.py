@@ -83,6 +83,24 @@ def test_bases_product_mismatch_names_axis_product_size_and_fix():
     assert "axis 1" in msg and "512" in msg and "768" in msg and "[4, 4, 6, 8]" in msg
 
 
+@pytest.mark.parametrize("shape,bases", [
+    ((24, 30), [[2, 3, 4], [5, 3, 2]]),
+    ((135, 240), [[3, 3, 3, 5, 1, 1], [3, 4, 4, 5, 1, 1]]),  # Table 5's depth, its bases cut
+    ((8, 12, 10), [[2, 2, 2], [3, 2, 2], [5, 1, 2]]),
+    ((64,), [[4, 4, 4]]),
+])
+@pytest.mark.parametrize("chunk,rows", [(None, 4096), (7, 1), (50, 3), (200, 50)])
+def test_no_grad_render_matches_autograd_render(shape, bases, chunk, rows):
+    from inrbench.models.asmr_render import render_no_grad
+
+    torch.manual_seed(0)
+    model = create_model("asmr", in_features=len(shape), out_features=3, signal_shape=shape,
+                         bases=bases, n_layers=len(bases[0]), hidden_dim=32)
+    with torch.no_grad():
+        torch.testing.assert_close(render_no_grad(model, chunk, rows),
+                                   model.render_autograd(chunk), atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     (dict(signal_shape=(512, 512), bases=[[8, 8, 8]], n_layers=3), "axes"),
     (dict(signal_shape=(512, 512), bases=[[8, 8, 8], [8, 64]], n_layers=3), "levels"),

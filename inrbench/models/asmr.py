@@ -26,6 +26,7 @@ from torch import nn
 
 from inrbench.bases import default_bases, validate_bases
 from inrbench.errors import ConfigError
+from inrbench.models.asmr_render import render_no_grad
 from inrbench.models.base import INR, coords_to_index, mlp_macs
 from inrbench.models.checks import check_int, check_positive, check_sizes, signal_shape_of
 from inrbench.models.registry import register_model, register_variant
@@ -144,10 +145,20 @@ class ASMR(INR):
 
         With ``chunk``, levels 0..k run once for the whole signal and the subtrees of the
         level-k cells (k: the first level whose cells hold at most ``chunk`` samples) run a
-        group at a time, so peak memory follows ``chunk``, not the signal's size.
+        group at a time, so peak memory follows ``chunk``, not the signal's size. Without
+        autograd (evaluation, latency) the render is
+        :func:`inrbench.models.asmr_render.render_no_grad`: the same products, fewer
+        elementwise passes.
         """
         if shape is not None and list(shape) != self.signal_shape:
             return super().render(shape, chunk)
+        if not torch.is_grad_enabled():
+            return render_no_grad(self, chunk)
+        return self.render_autograd(chunk)
+
+    def render_autograd(self, chunk: int | None = None) -> torch.Tensor:
+        """``render`` through ``_forward_blocks``, the path gradients flow through (full-signal
+        training); ``render_no_grad`` is tested against it."""
         z0 = self._level_grid0.unsqueeze(0)  # one block holding the whole signal
         n_samples = math.prod(self.signal_shape)
         if chunk is None or n_samples <= chunk:
