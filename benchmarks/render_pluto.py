@@ -48,9 +48,9 @@ def main() -> None:
              "autograd path (render_autograd)": lambda: model.render_autograd(EVAL_CHUNK)}
     times = {name: [] for name in paths}
     with torch.inference_mode():
-        outs = {name: fn() for name, fn in paths.items()}  # warm-up, and the outputs compared
-        diff = float((outs[next(iter(outs))] - outs[list(outs)[1]]).abs().max())
-        del outs
+        new, old = (fn() for fn in paths.values())  # warm-up, and the outputs compared
+        diff = float((new - old).abs().max())
+        del new, old
         for _ in range(args.repeats):
             for name, fn in paths.items():
                 t0 = time.perf_counter()

@@ -6,6 +6,7 @@ import torch
 from inrbench.bases import default_bases, factorize_axis
 from inrbench.errors import ConfigError
 from inrbench.models import create_model, make_grid
+from inrbench.models.asmr_render import render_no_grad
 
 
 @pytest.mark.parametrize("shape,bases,channels", [
@@ -91,8 +92,6 @@ def test_bases_product_mismatch_names_axis_product_size_and_fix():
 ])
 @pytest.mark.parametrize("chunk,rows", [(None, 4096), (7, 1), (50, 3), (200, 50)])
 def test_no_grad_render_matches_autograd_render(shape, bases, chunk, rows):
-    from inrbench.models.asmr_render import render_no_grad
-
     torch.manual_seed(0)
     model = create_model("asmr", in_features=len(shape), out_features=3, signal_shape=shape,
                          bases=bases, n_layers=len(bases[0]), hidden_dim=32)
