@@ -56,13 +56,14 @@ from inrbench.tasks.meta import (
     _eval_batch,
     _npz,
     _sync,
+    announce_step_images,
     grid_image,
     image_set_data,
     mse_to_psnr,
     save_grid,
 )
-from inrbench.tasks.stepimages import StepImages
 from inrbench.tasks.optim import adam
+from inrbench.tasks.stepimages import StepImages
 
 #: the hyper-network's keys (``task.*``) and their defaults: the official CelebA-128 setting
 #: (configs/Celeba128_anr_d5.yaml, script/train_inr.py)
@@ -321,6 +322,7 @@ def build_hypernet(model, spec, datamodule, seed: int, data_name: str, lr: float
     task.eval_setting = eval_images
     task.eval_every, task.accumulate = eval_every, step.accumulate
     task.train_data, task.step = train_data, step
+    announce_step_images(step, steps)
     return task
 
 

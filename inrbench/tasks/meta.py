@@ -30,7 +30,6 @@ asked ``data.batch_size`` from 1,000 steps on, proportionally fewer for a shorte
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from torch.func import grad
 
+from inrbench.console import note
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
@@ -246,6 +246,13 @@ class MetaTask(RunHistory, L.LightningModule):
         }
 
 
+def announce_step_images(step: StepImages, steps: int) -> None:
+    """One line when a run trains on other than the asked images per step (after every
+    check of the build has passed, so a refused run prints only its error)."""
+    if step.note(steps):
+        note(step.note(steps))
+
+
 def _eval_batch(step: StepImages | None, data: ImageSetDataModule) -> int:
     """Test images per evaluation pass without ``image_chunk``: the asked batch, so a short
     run's smaller training batch does not split the evaluation into more passes."""
@@ -306,9 +313,6 @@ def image_set_data(datamodule, spec, data_name: str, task: str, seed: int,
         raise ConfigError(f"{data_name}: the image set is {image_set.spec} but the model was "
                           f"built for {spec}")
     n_eval = resolve_eval_images(eval_images, steps, len(image_set.test))
-    note = step.note(steps)
-    if note:
-        print(note, file=sys.stderr, flush=True)
     return ImageSetDataModule(image_set, batch_size=step.batch_size, seed=int(seed),
                               eval_images=n_eval), step
 
@@ -332,4 +336,5 @@ def build_meta(model, spec, datamodule, seed: int, data_name: str, steps: int = 
     task.eval_setting = eval_images
     task.steps, task.eval_every, task.accumulate = steps, eval_every, step.accumulate
     task.train_data, task.step = train_data, step
+    announce_step_images(step, steps)
     return task

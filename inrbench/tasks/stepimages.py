@@ -69,7 +69,7 @@ class StepImages:
         why = (f"task.step_images: auto scales them with the run, the asked {self.asked} from "
                f"{FULL_STEPS:,} steps on" if self.setting == "auto"
                else f"task.step_images={self.setting}")
-        return (f"inrbench: a {steps}-step run trains on {self.used} image(s) per step, not the "
+        return (f"a {steps}-step run trains on {self.used} image(s) per step, not the "
                 f"asked {self.asked} ({why}; task.step_images=all keeps the asked batch)")
 
 
