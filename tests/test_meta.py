@@ -224,6 +224,9 @@ def test_meta_run_writes_results_and_resumes(tmp_path, capsys):
     assert m["encode_s_per_image"] > 0 and m["decode_s_per_image"] > 0
     assert m["macs_per_pixel"] > 0 and m["latent_dim"] == 4 and m["n_shifts"] == 32
     assert (out / "reconstruction.png").is_file() and (out / "reconstructions.npz").is_file()
+    # a 2-step try trains on 1 of the asked 3 images per step, and says so
+    assert (m["step_images"], m["step_images_asked"], m["step_images_setting"]) == (1, 3, "auto")
+    assert "trains on 1 image(s) per step, not the asked 3" in capsys.readouterr().out
     import pandas as pd
 
     csv = pd.read_csv(out / "metrics.csv")

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from inrbench.errors import ConfigError
@@ -171,10 +172,26 @@ class LocalizedAttention(nn.Module):
 
         return split(self.to_k(tokens)), split(self.to_v(tokens))
 
+    #: in training, recompute A'' in the backward pass instead of keeping it (see forward)
+    recompute = True
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``A'' V`` per head: ``(B, heads, N, head_dim)``."""
+        attn = l_softmax(q @ k.transpose(-1, -2) / math.sqrt(self.head_dim), self.threshold)
+        return attn @ v
+
     def forward(self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q = self.to_q(queries).unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)
-        attn = l_softmax(q @ k.transpose(-1, -2) / math.sqrt(self.head_dim), self.threshold)
-        return self.to_out((attn @ v).transpose(1, 2).flatten(-2))
+        if self.recompute and torch.is_grad_enabled() and any(
+                t.requires_grad for t in (q, k, v)):
+            # the scores and the L-softmax's steps are (B, heads, N, tokens) each, ~7 of them
+            # kept for the backward: 50 MB apiece for 8 32x32 images at 6 heads x 256 tokens,
+            # 12x the (B, heads, N, head_dim) q that is kept instead; recomputing them in the
+            # backward costs one more Q K^T and A V and gives the same gradients
+            out = torch.utils.checkpoint.checkpoint(self.attend, q, k, v, use_reentrant=False)
+        else:
+            out = self.attend(q, k, v)
+        return self.to_out(out.transpose(1, 2).flatten(-2))
 
 
 class ANR(GeneratedINR):

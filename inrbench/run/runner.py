@@ -163,10 +163,12 @@ def _build(cfg: DictConfig, resume: bool, devices: int):
     return dm, spec, model, build_task(cfg, model, dm, spec), blocks
 
 
-def _trainer(cfg: DictConfig, out: Path, spec: SignalSpec, steps: int, devices: int,
+def _trainer(cfg: DictConfig, task, out: Path, spec: SignalSpec, steps: int, devices: int,
              strategy: str, results: dict, clock: WallClock, extra: list) -> L.Trainer:
-    every, accumulate = int(cfg.task.eval_every), int(cfg.task.accumulate)
-    epochs = cfg.trainer.get("max_epochs")
+    every, epochs = int(cfg.task.eval_every), cfg.trainer.get("max_epochs")
+    # the task's micro-batches per step: a data-set task's short run may use fewer than
+    # task.accumulate (inrbench.tasks.stepimages)
+    accumulate = int(getattr(task, "accumulate", None) or cfg.task.accumulate)
     return L.Trainer(
         max_steps=steps, max_epochs=-1 if epochs is None else int(epochs),
         accelerator=cfg.trainer.accelerator, devices=devices,
@@ -226,7 +228,7 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
     if cfg.trainer.progress_bar and rank_zero_only.rank == 0:
         print(f"{cfg.model.name} on {cfg.data.name}, {steps} steps -> {out}", flush=True)
     stop = StopOnSignal(last)
-    trainer = _trainer(cfg, out, spec, steps, devices, strategy, results, clock,
+    trainer = _trainer(cfg, task, out, spec, steps, devices, strategy, results, clock,
                        [*replan, budget, stop, *(callbacks or [])])
     memory = PeakMemory(trainer.strategy.root_device)
     memory.start()

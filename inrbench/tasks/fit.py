@@ -32,15 +32,38 @@ class RunHistory:
     and one per evaluation, saved in (and restored from) every checkpoint, so a resumed run's
     metrics.csv is complete."""
 
+    #: the step whose validation the final evaluation stands for (see skip_final_validation)
+    final_validation: int | None = None
+
     def on_save_checkpoint(self, checkpoint):
         checkpoint["inrbench"] = {"best": self.best, "history": self.history,
-                                  "evals": self.evals}
+                                  "evals": self.evals, "final_validation": self.final_validation}
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint.get("inrbench", {})
         self.best = state.get("best", self.best)
         self.history = state.get("history", [])
         self.evals = state.get("evals", [])
+        self.final_validation = state.get("final_validation")
+
+    def skip_final_validation(self) -> bool:
+        """True in the validation Lightning runs after the last training step of a data-set
+        task: the final evaluation (``summary``) scores the same test images with the same
+        weights right after it, so that one pass gives both, and its per-image scores become
+        this validation's row (:meth:`record_final_validation`): the same history at half
+        the evaluation cost."""
+        steps = getattr(self, "steps", None)
+        if steps is None or int(self.global_step) < int(steps):
+            return False
+        self.final_validation = int(self.global_step)
+        return True
+
+    def record_final_validation(self, per_image: torch.Tensor) -> None:
+        """The skipped last validation's row, from the final evaluation's per-image PSNRs."""
+        step = int(self.global_step)
+        if self.final_validation == step and not any(r["step"] == step for r in self.evals):
+            self._val = [per_image]
+            self.close_val_epoch()
 
     def close_val_epoch(self) -> dict | None:
         """The evaluation row of the per-image test PSNRs gathered in ``self._val`` (mean and

@@ -26,7 +26,10 @@ the size of the per-instance representation, a reconstruction grid and a super-r
 render at ``task.sr_scale`` x the training resolution. How many test images
 (``task.eval_images``, ``auto``: the whole split for runs of 1,000 steps or more, else 8) and
 the images per forward pass (``task.image_chunk``, in training and evaluation alike, so peak
-memory follows the chunk): ``inrbench.tasks.evalset``.
+memory follows the chunk): ``inrbench.tasks.evalset``. Images per optimizer step
+(``task.step_images``, ``auto``: the asked ``data.batch_size`` x ``task.accumulate`` from
+1,000 steps on, proportionally fewer for a shorter run, the networks always the asked ones):
+``inrbench.tasks.stepimages``.
 """
 
 from __future__ import annotations
@@ -49,8 +52,18 @@ from inrbench.models.hypernet import HyperNetwork, n_params
 from inrbench.registry import register_task
 from inrbench.tasks.evalset import Progress, check_chunk, chunked_mean, eval_record, split
 from inrbench.tasks.fit import RunHistory
-from inrbench.tasks.meta import _npz, _sync, grid_image, image_set_data, mse_to_psnr, save_grid
+from inrbench.tasks.meta import (
+    _eval_batch,
+    _npz,
+    _sync,
+    announce_step_images,
+    grid_image,
+    image_set_data,
+    mse_to_psnr,
+    save_grid,
+)
 from inrbench.tasks.optim import adam
+from inrbench.tasks.stepimages import StepImages
 
 #: the hyper-network's keys (``task.*``) and their defaults: the official CelebA-128 setting
 #: (configs/Celeba128_anr_d5.yaml, script/train_inr.py)
@@ -89,6 +102,7 @@ class HypernetTask(RunHistory, L.LightningModule):
         self.evals: list[dict] = []
         self._val: list[torch.Tensor] = []
         self.train_data: ImageSetDataModule | None = None
+        self.step: StepImages | None = None  # images per step (build_hypernet)
 
     def _nets(self) -> nn.ModuleDict:
         return nn.ModuleDict({"model": self.model, "hyper": self.hyper})
@@ -166,6 +180,8 @@ class HypernetTask(RunHistory, L.LightningModule):
                 e.lerp_(p, 1.0 - decay)
 
     def validation_step(self, batch, batch_idx):
+        if self.skip_final_validation():
+            return
         for images in split(batch["images"], self.image_chunk):
             pred = self.render(images)
             self._val.append(mse_to_psnr((pred - images).pow(2).flatten(1).mean(1)).cpu())
@@ -182,13 +198,15 @@ class HypernetTask(RunHistory, L.LightningModule):
 
     # -- final evaluation (the runner merges it into metrics.json) ----------------------------
     @torch.no_grad()
-    def evaluate_set(self, images: torch.Tensor, chunk: int | None) -> dict:
+    def evaluate_set(self, images: torch.Tensor, chunk: int | None,
+                     sr_shape: tuple[int, ...] | None = None) -> dict:
         """PSNR per image, timings and the grid's reconstructions, ``chunk`` images at a time
-        (all at once: None), with a progress line while it runs."""
+        (all at once: None), with a progress line while it runs; with ``sr_shape``, also the
+        grid images rendered at that shape from the same instances (outside the timings)."""
         self.eval()
         device = next(self.parameters()).device
         model, hyper = self._eval_nets()
-        psnr, recon, enc_s, dec_s = [], [], 0.0, 0.0
+        psnr, recon, sr, enc_s, dec_s = [], [], [], 0.0, 0.0
         progress = Progress("hypernet evaluation", len(images))
         for x in split(images, chunk):
             x = x.to(device)
@@ -201,30 +219,36 @@ class HypernetTask(RunHistory, L.LightningModule):
             _sync(device)
             enc_s, dec_s = enc_s + t1 - t0, dec_s + time.perf_counter() - t1
             psnr.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
-            if sum(len(r) for r in recon) < self.grid_images:
-                recon.append(pred.cpu())
+            need = self.grid_images - sum(len(r) for r in recon)
+            if need > 0:
+                recon.append(pred[:need].cpu())
+                if sr_shape is not None:
+                    grid_rep = {k: v[:need] for k, v in rep.items()}
+                    sr.append(((model.render_batch(grid_rep, sr_shape) + 1) / 2).cpu())
             progress.update(len(x))
         psnr_t, n = torch.cat(psnr), len(images)
         return {"psnr": float(psnr_t.mean()), "psnr_std": float(psnr_t.std(unbiased=False)),
                 "psnr_per_image": psnr_t, "encode_s_per_image": enc_s / n,
                 "decode_s_per_image": dec_s / n, "eval_images": n,
-                "reconstructions": torch.cat(recon)[: self.grid_images]}
+                "reconstructions": torch.cat(recon),
+                **({"super_resolution": torch.cat(sr)} if sr else {})}
 
     def summary(self, datamodule, out: Path) -> dict:
         data: ImageSetDataModule = self.train_data
         test = data.test_images()
-        result = self.evaluate_set(test, self.image_chunk or data.batch_size)
+        sr_shape = tuple(self.sr_scale * n for n in self.spec.shape)
+        # one encoding per test image serves the scores, the grid and the super-resolution
+        result = self.evaluate_set(test, self.image_chunk or _eval_batch(self.step, data),
+                                   sr_shape)
         result.update(eval_record(len(test), len(data.set.test), self.eval_setting))
         recon, per_image = result.pop("reconstructions"), result.pop("psnr_per_image")
+        sr = result.pop("super_resolution")
+        self.record_final_validation(per_image)
         originals = test[: len(recon)]
         save_grid(out / "reconstruction.png", originals, recon)
         atomic_write_bytes(out / "reconstructions.npz", _npz(
             originals=originals.numpy(), reconstructions=recon.clamp(0, 1).numpy(),
             psnr=per_image.numpy()))
-        sr_shape = tuple(self.sr_scale * n for n in self.spec.shape)
-        with torch.no_grad():
-            sr = torch.cat([self.render(x.to(self.device), sr_shape).cpu()
-                            for x in split(originals, self.image_chunk)])
         _save_sr(out / "super_resolution.png", originals, sr, self.sr_scale)
         atomic_write_json(out / "super_resolution.json", {
             "scale": self.sr_scale, "shape": list(sr_shape), "images": len(sr),
@@ -248,7 +272,8 @@ class HypernetTask(RunHistory, L.LightningModule):
             "lr": self.lr, "betas": list(self.betas), "ema_decay": self.ema_decay,
             "ema_every": self.ema_every, "grad_clip": self.grad_clip,
             "coord_noise": self.coord_noise, "coords": "pixel-centre", "sr_scale": self.sr_scale,
-            "batch_size": data.batch_size, "image_chunk": self.image_chunk,
+            "batch_size": data.batch_size, **(self.step.record() if self.step else {}),
+            "image_chunk": self.image_chunk,
             "epochs": int(self.global_step) / data.steps_per_epoch,
             "steps_per_epoch": data.steps_per_epoch, **data.set.record(),
         }
@@ -269,17 +294,18 @@ def build_hypernet(model, spec, datamodule, seed: int, data_name: str, lr: float
                    betas: list[float] = (0.9, 0.99), ema_decay: float | None = 0.995,
                    ema_every: int = 10, grad_clip: float | None = 1.0, coord_noise: bool = True,
                    sr_scale: int = 2, eval_images: int | str | None = "auto",
-                   grid_images: int = 8, image_chunk: int | None = 8):
+                   grid_images: int = 8, image_chunk: int | None = 8,
+                   step_images: int | str | None = "auto"):
     """``--task hypernet --model anr|transinr --data cifar10|celeba|images``: the keys of
     ``conf/task/hypernet.yaml``, the hyper-network's shape (``hyper_dim`` ... ``ff_dim``) and its
     training (defaults: the official CelebA-128 configuration; null ``ema_decay`` or
     ``grad_clip`` turns the EMA or the clipping off); ``eval_images`` and ``image_chunk``:
-    ``inrbench.tasks.evalset``."""
+    ``inrbench.tasks.evalset``; ``step_images``: ``inrbench.tasks.stepimages``."""
     if not isinstance(model, GeneratedINR):
         raise ConfigError(f"--task hypernet generates the instance of a decoder; model "
                           f"{type(model).__name__} has none. Use --model anr or --model transinr")
-    train_data = image_set_data(datamodule, spec, data_name, "hypernet", seed, eval_images,
-                                steps)
+    train_data, step = image_set_data(datamodule, spec, data_name, "hypernet", seed,
+                                      eval_images, steps, step_images, accumulate)
     if any((n + 2 * patch_padding) // patch_size < 1 for n in spec.shape):
         raise ConfigError(f"task.patch_size={patch_size} is larger than the image "
                           f"{tuple(spec.shape)} (+ padding); choose a smaller patch")
@@ -294,8 +320,9 @@ def build_hypernet(model, spec, datamodule, seed: int, data_name: str, lr: float
                         steps=steps, grid_images=grid_images, sr_scale=sr_scale,
                         image_chunk=image_chunk)
     task.eval_setting = eval_images
-    task.eval_every, task.accumulate = eval_every, accumulate
-    task.train_data = train_data
+    task.eval_every, task.accumulate = eval_every, step.accumulate
+    task.train_data, task.step = train_data, step
+    announce_step_images(step, steps)
     return task
 
 

@@ -22,7 +22,9 @@ curve (PSNR after 1..``curve_steps`` steps), seconds per image to encode (k step
 How many test images (``task.eval_images``, ``auto``: the whole split for runs of 1,000 steps
 or more, else 8), the curve's length (``task.curve_steps``, ``auto``: 10, or k for a shorter
 run) and the images per forward pass (``task.image_chunk``, in training and evaluation alike):
-``inrbench.tasks.evalset``.
+``inrbench.tasks.evalset``. Images per outer step (``task.step_images``, ``auto``: the
+asked ``data.batch_size`` from 1,000 steps on, proportionally fewer for a shorter run):
+``inrbench.tasks.stepimages``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 from torch.func import grad
 
+from inrbench.console import note
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
@@ -53,6 +56,7 @@ from inrbench.tasks.evalset import (
     split,
 )
 from inrbench.tasks.fit import RunHistory
+from inrbench.tasks.stepimages import StepImages, resolve_step_images
 
 #: COIN++'s output offset (targets in [0, 1])
 OUTPUT_OFFSET = 0.5
@@ -90,6 +94,8 @@ class MetaTask(RunHistory, L.LightningModule):
         self.evals: list[dict] = []
         self._val: list[torch.Tensor] = []
         self.train_data: ImageSetDataModule | None = None
+        self.step: StepImages | None = None  # images per step (build_meta)
+        self.steps: int | None = None  # the run's length (build_meta)
 
     # -- the model of a batch ------------------------------------------------------------
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -143,6 +149,8 @@ class MetaTask(RunHistory, L.LightningModule):
         # no_grad the inner gradients are still computed (a function transform ignores an
         # outer no_grad) but no graph to the shared weights is kept (COIN++'s
         # create_graph=False at validation)
+        if self.skip_final_validation():
+            return
         with torch.inference_mode(False), torch.no_grad():
             for images in split(batch["images"].clone(), self.image_chunk):
                 latents, _ = self.encode(images)
@@ -205,10 +213,11 @@ class MetaTask(RunHistory, L.LightningModule):
     def summary(self, datamodule, out: Path) -> dict:
         data: ImageSetDataModule = self.train_data
         test = data.test_images()
-        result = self.evaluate_set(test, self.image_chunk or data.batch_size)
+        result = self.evaluate_set(test, self.image_chunk or _eval_batch(self.step, data))
         result.update(eval_record(len(test), len(data.set.test), self.eval_setting))
         recon = result.pop("reconstructions")
         per_image = result.pop("psnr_per_image")
+        self.record_final_validation(per_image)
         originals = test[: len(recon)]
         save_grid(out / "reconstruction.png", originals, recon)
         buffer = _npz(originals=originals.numpy(), reconstructions=recon.clamp(0, 1).numpy(),
@@ -224,6 +233,7 @@ class MetaTask(RunHistory, L.LightningModule):
             **result, "best_psnr": self.best["psnr"], "best_step": self.best["step"],
             "lr": self.outer_lr, "outer_lr": self.outer_lr, "inner_lr": self.inner_lr,
             "latent_dim": self.latent_dim, "batch_size": data.batch_size,
+            **(self.step.record() if self.step else {}),
             "image_chunk": self.image_chunk, "curve_steps": self.curve_steps,
             "n_shifts": self.latent_map.layers * self.latent_map.width,
             "macs_per_pixel": float(self.model.macs_per_sample()),
@@ -234,6 +244,19 @@ class MetaTask(RunHistory, L.LightningModule):
             "steps_per_epoch": data.steps_per_epoch,
             **data.set.record(),
         }
+
+
+def announce_step_images(step: StepImages, steps: int) -> None:
+    """One line when a run trains on other than the asked images per step (after every
+    check of the build has passed, so a refused run prints only its error)."""
+    if step.note(steps):
+        note(step.note(steps))
+
+
+def _eval_batch(step: StepImages | None, data: ImageSetDataModule) -> int:
+    """Test images per evaluation pass without ``image_chunk``: the asked batch, so a short
+    run's smaller training batch does not split the evaluation into more passes."""
+    return step.asked_batch if step is not None else data.batch_size
 
 
 def _sync(device) -> None:
@@ -271,23 +294,27 @@ def save_grid(path: Path, originals: torch.Tensor, recon: torch.Tensor) -> None:
 
 
 def image_set_data(datamodule, spec, data_name: str, task: str, seed: int,
-                   eval_images, steps: int) -> ImageSetDataModule:
-    """The batches of images a data-set task trains on: ``data.batch_size`` images per step
-    (64 when the data module gives none), and the test images it scores: ``eval_images``
-    (an integer, null/all or auto: ``inrbench.tasks.evalset.resolve_eval_images``)."""
+                   eval_images, steps: int, step_images="auto", accumulate: int = 1
+                   ) -> tuple[ImageSetDataModule, StepImages]:
+    """The batches of images a data-set task trains on and the test images it scores.
+    Images per step: ``data.batch_size`` (64 when the data module gives none) x
+    ``accumulate`` asked, ``step_images`` (auto, all/null or N) deciding what a run of
+    ``steps`` uses (``inrbench.tasks.stepimages``); test images: ``eval_images`` (an integer,
+    null/all or auto: ``inrbench.tasks.evalset.resolve_eval_images``)."""
     if not hasattr(datamodule, "image_set"):
         raise ConfigError(f"--task {task} needs a data set of images; data {data_name!r} is "
                           f"one signal. Use --data cifar10, celeba or images data.path=DIR")
     if spec.modality != "image" or len(spec.shape) != 2:
         raise ConfigError(f"--task {task} learns images; data {data_name!r} is {spec.modality}")
+    asked = int(getattr(datamodule, "batch_size", None) or 64)
+    step = resolve_step_images(step_images, steps, asked, accumulate)
     image_set = datamodule.image_set()
     if image_set.spec.shape != tuple(spec.shape) or image_set.spec.channels != spec.channels:
         raise ConfigError(f"{data_name}: the image set is {image_set.spec} but the model was "
                           f"built for {spec}")
     n_eval = resolve_eval_images(eval_images, steps, len(image_set.test))
-    return ImageSetDataModule(image_set, batch_size=int(getattr(datamodule, "batch_size", None)
-                                                        or 64),
-                              seed=int(seed), eval_images=n_eval)
+    return ImageSetDataModule(image_set, batch_size=step.batch_size, seed=int(seed),
+                              eval_images=n_eval), step
 
 
 @register_task("meta")
@@ -295,15 +322,19 @@ def build_meta(model, spec, datamodule, seed: int, data_name: str, steps: int = 
                eval_every: int = 1000, accumulate: int = 1, latent_dim: int = 128,
                inner_steps: int = 3, inner_lr: float = 1e-2, outer_lr: float = 3e-6,
                eval_images: int | str | None = "auto", curve_steps: int | str = "auto",
-               grid_images: int = 8, image_chunk: int | None = None):
+               grid_images: int = 8, image_chunk: int | None = None,
+               step_images: int | str | None = "auto"):
     """Meta-learning over a data set of images; the keys of ``conf/task/meta.yaml``
-    (``eval_images``, ``curve_steps``, ``image_chunk``: ``inrbench.tasks.evalset``)."""
-    train_data = image_set_data(datamodule, spec, data_name, "meta", seed, eval_images, steps)
+    (``eval_images``, ``curve_steps``, ``image_chunk``: ``inrbench.tasks.evalset``;
+    ``step_images``: ``inrbench.tasks.stepimages``)."""
+    train_data, step = image_set_data(datamodule, spec, data_name, "meta", seed, eval_images,
+                                      steps, step_images, accumulate)
     task = MetaTask(model, spec, latent_dim=latent_dim, inner_steps=inner_steps,
                     inner_lr=inner_lr, outer_lr=outer_lr,
                     curve_steps=resolve_curve_steps(curve_steps, steps, inner_steps),
                     grid_images=grid_images, image_chunk=image_chunk)
     task.eval_setting = eval_images
-    task.steps, task.eval_every, task.accumulate = steps, eval_every, accumulate
-    task.train_data = train_data
+    task.steps, task.eval_every, task.accumulate = steps, eval_every, step.accumulate
+    task.train_data, task.step = train_data, step
+    announce_step_images(step, steps)
     return task
