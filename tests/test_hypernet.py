@@ -17,7 +17,7 @@ from inrbench.data import create_datamodule
 from inrbench.data.base import SignalSpec
 from inrbench.errors import DataError
 from inrbench.models import create_model
-from inrbench.models.anr import l_softmax, pixel_grid, positional_encoding
+from inrbench.models.anr import LocalizedAttention, l_softmax, pixel_grid, positional_encoding
 from inrbench.models.hypernet import HyperNetwork
 from inrbench.tasks import list_tasks
 from inrbench.tasks.hypernet import HypernetTask, variational_coords
@@ -321,3 +321,21 @@ def test_report_compares_hypernet_meta_and_fit_on_the_same_test_images(tmp_path,
     assert "Generated in one pass: ANR vs the linear baseline" in text
     assert f"{anr['psnr']:.2f} ± {anr['psnr_std']:.2f}" in text
     assert "Attention beats linear here" in text or "Attention does not beat linear" in text
+
+
+def test_recomputed_attention_has_the_same_gradients():
+    torch.manual_seed(0)
+    attn = LocalizedAttention(8, 12, 2, 4, threshold=0.01)
+    q_in = torch.randn(2, 10, 8)
+    tokens = torch.randn(2, 5, 12)
+    grads = []
+    for recompute in (False, True):
+        attn.recompute = recompute
+        attn.zero_grad()
+        out = attn(q_in, *attn.keys_values(tokens))
+        out.square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in attn.parameters()]))
+    (out0, g0), (out1, g1) = grads
+    assert torch.equal(out0, out1)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -1,10 +1,8 @@
 """Images per optimizer step of the data-set tasks (inrbench.tasks.stepimages)."""
 
 import pytest
-import torch
 
 from inrbench.errors import ConfigError
-from inrbench.models.anr import LocalizedAttention
 from inrbench.tasks.stepimages import FULL_STEPS, resolve_step_images
 
 
@@ -37,20 +35,3 @@ def test_bad_values_are_refused(value):
     with pytest.raises(ConfigError, match="task.step_images"):
         resolve_step_images(value, 3, 64, 1)
 
-
-def test_recomputed_attention_has_the_same_gradients():
-    torch.manual_seed(0)
-    attn = LocalizedAttention(8, 12, 2, 4, threshold=0.01)
-    q_in = torch.randn(2, 10, 8)
-    tokens = torch.randn(2, 5, 12)
-    grads = []
-    for recompute in (False, True):
-        attn.recompute = recompute
-        attn.zero_grad()
-        out = attn(q_in, *attn.keys_values(tokens))
-        out.square().sum().backward()
-        grads.append((out.detach(), [p.grad.clone() for p in attn.parameters()]))
-    (out0, g0), (out1, g1) = grads
-    assert torch.equal(out0, out1)
-    for a, b in zip(g0, g1):
-        assert torch.allclose(a, b, atol=1e-6)

@@ -56,7 +56,6 @@ from inrbench.tasks.meta import (
     _eval_batch,
     _npz,
     _sync,
-    announce_step_images,
     grid_image,
     image_set_data,
     mse_to_psnr,
@@ -322,7 +321,7 @@ def build_hypernet(model, spec, datamodule, seed: int, data_name: str, lr: float
     task.eval_setting = eval_images
     task.eval_every, task.accumulate = eval_every, step.accumulate
     task.train_data, task.step = train_data, step
-    announce_step_images(step, steps)
+    step.announce(steps)
     return task
 
 

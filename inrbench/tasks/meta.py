@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from torch.func import grad
 
-from inrbench.console import note
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
@@ -246,13 +245,6 @@ class MetaTask(RunHistory, L.LightningModule):
         }
 
 
-def announce_step_images(step: StepImages, steps: int) -> None:
-    """One line when a run trains on other than the asked images per step (after every
-    check of the build has passed, so a refused run prints only its error)."""
-    if step.note(steps):
-        note(step.note(steps))
-
-
 def _eval_batch(step: StepImages | None, data: ImageSetDataModule) -> int:
     """Test images per evaluation pass without ``image_chunk``: the asked batch, so a short
     run's smaller training batch does not split the evaluation into more passes."""
@@ -336,5 +328,5 @@ def build_meta(model, spec, datamodule, seed: int, data_name: str, steps: int = 
     task.eval_setting = eval_images
     task.steps, task.eval_every, task.accumulate = steps, eval_every, step.accumulate
     task.train_data, task.step = train_data, step
-    announce_step_images(step, steps)
+    step.announce(steps)
     return task

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from inrbench.console import note
 from inrbench.errors import ConfigError
 from inrbench.tasks.evalset import FULL_EVAL_STEPS
 
@@ -71,6 +72,14 @@ class StepImages:
                else f"task.step_images={self.setting}")
         return (f"a {steps}-step run trains on {self.used} image(s) per step, not the "
                 f"asked {self.asked} ({why}; task.step_images=all keeps the asked batch)")
+
+
+    def announce(self, steps: int) -> None:
+        """Print :meth:`note` when there is one (a builder calls it after all its checks, so
+        a refused run prints only its error)."""
+        message = self.note(steps)
+        if message:
+            note(message)
 
 
 def resolve_step_images(value, steps: int, batch_size: int, accumulate: int) -> StepImages:
