@@ -39,6 +39,7 @@ from inrbench.models import create_model
 
 BATCH = 2**18
 BAND = 256  # rows written at a time
+PROGRESS = 128  # steps between progress lines (stderr, so a long epoch shows it is alive)
 
 
 def write_signal(path: Path, size: int) -> None:
@@ -84,6 +85,10 @@ def child(path: Path, steps: int, evaluate: bool) -> dict:
         pred = model.forward_cells(b["cells"].to(dev), b["level"]).reshape(-1, 3)
         F.mse_loss(pred, b["values"].to(dev)).backward()
         opt.step()
+        if (i + 1) % PROGRESS == 0 or i + 1 == n:
+            done = time.perf_counter() - t0
+            print(f"step {i + 1}/{n}: {done:.0f} s, {done / (i + 1) * 1e3:.0f} ms/step, "
+                  f"peak RSS {rss_gib():.2f} GiB", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
     out = {"size": shape[0], "level": chosen["level"], "cell": chosen["cell"],
            "n_cells": chosen["n_cells"], "steps": n, "epoch_steps": per_epoch,
@@ -122,7 +127,7 @@ def main() -> None:
             write_s = time.perf_counter() - t0
             cmd = [sys.executable, __file__, "--child", str(path), "--steps", str(args.steps),
                    *(["--eval"] if args.eval else [])]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
             rows.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "write_s": write_s,
                          "file_gb": path.stat().st_size / 1e9})
         finally:

@@ -72,3 +72,17 @@ def test_render_latency_stops_at_its_time_budget_after_one_timed_render():
     once = _SlowRender(0.2)  # one render longer than the whole budget: still one timed render
     stats = render_latency_ms(once, (4, 4), repeats=10, warmup=3, budget_s=0.1)
     assert stats["latency_repeats"] == 1 and stats["latency_warmup"] == 1
+
+
+def test_latency_budget_scales_with_the_fit_within_the_configured_budget():
+    from inrbench.profiling import latency_budget
+    from inrbench.profiling.latency import LATENCY_FLOOR_S, LATENCY_SHARE
+
+    assert latency_budget(60.0, None) == 60.0          # no fit time known: the setting
+    assert latency_budget(60.0, 3600.0) == 60.0        # a long run: the setting caps it
+    assert latency_budget(60.0, 40.0) == LATENCY_SHARE * 40.0  # a short run: its quarter
+    assert latency_budget(60.0, 1.0) == LATENCY_FLOOR_S        # a try of a second: the floor
+    assert latency_budget(1.0, 1.0) == 1.0                     # the setting is never exceeded
+    from inrbench.profiling import render_latency_ms
+    stats = render_latency_ms(_SlowRender(0.0), (4, 4), budget_s=latency_budget(60.0, 12.0))
+    assert stats["latency_budget_s"] == 3.0  # the record says what the renders were allowed

@@ -93,12 +93,19 @@ def _pe_dim(pe_dim, in_features: int, hidden_dim: int) -> int:
     return pe_dim
 
 
+#: floats the widest per-coordinate intermediate of one decode pass may hold (64 MB in
+#: float32): ``decode_chunked`` splits the coordinates so that batch x coordinates x
+#: ``coord_width()`` stays under it, which bounds a render's memory whatever its size
+DECODE_FLOATS = 2**24
+
+
 class GeneratedINR(INR):
     """What a hyper-network needs from a decoder.
 
     ``token_groups``: ``(name, count, width)`` of the raw tokens one instance consists of;
     ``represent(raw)`` turns them (``{name: (B, count, width)}``) into the instance's
-    parameters; ``decode(rep, coords)`` renders ``(B, N, d)`` coordinates.
+    parameters; ``decode(rep, coords)`` renders ``(B, N, d)`` coordinates;
+    ``coord_width()`` is the widest intermediate's floats per coordinate and instance.
     Alone, ``forward`` renders with the learned ``instance`` (batch of one)."""
 
     token_groups: list[tuple[str, int, int]]
@@ -117,6 +124,21 @@ class GeneratedINR(INR):
     def decode(self, rep: dict[str, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def coord_width(self) -> int:
+        raise NotImplementedError
+
+    def decode_chunked(self, rep: dict[str, torch.Tensor], coords: torch.Tensor,
+                       chunk: int | None = None) -> torch.Tensor:
+        """``decode`` over ``(B, N, d)`` coordinates ``chunk`` at a time (default: as many as
+        keep ``B x chunk x coord_width()`` under ``DECODE_FLOATS``). Each coordinate's output
+        depends on the instance and that coordinate alone, so the pieces are the same values
+        (and, under autograd, the same gradients) as one pass."""
+        if chunk is None:
+            chunk = max(1, DECODE_FLOATS // (coords.shape[0] * self.coord_width()))
+        if coords.shape[1] <= chunk:
+            return self.decode(rep, coords)
+        return torch.cat([self.decode(rep, c) for c in coords.split(chunk, dim=1)], dim=1)
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         lead = coords.shape[:-1]
         rep = self.represent({k: v.unsqueeze(0) for k, v in self.instance.items()})
@@ -126,15 +148,11 @@ class GeneratedINR(INR):
     def render_batch(self, rep: dict[str, torch.Tensor], shape: Sequence[int],
                      chunk: int | None = None) -> torch.Tensor:
         """``(B, *shape, C)`` on the pixel-centre grid of ``shape`` (any size: super-resolution
-        is a denser ``shape``); ``chunk`` bounds the coordinates decoded at once."""
+        is a denser ``shape``); ``chunk``: coordinates decoded at once (``decode_chunked``)."""
         batch = next(iter(rep.values())).shape[0]
         ref = next(self.parameters())
         grid = pixel_grid(shape, device=ref.device, dtype=ref.dtype).reshape(1, -1, len(shape))
-        grid = grid.expand(batch, -1, -1)
-        if chunk is None or grid.shape[1] <= chunk:
-            out = self.decode(rep, grid)
-        else:
-            out = torch.cat([self.decode(rep, g) for g in grid.split(chunk, dim=1)], dim=1)
+        out = self.decode_chunked(rep, grid.expand(batch, -1, -1), chunk)
         return out.reshape(batch, *shape, self.out_features)
 
     def instance_floats(self) -> int:
@@ -239,6 +257,9 @@ class ANR(GeneratedINR):
         pe = positional_encoding(coords, self.pe_dim, self.pe_sigma)
         return self.mlp(self.attn(pe, rep["k"], rep["v"]))
 
+    def coord_width(self) -> int:
+        return max(self.n_heads * self.token_len, self.pos_dim, self.hidden_dim)  # the scores
+
     def instance_params(self) -> int:
         return self.token_len * self.hidden_dim
 
@@ -303,6 +324,9 @@ class TransINR(GeneratedINR):
             if i < len(self.shapes) - 1:
                 h = torch.relu(h)
         return h
+
+    def coord_width(self) -> int:
+        return max(max(shape) for shape in self.shapes)
 
     def instance_params(self) -> int:
         return sum(fan_in * fan_out for fan_in, fan_out in self.shapes)

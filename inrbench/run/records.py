@@ -106,6 +106,7 @@ def summary(cfg: DictConfig, task, model, dm, spec: SignalSpec, final: dict, res
         "macs_source": results.get("macs_source"),
         "latency_ms": results.get("latency_ms"), "latency_ms_all": results.get("latency_ms_all"),
         "latency_device": results.get("latency_device"),
+        **{k: results.get(k) for k in ("latency_repeats", "latency_warmup", "latency_budget_s")},
         "backend": getattr(model, "backend", "torch"), "steps": int(trainer.global_step),
         "sampling": getattr(dm, "sampling", None), "blocks": run_info["blocks"],
         "seed": int(cfg.trainer.seed), "wall_s": run_info["wall_s"],

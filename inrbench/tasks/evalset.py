@@ -9,7 +9,8 @@ length::
 
 Every paper row trains for many thousands of steps, so its figure is over the whole test set;
 a run of a few steps is a try whose scores only show that the pipeline works, and scoring 10,000
-CIFAR-10 images after 3 steps would cost more than the training. ``metrics.json`` says which:
+CIFAR-10 images after 3 steps would cost more than the training. By the same rule a shorter
+run renders ``SHORT_SR_IMAGES`` of the grid at super-resolution (``hypernet``), not all of it. ``metrics.json`` says which:
 ``eval_images`` (images the scores are over), ``test_images`` (the size of the split) and
 ``eval_full_test_set``.
 
@@ -37,6 +38,8 @@ from inrbench.errors import ConfigError
 FULL_EVAL_STEPS = 1000
 #: test images a shorter run scores under ``eval_images: auto`` (the reconstruction grid's 8)
 SHORT_EVAL_IMAGES = 8
+#: grid images a shorter run also renders at super-resolution (each costs sr_scale^2 test images)
+SHORT_SR_IMAGES = 2
 #: seconds between two progress lines of one evaluation
 PROGRESS_EVERY_S = 2.0
 
@@ -51,6 +54,14 @@ def resolve_eval_images(value, steps: int, n_test: int) -> int:
         raise ConfigError(f"task.eval_images must be auto, all (null) or an integer >= 1 "
                           f"(test images scored), got {value!r}")
     return min(value, n_test)
+
+
+def resolve_sr_images(steps: int, grid_images: int) -> int:
+    """Grid images the ``hypernet`` task renders at super-resolution: all ``grid_images`` for
+    a run of at least ``FULL_EVAL_STEPS`` steps, else ``SHORT_SR_IMAGES`` (a 2x render of a
+    128 x 128 ANR image costs what four test images do; a try only shows that it works)."""
+    return int(grid_images) if int(steps) >= FULL_EVAL_STEPS else min(SHORT_SR_IMAGES,
+                                                                         int(grid_images))
 
 
 def resolve_curve_steps(value, steps: int, inner_steps: int) -> int:

@@ -50,7 +50,14 @@ from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.models.anr import GeneratedINR, pixel_grid
 from inrbench.models.hypernet import HyperNetwork, n_params
 from inrbench.registry import register_task
-from inrbench.tasks.evalset import Progress, check_chunk, chunked_mean, eval_record, split
+from inrbench.tasks.evalset import (
+    Progress,
+    check_chunk,
+    chunked_mean,
+    eval_record,
+    resolve_sr_images,
+    split,
+)
 from inrbench.tasks.fit import RunHistory
 from inrbench.tasks.meta import (
     _eval_batch,
@@ -142,7 +149,7 @@ class HypernetTask(RunHistory, L.LightningModule):
         coords = grid.reshape(1, -1, 2).expand(len(images), -1, -1)
         if self.coord_noise:
             coords = variational_coords(coords, shape)
-        pred = self.model.decode(rep, coords)
+        pred = self.model.decode_chunked(rep, coords)
         return (pred - (images.flatten(1, 2) * 2 - 1)).pow(2).flatten(1).mean(1)
 
     def training_step(self, batch, batch_idx):
@@ -198,10 +205,11 @@ class HypernetTask(RunHistory, L.LightningModule):
     # -- final evaluation (the runner merges it into metrics.json) ----------------------------
     @torch.no_grad()
     def evaluate_set(self, images: torch.Tensor, chunk: int | None,
-                     sr_shape: tuple[int, ...] | None = None) -> dict:
+                     sr_shape: tuple[int, ...] | None = None, sr_images: int = 0) -> dict:
         """PSNR per image, timings and the grid's reconstructions, ``chunk`` images at a time
         (all at once: None), with a progress line while it runs; with ``sr_shape``, also the
-        grid images rendered at that shape from the same instances (outside the timings)."""
+        first ``sr_images`` grid images rendered at that shape from the same instances
+        (outside the timings)."""
         self.eval()
         device = next(self.parameters()).device
         model, hyper = self._eval_nets()
@@ -221,8 +229,9 @@ class HypernetTask(RunHistory, L.LightningModule):
             need = self.grid_images - sum(len(r) for r in recon)
             if need > 0:
                 recon.append(pred[:need].cpu())
-                if sr_shape is not None:
-                    grid_rep = {k: v[:need] for k, v in rep.items()}
+                sr_need = min(need, sr_images - sum(len(r) for r in sr))
+                if sr_shape is not None and sr_need > 0:
+                    grid_rep = {k: v[:sr_need] for k, v in rep.items()}
                     sr.append(((model.render_batch(grid_rep, sr_shape) + 1) / 2).cpu())
             progress.update(len(x))
         psnr_t, n = torch.cat(psnr), len(images)
@@ -238,7 +247,7 @@ class HypernetTask(RunHistory, L.LightningModule):
         sr_shape = tuple(self.sr_scale * n for n in self.spec.shape)
         # one encoding per test image serves the scores, the grid and the super-resolution
         result = self.evaluate_set(test, self.image_chunk or _eval_batch(self.step, data),
-                                   sr_shape)
+                                   sr_shape, resolve_sr_images(self.steps, self.grid_images))
         result.update(eval_record(len(test), len(data.set.test), self.eval_setting))
         recon, per_image = result.pop("reconstructions"), result.pop("psnr_per_image")
         sr = result.pop("super_resolution")
@@ -248,7 +257,7 @@ class HypernetTask(RunHistory, L.LightningModule):
         atomic_write_bytes(out / "reconstructions.npz", _npz(
             originals=originals.numpy(), reconstructions=recon.clamp(0, 1).numpy(),
             psnr=per_image.numpy()))
-        _save_sr(out / "super_resolution.png", originals, sr, self.sr_scale)
+        _save_sr(out / "super_resolution.png", originals[: len(sr)], sr, self.sr_scale)
         atomic_write_json(out / "super_resolution.json", {
             "scale": self.sr_scale, "shape": list(sr_shape), "images": len(sr),
             "note": "rendered from the same instances on a denser pixel-centre grid; no "
@@ -271,6 +280,7 @@ class HypernetTask(RunHistory, L.LightningModule):
             "lr": self.lr, "betas": list(self.betas), "ema_decay": self.ema_decay,
             "ema_every": self.ema_every, "grad_clip": self.grad_clip,
             "coord_noise": self.coord_noise, "coords": "pixel-centre", "sr_scale": self.sr_scale,
+            "sr_images": len(sr),
             "batch_size": data.batch_size, **(self.step.record() if self.step else {}),
             "image_chunk": self.image_chunk,
             "epochs": int(self.global_step) / data.steps_per_epoch,
