@@ -186,6 +186,10 @@ def test_hypernet_run_writes_results(tmp_path, model):
         assert (out / name).is_file(), name
     with Image.open(out / "super_resolution.png") as im:  # originals over the 2x render
         assert im.size[1] > 2 * 16
+    # a 6-step try renders 2 grid images at 2x, and times renders within its own seconds
+    sr = json.loads((out / "super_resolution.json").read_text())
+    assert m["sr_images"] == sr["images"] == 2 and sr["shape"] == [16, 16]
+    assert 2.0 <= m["latency_budget_s"] < 60.0 and m["latency_repeats"] >= 1
     csv = pd.read_csv(out / "metrics.csv")
     assert {"loss", "psnr", "val_psnr"} <= set(csv.columns)
     loss = csv["loss"].dropna()
@@ -339,3 +343,33 @@ def test_recomputed_attention_has_the_same_gradients():
     assert torch.equal(out0, out1)
     for a, b in zip(g0, g1):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["anr", "transinr"])
+def test_decoding_in_pieces_gives_the_same_values_and_gradients(name, monkeypatch):
+    import inrbench.models.anr as anr_module
+
+    model, hyper = _pair(name)
+    images = torch.rand(2, 8, 8, 3)
+    coords = pixel_grid((8, 8)).reshape(1, -1, 2).expand(2, -1, -1)
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        hyper.zero_grad(set_to_none=True)
+        out = model.decode_chunked(model.represent(hyper(images)), coords)
+        out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in hyper.parameters() if p.grad is not None]
+
+    whole, whole_grads = loss_and_grads()
+    # a budget of 3 coordinates per instance at this width: 22 pieces of the 64
+    monkeypatch.setattr(anr_module, "DECODE_FLOATS", 2 * 3 * model.coord_width())
+    pieces, piece_grads = loss_and_grads()
+    calls = []
+    real = model.decode
+    monkeypatch.setattr(model, "decode", lambda rep, c: calls.append(c.shape[1]) or real(rep, c))
+    model.decode_chunked(model.represent(hyper(images)), coords)
+    assert max(calls) == 3 and sum(calls) == 64
+    torch.testing.assert_close(pieces, whole)
+    assert len(piece_grads) == len(whole_grads) > 0
+    for a, b in zip(piece_grads, whole_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
