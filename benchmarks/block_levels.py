@@ -9,7 +9,8 @@ samples per step. For each level whose cells fit the step: one whole optimizer s
 ``--repeats`` after a warm-up, all levels timed side by side in this one process, with
 ``block_step_macs`` per sample and both figures as ratios to the cheapest level. The
 signal is synthetic (the cost does not depend on pixel values). The level marked ``*`` is
-the one the cost rule picks (``data.block_cost``, default 1.25).
+the one the default rule picks (``data.block_cost``, default 1.25, and ``data.block_cells``,
+default 256).
 
     python benchmarks/block_levels.py [--shape 3375,6000] [--repeats 3] [--block-cost 1.25]
 """
@@ -54,7 +55,7 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     signal = torch.rand(*shape, 3)
     costs = level_costs(model, BATCH)
-    chosen = choose_level(costs, args.block_cost)["level"]
+    chosen = choose_level(costs, args.block_cost)["level"]  # data.block_cells at its default
     steps = {}
     for c in costs:
         per_epoch = math.ceil(math.prod(shape) / (c["n_cells"] * math.prod(c["cell"])))
@@ -84,7 +85,8 @@ def main() -> None:
               f"{n:9,d} {c['macs_per_sample']:12,.0f} {c['macs_per_sample'] / cheap:9.2f}x "
               f"{ms:9.1f} {ms * 1e3 / n:10.3f} {ms / n / fast:10.2f}x")
     print(f"* the default level: the finest within data.block_cost={args.block_cost:g}x of the "
-          f"cheapest level's MACs per sample")
+          f"cheapest level's MACs per sample, or a finer one for >= 256 cells per step "
+          f"(data.block_cells)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ fine ones, which dominate, run per sample either way. So every level whose cells
 of about ``data.batch_size`` samples is costed by the profiler's rule
 (:func:`block_step_macs`: the matmul MACs of one ``forward_cells`` step counted on meta
 tensors, per sample), and the default is the finest level costing at most
-``data.block_cost`` (1.25) times the cheapest. ``data.block`` picks the cells itself. Models without
+``data.block_cost`` (1.25) times the cheapest. When that level puts fewer than
+``data.block_cells`` (256) cells in a step, the coarsest finer level that does (or, if none
+does, the finest) is taken instead, provided it costs at most ``SPREAD_COST_LIMIT`` (4) times
+the cheapest: at equal wall time a step of 26-64 cells trained 1.3-3.7 dB worse than one of
+655-1,024 cells that cost ~3x as much, while steps of 419-1,024 cells were the best level
+(``reports/blocks-spread-cpu``, ``reports/blocks-spread-2e18``). ``data.block`` picks the cells
+itself. Models without
 activation sharing train on the same samples as coordinates: with ``data.block`` given they
 draw exactly the cells ASMR draws; otherwise the cells that ASMR's default bases would give.
 """
@@ -33,6 +39,9 @@ from inrbench.data.mapped import take
 from inrbench.errors import ConfigError
 from inrbench.metrics import psnr_from_mse
 
+#: a level taken for spread (``data.block_cells``) costs at most this times the cheapest level
+#: (the finest spread level in the quality records cost 3.2-3.4x)
+SPREAD_COST_LIMIT = 4.0
 #: signals with more samples than this train on blocks when ``data.sampling: auto``
 AUTO_FULL_LIMIT = 2**20
 #: samples per step of ``sampling: auto`` when the signal is too big for one step
@@ -76,23 +85,40 @@ def level_costs(model, batch_size: int) -> list[dict]:
     return rows
 
 
-def choose_level(costs: list[dict], block_cost: float = 1.25) -> dict:
+def choose_level(costs: list[dict], block_cost: float = 1.25,
+                 block_cells: int | None = 256) -> dict:
     """The finest level of ``costs`` (:func:`level_costs`) whose MACs per sample are at most
-    ``block_cost`` times the cheapest level's."""
+    ``block_cost`` times the cheapest level's; if it has fewer than ``block_cells`` cells per
+    step, the coarsest finer level with that many (else the finest) among those within
+    ``SPREAD_COST_LIMIT`` times the cheapest (module docstring). ``block_cells`` None: cost
+    alone. The returned row says which rule decided (``chosen_for``: cost or spread)."""
     cheapest = min(c["macs_per_sample"] for c in costs)
-    return max((c for c in costs if c["macs_per_sample"] <= block_cost * cheapest),
-               key=lambda c: c["level"])
+    chosen = max((c for c in costs if c["macs_per_sample"] <= block_cost * cheapest),
+                 key=lambda c: c["level"])
+    if block_cells is None or chosen["n_cells"] >= block_cells:
+        return {**chosen, "chosen_for": "cost"}
+    finer = sorted((c for c in costs if c["level"] > chosen["level"]
+                    and c["macs_per_sample"] <= SPREAD_COST_LIMIT * cheapest),
+                   key=lambda c: c["level"])
+    if not finer:
+        return {**chosen, "chosen_for": "cost"}
+    spread = next((c for c in finer if c["n_cells"] >= block_cells), finer[-1])
+    return {**spread, "chosen_for": "spread"}
 
 
-def _cost_line(costs: list[dict], chosen: dict, block_cost: float) -> str:
+def _cost_line(costs: list[dict], chosen: dict, block_cost: float,
+               block_cells: int | None) -> str:
     cheapest = min(c["macs_per_sample"] for c in costs)
     parts = [f"level {c['level']} ({c['n_cells']:,} x {'x'.join(map(str, c['cell']))}): "
              f"{c['macs_per_sample']:,.0f} ({c['macs_per_sample'] / cheapest:.2f}x)"
              for c in costs]
+    why = (f"the finest level within data.block_cost={block_cost:g}x of the cheapest"
+           if chosen["chosen_for"] == "cost" else
+           f"finer than the cheapest levels for at least data.block_cells={block_cells} "
+           f"cells per step, within {SPREAD_COST_LIMIT:g}x of the cheapest")
     return (f"block sampling, MACs per sample of a step by cell level: {'; '.join(parts)} -> "
             f"{chosen['n_cells']:,} random level-{chosen['level']} cells per step with "
-            f"activation sharing, the finest level within data.block_cost={block_cost:g}x of "
-            f"the cheapest (data.block=[...] chooses the cells)")
+            f"activation sharing, {why} (data.block=[...] chooses the cells)")
 
 
 def resolve_sampling(dm, spec: SignalSpec) -> None:
@@ -135,11 +161,13 @@ def configure_blocks(dm, model, spec: SignalSpec) -> dict | None:
                   f"drawn samples, at SIREN's cost", file=sys.stderr)
     elif shapes:
         block_cost = float(getattr(dm, "block_cost", 1.25))
+        block_cells = getattr(dm, "block_cells", 256)
         costs = level_costs(model, batch)
-        chosen = choose_level(costs, block_cost)
+        chosen = choose_level(costs, block_cost, block_cells)
         level, cell, n_cells = chosen["level"], chosen["cell"], chosen["n_cells"]
-        note(_cost_line(costs, chosen, block_cost))
-        chosen_by = {"chosen_by": "cost", "block_cost": block_cost, "levels": costs}
+        note(_cost_line(costs, chosen, block_cost, block_cells))
+        chosen_by = {"chosen_by": "cost", "chosen_for": chosen["chosen_for"],
+                     "block_cost": block_cost, "block_cells": block_cells, "levels": costs}
     else:
         level = None
         _, cell, n_cells = choose_cells(_default_cell_shapes(shape), batch)

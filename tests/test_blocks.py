@@ -92,10 +92,11 @@ def test_level_choice_follows_batch_size():
 class _DM:
     """The part of a data module that configure_blocks talks to."""
 
-    def __init__(self, shape, batch_size, block=None, sampling="blocks", block_cost=1.25):
+    def __init__(self, shape, batch_size, block=None, sampling="blocks", block_cost=1.25,
+                 block_cells=256):
         self._spec = SignalSpec(tuple(shape), 3)
         self.sampling, self.batch_size, self.block = sampling, batch_size, block
-        self.block_cost = block_cost
+        self.block_cost, self.block_cells = block_cost, block_cells
 
     def spec(self):
         return self._spec
@@ -142,10 +143,48 @@ def test_auto_sampling_blocks_only_big_signals(capsys):
 
 
 def test_the_finest_level_within_the_cost_ratio_is_chosen():
-    costs = [{"level": k, "macs_per_sample": m} for k, m in enumerate([100.0, 101.0, 120.0, 400])]
-    assert choose_level(costs, 1.25)["level"] == 2
-    assert choose_level(costs, 1.0)["level"] == 0
-    assert choose_level(costs, 10.0)["level"] == 3
+    costs = [{"level": k, "macs_per_sample": m, "n_cells": 4 ** k}
+             for k, m in enumerate([100.0, 101.0, 120.0, 400])]
+    assert choose_level(costs, 1.25, None)["level"] == 2
+    assert choose_level(costs, 1.0, None)["level"] == 0
+    assert choose_level(costs, 10.0, None)["level"] == 3
+    assert choose_level(costs, 1.25, 16) == {**costs[2], "chosen_for": "cost"}  # 16 cells: enough
+
+
+# (cells per step, MACs per sample) of levels 2, 3, 4 in the quality records, and the level
+# that trained best at equal wall time there (reports/blocks-spread-cpu, blocks-spread-2e18,
+# blocks-levels-cpu section 2): steps of 26-64 cells lost to 655-1,024 cells costing ~3x;
+# steps of 419-1,024 cells were the best level
+RECORDS = {
+    "bark/bird 2048^2, 2^14": ([(4, 20611.75), (64, 22546.0), (1024, 68929.0)], 4),
+    "pluto 3375x6000, 2^14": ([(1, 14015.9), (26, 14825.8), (655, 45221.4)], 4),
+    "bird 2048^2, 2^18": ([(64, 20608.9), (1024, 22544.1), (16384, 68928.1)], 3),
+    "pluto 3375x6000, 2^18": ([(17, 14011.0), (419, 14823.0), (10486, 45220.0)], 3),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORDS))
+def test_the_default_level_is_the_best_level_of_each_quality_record(case):
+    levels, best = RECORDS[case]
+    costs = [{"level": k, "n_cells": n, "macs_per_sample": m}
+             for k, (n, m) in zip((2, 3, 4), levels)]
+    chosen = choose_level(costs)  # the defaults: block_cost 1.25, block_cells 256
+    assert chosen["level"] == best
+    assert chosen["chosen_for"] == ("spread" if best == 4 else "cost")
+
+
+def test_spread_stays_within_its_cost_limit_and_takes_the_coarsest_level_with_enough_cells():
+    from inrbench.blocks import SPREAD_COST_LIMIT
+
+    costs = [{"level": k, "n_cells": n, "macs_per_sample": m}
+             for k, (n, m) in enumerate([(4, 100.0), (300, 150.0), (5000, 390.0)])]
+    assert choose_level(costs)["level"] == 1  # 300 cells reach 256: no finer than needed
+    over = [{**c, "macs_per_sample": c["macs_per_sample"] * (1 if c["level"] == 0 else
+                                                               SPREAD_COST_LIMIT)}
+            for c in costs]  # every finer level beyond the limit: the cost rule's level
+    assert choose_level(over) == {**over[0], "chosen_for": "cost"}
+    few = [{**c, "n_cells": 10 * (c["level"] + 1)} for c in costs]  # none reaches 256
+    assert choose_level(few)["level"] == 2
 
 
 @pytest.mark.parametrize("shape,bases", CASES)
@@ -181,11 +220,17 @@ def test_configure_blocks_records_every_level_and_the_choice(capsys):
     got = configure_blocks(_DM(shape, 2048), model, spec)
     costs = level_costs(model, 2048)
     assert got["chosen_by"] == "cost" and got["levels"] == costs
-    assert got["level"] == choose_level(costs, 1.25)["level"]
+    chosen = choose_level(costs, 1.25, 256)
+    assert got["level"] == chosen["level"] and got["chosen_for"] == chosen["chosen_for"]
+    assert got["block_cells"] == 256
     out = capsys.readouterr().out
+    # 128 level-2 cells, the finest level: no finer one to spread to, so the cost rule says why
+    assert got["chosen_for"] == "cost" and got["n_cells"] == 128
     assert f"level-{got['level']} cells" in out and "data.block_cost=1.25" in out
-    cheapest = configure_blocks(_DM(shape, 2048, block_cost=1.0), model, spec)
+    cheapest = configure_blocks(_DM(shape, 2048, block_cost=1.0, block_cells=None), model, spec)
     assert cheapest["level"] == min(costs, key=lambda c: c["macs_per_sample"])["level"]
+    assert cheapest["chosen_for"] == "cost"
+    assert "data.block_cost=1" in capsys.readouterr().out
     # an explicit cell wins over the cost rule
     cell = model.cell_shapes()[costs[-1]["level"]]
     given = configure_blocks(_DM(shape, 2048, block=cell), model, spec)
@@ -197,3 +242,13 @@ def test_block_cost_below_one_is_refused():
 
     with pytest.raises(ConfigError, match="block_cost"):
         create_datamodule("cameraman", sampling="blocks", batch_size=64, block_cost=0.5)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "many", True])
+def test_block_cells_must_be_a_positive_count_or_null(bad):
+    from inrbench.data import create_datamodule
+
+    with pytest.raises(ConfigError, match="data.block_cells"):
+        create_datamodule("cameraman", sampling="blocks", batch_size=64, block_cells=bad)
+    dm = create_datamodule("cameraman", sampling="blocks", batch_size=64, block_cells=None)
+    assert dm.block_cells is None

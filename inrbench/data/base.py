@@ -290,11 +290,13 @@ class SignalDataModule(L.LightningDataModule):
     download). ``sampling``: ``full``, ``random`` or ``tile``; ``batch_size``: samples per
     random step; ``tile``: block size per axis for ``sampling: tile``; ``block``: the cell
     size per axis for ``sampling: blocks`` (default: chosen by cost, ``block_cost``: the
-    finest cell level costing at most this times the cheapest, :mod:`inrbench.blocks`)."""
+    finest cell level costing at most this times the cheapest; ``block_cells``: the cells per
+    step below which a finer level is taken for spread, null: never; :mod:`inrbench.blocks`)."""
 
     def __init__(self, sampling: str = "full", batch_size: int | None = None,
                  steps_per_epoch: int = 100, seed: int = 0, tile: list[int] | None = None,
-                 block: list[int] | None = None, block_cost: float = 1.25):
+                 block: list[int] | None = None, block_cost: float = 1.25,
+                 block_cells: int | None = 256):
         super().__init__()
         if sampling not in ("full", "random", "tile", "blocks", "auto"):
             raise ConfigError(f"data.sampling must be 'full', 'random', 'tile', 'blocks' or "
@@ -315,6 +317,12 @@ class SignalDataModule(L.LightningDataModule):
             raise ConfigError(f"data.block_cost is a cost ratio to the cheapest cell level, "
                               f">= 1 (1.25 by default), got {block_cost!r}")
         self.block_cost = float(block_cost)
+        if block_cells is not None and (isinstance(block_cells, bool)
+                                        or not isinstance(block_cells, int) or block_cells < 1):
+            raise ConfigError(f"data.block_cells is the fewest cells per block-sampled step "
+                              f"before a finer level is taken (256 by default; null: never), "
+                              f"got {block_cells!r}")
+        self.block_cells = block_cells
         self.steps_per_epoch, self.seed = steps_per_epoch, seed
         self.signal: torch.Tensor | None = None
         # set by configure_blocks (the runner, once the model is known)

@@ -10,7 +10,8 @@ length::
 Every paper row trains for many thousands of steps, so its figure is over the whole test set;
 a run of a few steps is a try whose scores only show that the pipeline works, and scoring 10,000
 CIFAR-10 images after 3 steps would cost more than the training. By the same rule a shorter
-run renders ``SHORT_SR_IMAGES`` of the grid at super-resolution (``hypernet``), not all of it. ``metrics.json`` says which:
+run renders ``SHORT_SR_IMAGES`` of the grid at super-resolution (``hypernet``), not all of
+it. ``metrics.json`` says which:
 ``eval_images`` (images the scores are over), ``test_images`` (the size of the split) and
 ``eval_full_test_set``.
 
