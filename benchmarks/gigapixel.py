@@ -4,7 +4,8 @@ For each ``--sizes`` side S: a synthetic S x S RGB uint8 ``.npy`` is written ban
 into ``--dir`` (32768 -> 3.2 GB, one gigapixel; nothing of it is held in memory), then a
 fresh process fits Table 5's ASMR (6 x 512, linear modulators, bases derived for S x S) on it
 with block sampling: 2^18 samples per step, the cell level chosen as ``inrbench run`` chooses
-it (:func:`inrbench.blocks.choose_level`), every batch read from the file (:class:`inrbench.data.mapped.MappedSignal`).
+it (:func:`inrbench.blocks.choose_level`), every batch read from the file
+(:class:`inrbench.data.mapped.MappedSignal`).
 It prints the step time, the epoch time (every pixel once: measured with ``--steps 0``,
 else projected from ``--steps`` steps of the epoch), and the process's peak RSS beside what
 the signal alone would take loaded as float32. ``--eval`` also renders the whole signal
