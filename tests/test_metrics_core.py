@@ -14,7 +14,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
 from inrbench.codecs import psnr_uint8
 from inrbench.metrics import per_frame, psnr, psnr_from_mse
 from inrbench.tasks.hypernet import mse_to_psnr as hypernet_mse_to_psnr
-from inrbench.tasks.meta import mse_to_psnr
+from inrbench.tasks.imageset import mse_to_psnr
 
 
 def fixed_mse(n: int = 4099) -> torch.Tensor:

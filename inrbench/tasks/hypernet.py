@@ -59,14 +59,14 @@ from inrbench.tasks.evalset import (
     split,
 )
 from inrbench.tasks.fit import RunHistory
-from inrbench.tasks.meta import (
-    _eval_batch,
-    _npz,
-    _sync,
+from inrbench.tasks.imageset import (
+    eval_batch,
     grid_image,
     image_set_data,
     mse_to_psnr,
+    npz_bytes,
     save_grid,
+    sync,
 )
 from inrbench.tasks.optim import adam
 from inrbench.tasks.stepimages import StepImages
@@ -217,13 +217,13 @@ class HypernetTask(RunHistory, L.LightningModule):
         progress = Progress("hypernet evaluation", len(images))
         for x in split(images, chunk):
             x = x.to(device)
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             rep = self.encode(model, hyper, x)
-            _sync(device)
+            sync(device)
             t1 = time.perf_counter()
             pred = (model.render_batch(rep, x.shape[1:3]) + 1) / 2
-            _sync(device)
+            sync(device)
             enc_s, dec_s = enc_s + t1 - t0, dec_s + time.perf_counter() - t1
             psnr.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
             need = self.grid_images - sum(len(r) for r in recon)
@@ -246,7 +246,7 @@ class HypernetTask(RunHistory, L.LightningModule):
         test = data.test_images()
         sr_shape = tuple(self.sr_scale * n for n in self.spec.shape)
         # one encoding per test image serves the scores, the grid and the super-resolution
-        result = self.evaluate_set(test, self.image_chunk or _eval_batch(self.step, data),
+        result = self.evaluate_set(test, self.image_chunk or eval_batch(self.step, data),
                                    sr_shape, resolve_sr_images(self.steps, self.grid_images))
         result.update(eval_record(len(test), len(data.set.test), self.eval_setting))
         recon, per_image = result.pop("reconstructions"), result.pop("psnr_per_image")
@@ -254,7 +254,7 @@ class HypernetTask(RunHistory, L.LightningModule):
         self.record_final_validation(per_image)
         originals = test[: len(recon)]
         save_grid(out / "reconstruction.png", originals, recon)
-        atomic_write_bytes(out / "reconstructions.npz", _npz(
+        atomic_write_bytes(out / "reconstructions.npz", npz_bytes(
             originals=originals.numpy(), reconstructions=recon.clamp(0, 1).numpy(),
             psnr=per_image.numpy()))
         _save_sr(out / "super_resolution.png", originals[: len(sr)], sr, self.sr_scale)

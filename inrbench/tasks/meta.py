@@ -34,15 +34,13 @@ import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch.func import grad
 
 from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
-from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
-from inrbench.metrics import psnr_from_mse
+from inrbench.io import atomic_write_bytes, atomic_write_json
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
 from inrbench.registry import register_task
 from inrbench.tasks.evalset import (
@@ -51,19 +49,21 @@ from inrbench.tasks.evalset import (
     chunked_mean,
     eval_record,
     resolve_curve_steps,
-    resolve_eval_images,
     split,
 )
 from inrbench.tasks.fit import RunHistory
-from inrbench.tasks.stepimages import StepImages, resolve_step_images
+from inrbench.tasks.imageset import (
+    eval_batch,
+    image_set_data,
+    mse_to_psnr,
+    npz_bytes,
+    save_grid,
+    sync,
+)
+from inrbench.tasks.stepimages import StepImages
 
 #: COIN++'s output offset (targets in [0, 1])
 OUTPUT_OFFSET = 0.5
-
-
-def mse_to_psnr(mse: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """COIN++'s PSNR: the MSE floored at 1e-12 (a perfect image: 120 dB at R = 1, not inf)."""
-    return psnr_from_mse(mse, data_range, eps=1e-12)
 
 
 class MetaTask(RunHistory, L.LightningModule):
@@ -185,14 +185,14 @@ class MetaTask(RunHistory, L.LightningModule):
             # traced gives the whole curve 1..steps (the extra step's update is not used)
             z, losses = self.encode(x, steps + 1, trace=True)
             curve.append(torch.stack([mse_to_psnr(m) for m in losses[1:]], dim=1).cpu())
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             zk, _ = self.encode(x)
-            _sync(device)
+            sync(device)
             enc_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             pred = self.decode(zk)
-            _sync(device)
+            sync(device)
             dec_s += time.perf_counter() - t0
             at_k.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
             if sum(len(r) for r in recon) < self.grid_images:
@@ -212,14 +212,14 @@ class MetaTask(RunHistory, L.LightningModule):
     def summary(self, datamodule, out: Path) -> dict:
         data: ImageSetDataModule = self.train_data
         test = data.test_images()
-        result = self.evaluate_set(test, self.image_chunk or _eval_batch(self.step, data))
+        result = self.evaluate_set(test, self.image_chunk or eval_batch(self.step, data))
         result.update(eval_record(len(test), len(data.set.test), self.eval_setting))
         recon = result.pop("reconstructions")
         per_image = result.pop("psnr_per_image")
         self.record_final_validation(per_image)
         originals = test[: len(recon)]
         save_grid(out / "reconstruction.png", originals, recon)
-        buffer = _npz(originals=originals.numpy(), reconstructions=recon.clamp(0, 1).numpy(),
+        buffer = npz_bytes(originals=originals.numpy(), reconstructions=recon.clamp(0, 1).numpy(),
                       psnr=per_image.numpy())
         atomic_write_bytes(out / "reconstructions.npz", buffer)
         atomic_write_json(out / "encoding_curve.json", {
@@ -243,70 +243,6 @@ class MetaTask(RunHistory, L.LightningModule):
             "steps_per_epoch": data.steps_per_epoch,
             **data.set.record(),
         }
-
-
-def _eval_batch(step: StepImages | None, data: ImageSetDataModule) -> int:
-    """Test images per evaluation pass without ``image_chunk``: the asked batch, so a short
-    run's smaller training batch does not split the evaluation into more passes."""
-    return step.asked_batch if step is not None else data.batch_size
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _npz(**arrays) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def grid_image(rows: list[torch.Tensor], scale: int = 4, gap: int = 2) -> np.ndarray:
-    """Rows of images ``(n, H, W, C)`` in [0, 1] -> one uint8 picture (nearest upscaling)."""
-    n = max(len(r) for r in rows)
-    h, w, c = rows[0].shape[1:]
-    H, W = h * scale, w * scale
-    canvas = np.full((len(rows) * (H + gap) - gap, n * (W + gap) - gap, 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        for j, im in enumerate(row):
-            arr = (im.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-            arr = np.repeat(np.repeat(arr, scale, 0), scale, 1)
-            if c == 1:
-                arr = np.repeat(arr, 3, -1)
-            canvas[i * (H + gap):i * (H + gap) + H, j * (W + gap):j * (W + gap) + W] = arr
-    return canvas
-
-
-def save_grid(path: Path, originals: torch.Tensor, recon: torch.Tensor) -> None:
-    """Originals on top, reconstructions after k inner steps below (Figure 5's layout)."""
-    write_png(path, grid_image([originals, recon]))
-
-
-def image_set_data(datamodule, spec, data_name: str, task: str, seed: int,
-                   eval_images, steps: int, step_images="auto", accumulate: int = 1
-                   ) -> tuple[ImageSetDataModule, StepImages]:
-    """The batches of images a data-set task trains on and the test images it scores.
-    Images per step: ``data.batch_size`` (64 when the data module gives none) x
-    ``accumulate`` asked, ``step_images`` (auto, all/null or N) deciding what a run of
-    ``steps`` uses (``inrbench.tasks.stepimages``); test images: ``eval_images`` (an integer,
-    null/all or auto: ``inrbench.tasks.evalset.resolve_eval_images``)."""
-    if not hasattr(datamodule, "image_set"):
-        raise ConfigError(f"--task {task} needs a data set of images; data {data_name!r} is "
-                          f"one signal. Use --data cifar10, celeba or images data.path=DIR")
-    if spec.modality != "image" or len(spec.shape) != 2:
-        raise ConfigError(f"--task {task} learns images; data {data_name!r} is {spec.modality}")
-    asked = int(getattr(datamodule, "batch_size", None) or 64)
-    step = resolve_step_images(step_images, steps, asked, accumulate)
-    image_set = datamodule.image_set()
-    if image_set.spec.shape != tuple(spec.shape) or image_set.spec.channels != spec.channels:
-        raise ConfigError(f"{data_name}: the image set is {image_set.spec} but the model was "
-                          f"built for {spec}")
-    n_eval = resolve_eval_images(eval_images, steps, len(image_set.test))
-    return ImageSetDataModule(image_set, batch_size=step.batch_size, seed=int(seed),
-                              eval_images=n_eval), step
 
 
 @register_task("meta")
