@@ -42,8 +42,9 @@ def _fmt(value) -> str:
 
 
 class StepProgressBar(ProgressBar):
-    """One bar over the run's ``max_steps`` optimizer steps (not epochs, which are an artefact
-    of the data loader), starting at the resumed step, with tqdm's time left."""
+    """One bar over the run's ``max_steps`` optimizer steps, starting at the resumed step, with
+    tqdm's time left; with random or block sampling, whose epochs sample every sample once,
+    also the epoch (``epoch=3/500``, of whichever of the step and epoch bounds ends first)."""
 
     def __init__(self, refresh: int = 10):
         super().__init__()
@@ -64,7 +65,9 @@ class StepProgressBar(ProgressBar):
             return
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=int(trainer.max_steps), initial=int(trainer.global_step),
+        total = trainer.estimated_stepping_batches  # the first of the step and epoch bounds
+        total = int(trainer.max_steps) if total == float("inf") else int(total)
+        self.bar = tqdm(total=total, initial=int(trainer.global_step),
                         desc="training", unit="step", dynamic_ncols=True, file=sys.stderr,
                         smoothing=0.1, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
                         "{n_fmt}/{total_fmt} steps [{elapsed}<{remaining}, {rate_fmt}]"
@@ -78,6 +81,9 @@ class StepProgressBar(ProgressBar):
             metrics = trainer.progress_bar_metrics
             post = {k.split("/")[-1] if k.startswith("train/") else k: _fmt(v)
                     for k, v in metrics.items() if k in ("train/loss", "train/psnr")}
+            epochs = _epochs(trainer)
+            if epochs:
+                post["epoch"] = f"{min(int(trainer.current_epoch) + 1, epochs)}/{epochs}"
             self.bar.set_postfix(post, refresh=False)
             self.bar.update(step - self.bar.n)
 
@@ -87,7 +93,7 @@ class StepProgressBar(ProgressBar):
         m = trainer.callback_metrics
         parts = [f"{k[4:].upper()} {_fmt(v)}" for k, v in m.items() if k.startswith("val/")]
         if parts:
-            self.bar.write(f"step {int(trainer.global_step)}/{int(trainer.max_steps)}: "
+            self.bar.write(f"step {int(trainer.global_step)}/{int(self.bar.total)}: "
                            + ", ".join(parts), file=sys.stderr)
 
     def on_train_end(self, trainer, pl_module):
@@ -100,6 +106,18 @@ class StepProgressBar(ProgressBar):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _epochs(trainer) -> int | None:
+    """The run's epochs when its data has real ones (random or block sampling), else None."""
+    dm = getattr(trainer, "datamodule", None)
+    per_epoch = trainer.num_training_batches
+    if getattr(dm, "sampling", None) not in ("random", "blocks") or not per_epoch or \
+            per_epoch == float("inf"):
+        return None
+    accumulate = max(1, int(trainer.accumulate_grad_batches))
+    by_steps = -(-int(trainer.max_steps) * accumulate // int(per_epoch))
+    return min(by_steps, trainer.max_epochs) if (trainer.max_epochs or -1) > 0 else by_steps
 
 
 def note(message: str) -> None:

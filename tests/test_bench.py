@@ -87,6 +87,23 @@ def test_steps_and_epochs_bounds(small_png, tmp_path):
     assert lr.iloc[-1] < 0.1 * lr.iloc[0]  # planned over the 8 steps the epochs allow
 
 
+def test_an_epoch_of_random_sampling_is_every_sample_once(small_png, tmp_path, capsys):
+    from PIL import Image
+
+    with Image.open(small_png) as im:
+        n = im.size[0] * im.size[1]
+    per_epoch = -(-n // 256)
+    cfg = _cfg(small_png, tmp_path / "epochs", steps=10_000,
+               extra=["data.sampling=random", "data.batch_size=256", "trainer.max_epochs=2",
+                      "trainer.progress_bar=true"])
+    s = run(cfg)
+    assert s["stopped_by"] == "epochs" and s["steps"] == 2 * per_epoch
+    assert s["steps_per_epoch"] == per_epoch and s["epochs"] == 2.0
+    # the bar runs over the steps the epoch bound allows, and shows the epoch
+    err = capsys.readouterr().err
+    assert f"/{2 * per_epoch} steps" in err and "epoch=2/2" in err
+
+
 def test_time_to_targets_memory_and_metric_spec_in_the_record(small_png, tmp_path):
     out = tmp_path / "run"
     s = run(_cfg(small_png, out, steps=15, extra=["task.targets=[5,1000]"]))

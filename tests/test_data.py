@@ -24,7 +24,7 @@ from PIL import Image
 from inrbench.data import create_datamodule, list_datamodules
 from inrbench.data import fetch as fetch_mod
 from inrbench.data.audio import LibriSpeechDataModule, select_utterances
-from inrbench.data.base import RandomTiles, SignalSpec
+from inrbench.data.base import AUTO_EPOCH_STEPS, RandomTiles, SignalSpec
 from inrbench.data.cifar import CIFAR10_BATCHES, cifar10_batch
 from inrbench.data.fetch import PaperDataModule, samples_root
 from inrbench.data.registry import DATAMODULES
@@ -759,3 +759,23 @@ def test_image_crop_at_takes_that_block_and_refuses_one_outside(tmp_path):
         ImageDataModule(path=str(path), crop=[3, 4], crop_at=[6, 0]).spec()
     with pytest.raises(ConfigError, match="needs data.crop"):
         ImageDataModule(path=str(path), crop_at=[1, 1]).spec()
+
+
+@pytest.mark.parametrize("name", list_datamodules())
+def test_an_auto_epoch_samples_every_sample_once(name, offline, monkeypatch):
+    dm = tiny_module(name, offline, monkeypatch, sampling="random", batch_size=64)
+    n = dm.spec().n_samples
+    assert dm.steps_per_epoch == math.ceil(n / 64)  # the papers' epoch: every sample once
+    dm.sampling = "blocks"  # the same module once block sampling has chosen 16 cells
+    dm.configure_blocks([1] * len(dm.spec().shape), 16, None)
+    assert dm.steps_per_epoch == math.ceil(n / 16)
+    dm.sampling = "full"
+    assert dm.steps_per_epoch == AUTO_EPOCH_STEPS  # a whole-signal step has no epoch
+    dm.steps_per_epoch_setting = 5
+    assert dm.steps_per_epoch == 5
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "often", True])
+def test_steps_per_epoch_must_be_auto_or_a_positive_integer(bad):
+    with pytest.raises(ConfigError, match="data.steps_per_epoch"):
+        create_datamodule("cameraman", steps_per_epoch=bad)

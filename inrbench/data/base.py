@@ -285,6 +285,10 @@ def files_of(dm) -> list[Path]:
     return []
 
 
+#: steps of an epoch of full or tile sampling under ``data.steps_per_epoch: auto``
+AUTO_EPOCH_STEPS = 100
+
+
 class SignalDataModule(L.LightningDataModule):
     """Base class. Subclasses implement ``spec`` and ``load_signal`` (and ``prepare_data`` to
     download). ``sampling``: ``full``, ``random`` or ``tile``; ``batch_size``: samples per
@@ -294,7 +298,8 @@ class SignalDataModule(L.LightningDataModule):
     step below which a finer level is taken for spread, null: never; :mod:`inrbench.blocks`)."""
 
     def __init__(self, sampling: str = "full", batch_size: int | None = None,
-                 steps_per_epoch: int = 100, seed: int = 0, tile: list[int] | None = None,
+                 steps_per_epoch: int | str = "auto", seed: int = 0,
+                 tile: list[int] | None = None,
                  block: list[int] | None = None, block_cost: float = 1.25,
                  block_cells: int | None = 256):
         super().__init__()
@@ -323,11 +328,33 @@ class SignalDataModule(L.LightningDataModule):
                               f"before a finer level is taken (256 by default; null: never), "
                               f"got {block_cells!r}")
         self.block_cells = block_cells
-        self.steps_per_epoch, self.seed = steps_per_epoch, seed
+        if steps_per_epoch != "auto" and (isinstance(steps_per_epoch, bool) or not isinstance(
+                steps_per_epoch, int) or steps_per_epoch < 1):
+            raise ConfigError(f"data.steps_per_epoch must be auto (every sample once per epoch "
+                              f"for random and block sampling) or an integer >= 1, got "
+                              f"{steps_per_epoch!r}")
+        self.steps_per_epoch_setting, self.seed = steps_per_epoch, seed
         self.signal: torch.Tensor | None = None
         # set by configure_blocks (the runner, once the model is known)
         self.block_level: int | None = None
         self.n_cells: int | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Steps of one epoch (``data.steps_per_epoch``; ``trainer.max_epochs`` counts them).
+        ``auto``: an epoch samples every sample once, as the papers count them (Table 5's 500
+        epochs), ``ceil(samples / samples per step)`` for random and block sampling (blocks:
+        once the cells are chosen); ``AUTO_EPOCH_STEPS`` for full and tile sampling, whose
+        steps have no epoch of their own."""
+        if self.steps_per_epoch_setting != "auto":
+            return int(self.steps_per_epoch_setting)
+        if self.sampling in ("random", "blocks"):
+            per_step = (self.batch_size if self.sampling == "random" else
+                        None if self.n_cells is None else
+                        self.n_cells * math.prod(self.block))
+            if per_step:
+                return max(1, math.ceil(self.spec().n_samples / per_step))
+        return AUTO_EPOCH_STEPS
 
     # -- to implement ---------------------------------------------------------------------
     def spec(self) -> SignalSpec:

@@ -91,6 +91,16 @@ def time_to_targets(task, final: dict, spec: SignalSpec, step: int, train_s: flo
     return out
 
 
+def _epoch_fields(dm, trainer) -> dict:
+    """``steps_per_epoch`` (as resolved) and ``epochs`` trained, for data whose epochs sample
+    every sample once (random and block sampling)."""
+    per_epoch = getattr(dm, "steps_per_epoch", None)
+    if getattr(dm, "sampling", None) not in ("random", "blocks") or not isinstance(
+            per_epoch, int) or per_epoch < 1:
+        return {}
+    return {"steps_per_epoch": per_epoch, "epochs": int(trainer.global_step) / per_epoch}
+
+
 def summary(cfg: DictConfig, task, model, dm, spec: SignalSpec, final: dict, results: dict,
             trainer, run_info: dict) -> dict:
     """The ``metrics.json`` of a finished run."""
@@ -113,6 +123,7 @@ def summary(cfg: DictConfig, task, model, dm, spec: SignalSpec, final: dict, res
         "train_s": run_info.get("train_s"), "eval_s": run_info.get("eval_s"),
         "stopped_by": run_info.get("stopped_by"), "max_time": run_info.get("max_time"),
         "max_epochs": run_info.get("max_epochs"),
+        **_epoch_fields(dm, trainer),
         "time_to_targets": run_info.get("time_to_targets"),
         "memory": run_info.get("memory"),
         "peak_rss_mb": (run_info.get("memory") or {}).get("train", {}).get("rss_mb"),
