@@ -18,6 +18,8 @@ MODES = {
     "random": ["data.sampling=random", "data.batch_size=256"],
     "tile": ["data.sampling=tile", "data.tile=[16,16]"],
     "blocks": ["data.sampling=blocks", "data.batch_size=256"],
+    # 1,536 samples in 2 steps per epoch: the step-10 checkpoint is at an epoch's end
+    "random, epoch end": ["data.sampling=random", "data.batch_size=768"],
 }
 
 

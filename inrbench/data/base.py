@@ -240,24 +240,26 @@ def choose_cells(cell_shapes: dict[int, list[int]], batch_size: int,
 
 
 class StepSampler(torch.utils.data.Sampler):
-    """Yields global step indices ``epoch * length + i``; Lightning calls ``set_epoch``.
+    """Global batch indices from ``start`` on, to the end of that epoch of ``length`` batches
+    per pass. ``start`` is the batches a resumed run has trained (:func:`batches_done`), and
+    the position is the sampler's own, not Lightning's epoch counter (which a resume at an
+    epoch's end sets one ahead, and ``set_epoch`` would follow), so a resumed run draws
+    exactly the batches an uninterrupted one would."""
 
-    ``skip``: batches of the current epoch already trained before a resume. The first pass
-    starts after them, so a resumed run draws exactly the batches an uninterrupted one would
-    (Lightning restarts a non-resumable loader from its first batch otherwise)."""
+    def __init__(self, length: int, start: int = 0):
+        self.length, self.next = int(length), int(start)
 
-    def __init__(self, length: int, skip: int = 0):
-        self.length, self.epoch, self.skip = length, 0, skip
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it; the position is ours
+        pass
 
     def __len__(self):
-        return self.length - self.skip
+        return self.length - self.next % self.length
 
     def __iter__(self):
-        start, self.skip = self.skip, 0
-        return iter(range(self.epoch * self.length + start, (self.epoch + 1) * self.length))
+        stop = (self.next // self.length + 1) * self.length
+        for i in range(self.next, stop):
+            self.next = i + 1
+            yield i
 
 
 def _identity(x):
@@ -378,14 +380,11 @@ class SignalDataModule(L.LightningDataModule):
                               f"expected {expected}")
         self.signal = signal
 
-    def _loader(self, dataset, skip: int = 0) -> DataLoader:
-        return DataLoader(dataset, batch_size=None, sampler=StepSampler(len(dataset), skip),
+    def _loader(self, dataset) -> DataLoader:
+        """Batches from the one a resumed run stopped at (:class:`StepSampler`)."""
+        start = batches_done(getattr(self, "trainer", None))
+        return DataLoader(dataset, batch_size=None, sampler=StepSampler(len(dataset), start),
                           num_workers=0, collate_fn=_identity)
-
-    def _trained_batches(self, length: int) -> int:
-        """Batches of the current epoch a resumed run has already trained (0 on a fresh run):
-        the restored optimizer steps times the micro-batches per step, modulo the epoch."""
-        return batches_done(getattr(self, "trainer", None)) % length
 
     def _shard(self) -> dict:
         """This process's rank and the number of processes (multi-process training)."""
@@ -411,8 +410,7 @@ class SignalDataModule(L.LightningDataModule):
                                   "call configure_blocks (inrbench.run does) first")
             return self._loader(RandomBlocks(self.signal, self.spec().shape, self.block,
                                              self.n_cells, self.steps_per_epoch, self.seed,
-                                             level=self.block_level, **self._shard()),
-                                self._trained_batches(self.steps_per_epoch))
+                                             level=self.block_level, **self._shard()))
         if self.sampling == "full":
             return self._loader(FullSignal(self.signal, self.steps_per_epoch))
         if self.sampling == "tile":
@@ -421,11 +419,9 @@ class SignalDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.tile={list(self.tile)} must give one size per axis, "
                                   f"each within the signal {tuple(shape)}")
             return self._loader(RandomTiles(self.signal, shape, self.tile,
-                                            self.steps_per_epoch, self.seed, **self._shard()),
-                                self._trained_batches(self.steps_per_epoch))
+                                            self.steps_per_epoch, self.seed, **self._shard()))
         return self._loader(RandomSamples(self.signal, self.spec().shape, self.batch_size,
-                                          self.steps_per_epoch, self.seed, **self._shard()),
-                            self._trained_batches(self.steps_per_epoch))
+                                          self.steps_per_epoch, self.seed, **self._shard()))
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

@@ -29,7 +29,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from inrbench.data.base import SignalDataModule, SignalSpec, batches_done
+from inrbench.data.base import SignalDataModule, SignalSpec, StepSampler, batches_done
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
@@ -112,26 +112,6 @@ def _identity(x):
     return x
 
 
-class _GlobalSteps(torch.utils.data.Sampler):
-    """Global batch indices from ``start`` on, one epoch of the set per pass; the position is
-    its own, not Lightning's epoch counter (which a resume at an epoch's end sets one ahead)."""
-
-    def __init__(self, length: int, start: int):
-        self.length, self.next = length, start
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls it; the position is ours
-        pass
-
-    def __len__(self):
-        return self.length - self.next % self.length
-
-    def __iter__(self):
-        stop = (self.next // self.length + 1) * self.length
-        for i in range(self.next, stop):
-            self.next = i + 1
-            yield i
-
-
 class ImageSetDataModule(L.LightningDataModule):
     """Batches of whole images of an :class:`ImageSet` (see the module docstring). An epoch
     is ``len(train) // batch_size`` steps (COIN++: 781 steps of 64 for CIFAR-10)."""
@@ -165,7 +145,7 @@ class ImageSetDataModule(L.LightningDataModule):
         would; 0 on a fresh run."""
         ds = _TrainBatches(self.set.train, self.batch_size, self.seed)
         done = batches_done(getattr(self, "trainer", None))
-        return DataLoader(ds, batch_size=None, sampler=_GlobalSteps(len(ds), done),
+        return DataLoader(ds, batch_size=None, sampler=StepSampler(len(ds), done),
                           num_workers=0, collate_fn=_identity)
 
     def val_dataloader(self) -> DataLoader:
