@@ -19,7 +19,9 @@ the cheapest: at equal wall time a step of 26-64 cells trained 1.3-3.7 dB worse 
 (``reports/blocks-spread-cpu``, ``reports/blocks-spread-2e18``). ``data.block`` picks the cells
 itself. Models without
 activation sharing train on the same samples as coordinates: with ``data.block`` given they
-draw exactly the cells ASMR draws; otherwise the cells that ASMR's default bases would give.
+draw exactly the cells ASMR draws; otherwise cells of ASMR's default bases for the signal, of
+the coarsest level that puts at least ``data.block_cells`` cells in a step (their cost per
+sample is the same at every level, so only the spread differs, and it is held to the rule's).
 """
 
 from __future__ import annotations
@@ -170,8 +172,10 @@ def configure_blocks(dm, model, spec: SignalSpec) -> dict | None:
                      "block_cost": block_cost, "block_cells": block_cells, "levels": costs}
     else:
         level = None
-        _, cell, n_cells = choose_cells(_default_cell_shapes(shape), batch)
-        chosen_by = {"chosen_by": "ASMR's default bases"}
+        block_cells = getattr(dm, "block_cells", 256)
+        _, cell, n_cells = choose_cells(_default_cell_shapes(shape), batch,
+                                        min_cells=block_cells or 16)
+        chosen_by = {"chosen_by": "ASMR's default bases", "block_cells": block_cells}
     if shapes is None:
         print(f"inrbench: {name} has no activation sharing: it trains per-sample on the "
               f"samples of the drawn cells ({n_cells} cells of {cell} per step)",

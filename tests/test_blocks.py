@@ -118,6 +118,20 @@ def test_asmr_shares_and_other_models_get_the_same_cells(capsys):
     assert "no activation sharing" in capsys.readouterr().err
 
 
+def test_a_model_without_sharing_draws_cells_with_the_rules_spread():
+    from inrbench.blocks import _default_cell_shapes
+
+    shape = (3375, 6000)  # the Pluto stand-in at Table 5's 2^18 samples per step
+    siren = create_model("siren", hidden_dim=8, n_layers=3)
+    got = configure_blocks(_DM(shape, 2**18), siren, SignalSpec(shape, 3))
+    cells = _default_cell_shapes(shape)
+    assert got["n_cells"] >= 256 and got["block_cells"] == 256 and not got["shared"]
+    coarser = [k for k, c in cells.items() if math.prod(c) > math.prod(got["cell"])]
+    assert all(2**18 // math.prod(cells[k]) < 256 for k in coarser)  # the coarsest with 256
+    few = configure_blocks(_DM(shape, 2**18, block_cells=None), siren, SignalSpec(shape, 3))
+    assert 16 <= few["n_cells"] < 256  # without the spread term: 16 cells suffice
+
+
 def test_a_block_that_is_no_asmr_cell_says_so_and_trains_per_sample(capsys):
     shape = (64, 64)
     asmr = create_model("asmr", signal_shape=shape, bases=[[4, 4, 4], [4, 4, 4]], n_layers=3,
