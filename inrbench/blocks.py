@@ -148,6 +148,7 @@ def configure_blocks(dm, model, spec: SignalSpec) -> dict | None:
     shape, batch = list(spec.shape), int(dm.batch_size)
     shapes = model.cell_shapes() if hasattr(model, "cell_shapes") else None
     name = type(model).__name__
+    block_cells = getattr(dm, "block_cells", 256)
     chosen_by: dict = {}
     if dm.block is not None:
         cell = [int(g) for g in dm.block]
@@ -163,7 +164,6 @@ def configure_blocks(dm, model, spec: SignalSpec) -> dict | None:
                   f"drawn samples, at SIREN's cost", file=sys.stderr)
     elif shapes:
         block_cost = float(getattr(dm, "block_cost", 1.25))
-        block_cells = getattr(dm, "block_cells", 256)
         costs = level_costs(model, batch)
         chosen = choose_level(costs, block_cost, block_cells)
         level, cell, n_cells = chosen["level"], chosen["cell"], chosen["n_cells"]
@@ -172,7 +172,6 @@ def configure_blocks(dm, model, spec: SignalSpec) -> dict | None:
                      "block_cost": block_cost, "block_cells": block_cells, "levels": costs}
     else:
         level = None
-        block_cells = getattr(dm, "block_cells", 256)
         _, cell, n_cells = choose_cells(_default_cell_shapes(shape), batch,
                                         min_cells=block_cells or 16)
         chosen_by = {"chosen_by": "ASMR's default bases", "block_cells": block_cells}

@@ -109,11 +109,11 @@ class StepProgressBar(ProgressBar):
 
 
 def _epochs(trainer) -> int | None:
-    """The run's epochs when its data has real ones (random or block sampling), else None."""
-    dm = getattr(trainer, "datamodule", None)
+    """The run's epochs when its data's epochs sample every sample once (the data module's
+    ``epochs_cover_samples``: random or block sampling), else None."""
     per_epoch = trainer.num_training_batches
-    if getattr(dm, "sampling", None) not in ("random", "blocks") or not per_epoch or \
-            per_epoch == float("inf"):
+    if not getattr(getattr(trainer, "datamodule", None), "epochs_cover_samples", False) or \
+            not per_epoch or per_epoch == float("inf"):
         return None
     accumulate = max(1, int(trainer.accumulate_grad_batches))
     by_steps = -(-int(trainer.max_steps) * accumulate // int(per_epoch))

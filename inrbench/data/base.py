@@ -262,8 +262,18 @@ class StepSampler(torch.utils.data.Sampler):
             yield i
 
 
-def _identity(x):
+def identity_collate(x):
+    """A loader's ``collate_fn`` for datasets whose items are whole batches already."""
     return x
+
+
+def step_loader(dataset, trainer=None) -> DataLoader:
+    """A loader of ``dataset``'s batches (one item a batch) from the one a resumed run
+    stopped at (:func:`batches_done` of ``trainer``; 0 on a fresh run), so a resumed run
+    draws the batches an uninterrupted one would (:class:`StepSampler`)."""
+    return DataLoader(dataset, batch_size=None,
+                      sampler=StepSampler(len(dataset), batches_done(trainer)),
+                      num_workers=0, collate_fn=identity_collate)
 
 
 def batches_done(trainer) -> int:
@@ -342,6 +352,12 @@ class SignalDataModule(L.LightningDataModule):
         self.n_cells: int | None = None
 
     @property
+    def epochs_cover_samples(self) -> bool:
+        """Whether an epoch of ``auto`` length samples every sample once (random and block
+        sampling), so epochs are the papers' (the progress bar and records show them)."""
+        return self.sampling in ("random", "blocks")
+
+    @property
     def steps_per_epoch(self) -> int:
         """Steps of one epoch (``data.steps_per_epoch``; ``trainer.max_epochs`` counts them).
         ``auto``: an epoch samples every sample once, as the papers count them (Table 5's 500
@@ -350,7 +366,7 @@ class SignalDataModule(L.LightningDataModule):
         steps have no epoch of their own."""
         if self.steps_per_epoch_setting != "auto":
             return int(self.steps_per_epoch_setting)
-        if self.sampling in ("random", "blocks"):
+        if self.epochs_cover_samples:
             per_step = (self.batch_size if self.sampling == "random" else
                         None if self.n_cells is None else
                         self.n_cells * math.prod(self.block))
@@ -381,10 +397,7 @@ class SignalDataModule(L.LightningDataModule):
         self.signal = signal
 
     def _loader(self, dataset) -> DataLoader:
-        """Batches from the one a resumed run stopped at (:class:`StepSampler`)."""
-        start = batches_done(getattr(self, "trainer", None))
-        return DataLoader(dataset, batch_size=None, sampler=StepSampler(len(dataset), start),
-                          num_workers=0, collate_fn=_identity)
+        return step_loader(dataset, getattr(self, "trainer", None))
 
     def _shard(self) -> dict:
         """This process's rank and the number of processes (multi-process training)."""

@@ -29,7 +29,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from inrbench.data.base import SignalDataModule, SignalSpec, StepSampler, batches_done
+from inrbench.data.base import SignalDataModule, SignalSpec, identity_collate, step_loader
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
@@ -108,10 +108,6 @@ class _TestBatches(Dataset):
         return {"images": self.images[sl], "index": torch.arange(len(self.images))[sl]}
 
 
-def _identity(x):
-    return x
-
-
 class ImageSetDataModule(L.LightningDataModule):
     """Batches of whole images of an :class:`ImageSet` (see the module docstring). An epoch
     is ``len(train) // batch_size`` steps (COIN++: 781 steps of 64 for CIFAR-10)."""
@@ -143,14 +139,12 @@ class ImageSetDataModule(L.LightningDataModule):
         """Batches from the one a resumed run stopped at (the restored optimizer steps times
         the micro-batches per step), so a resumed run draws the batches an uninterrupted one
         would; 0 on a fresh run."""
-        ds = _TrainBatches(self.set.train, self.batch_size, self.seed)
-        done = batches_done(getattr(self, "trainer", None))
-        return DataLoader(ds, batch_size=None, sampler=StepSampler(len(ds), done),
-                          num_workers=0, collate_fn=_identity)
+        return step_loader(_TrainBatches(self.set.train, self.batch_size, self.seed),
+                           getattr(self, "trainer", None))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_TestBatches(self.test_images(), self.batch_size), batch_size=None,
-                          shuffle=False, num_workers=0, collate_fn=_identity)
+                          shuffle=False, num_workers=0, collate_fn=identity_collate)
 
 
 def fit_image(im: Image.Image, size: tuple[int, int], mode: str) -> np.ndarray:

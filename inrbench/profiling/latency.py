@@ -11,8 +11,9 @@ import torch
 from inrbench.models.base import EVAL_CHUNK
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def sync_device(device) -> None:
+    """Wait for the device's queued work, so a wall-clock reading after it is the work's."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
@@ -50,11 +51,11 @@ def render_latency_ms(model, shape: Sequence[int], repeats: int = 10, warmup: in
         while warm < warmup and time.perf_counter() - start < budget_s / 2:
             model.render(shape, chunk=EVAL_CHUNK)
             warm += 1
-        _sync(device)
+        sync_device(device)
         while len(times) < max(1, repeats):
             t0 = time.perf_counter()
             model.render(shape, chunk=EVAL_CHUNK)
-            _sync(device)
+            sync_device(device)
             times.append((time.perf_counter() - t0) * 1e3)
             if time.perf_counter() - start >= budget_s:
                 break

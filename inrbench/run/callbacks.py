@@ -91,19 +91,17 @@ class ProfileCallback(L.Callback):
 
 class LatencyCallback(L.Callback):
     """Median full-signal render time (after warm-up, inference mode) when fitting ends,
-    within ``latency_budget`` of this fit's seconds (``inrbench.profiling.latency``)."""
+    within ``latency_budget`` of the fit's seconds so far (``clock``, a :class:`WallClock`;
+    without one, ``budget_s`` alone; ``inrbench.profiling.latency``)."""
 
     def __init__(self, shape, results: dict, repeats: int = 10, warmup: int = 3,
-                 budget_s: float = 60.0):
+                 budget_s: float = 60.0, clock: WallClock | None = None):
         self.shape, self.results = tuple(shape), results
         self.repeats, self.warmup, self.budget_s = repeats, warmup, budget_s
-        self.start: float | None = None
-
-    def on_fit_start(self, trainer, pl_module):
-        self.start = time.perf_counter()
+        self.clock = clock
 
     def on_fit_end(self, trainer, pl_module):
-        fit_s = None if self.start is None else time.perf_counter() - self.start
+        fit_s = None if self.clock is None else self.clock.elapsed()
         stats = render_latency_ms(pl_module.model, self.shape, self.repeats, self.warmup,
                                   latency_budget(self.budget_s, fit_s))
         self.results.update(stats)

@@ -93,11 +93,10 @@ def time_to_targets(task, final: dict, spec: SignalSpec, step: int, train_s: flo
 
 def _epoch_fields(dm, trainer) -> dict:
     """``steps_per_epoch`` (as resolved) and ``epochs`` trained, for data whose epochs sample
-    every sample once (random and block sampling)."""
-    per_epoch = getattr(dm, "steps_per_epoch", None)
-    if getattr(dm, "sampling", None) not in ("random", "blocks") or not isinstance(
-            per_epoch, int) or per_epoch < 1:
+    every sample once (``epochs_cover_samples``: random and block sampling)."""
+    if not getattr(dm, "epochs_cover_samples", False):
         return {}
+    per_epoch = dm.steps_per_epoch
     return {"steps_per_epoch": per_epoch, "epochs": int(trainer.global_step) / per_epoch}
 
 

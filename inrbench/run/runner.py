@@ -181,7 +181,7 @@ def _trainer(cfg: DictConfig, task, out: Path, spec: SignalSpec, steps: int, dev
             ProfileCallback(spec.shape, results),
             LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
                             int(cfg.trainer.latency_warmup),
-                            float(cfg.trainer.get("latency_budget_s", 60.0))),
+                            float(cfg.trainer.get("latency_budget_s", 60.0)), clock),
             clock, GlobalLoss(),
             *([StepProgressBar(refresh=10)] if cfg.trainer.progress_bar else []),
             *extra,

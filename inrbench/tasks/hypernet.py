@@ -49,6 +49,7 @@ from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.models.anr import GeneratedINR, pixel_grid
 from inrbench.models.hypernet import HyperNetwork, n_params
+from inrbench.profiling import sync_device
 from inrbench.registry import register_task
 from inrbench.tasks.evalset import (
     Progress,
@@ -66,7 +67,6 @@ from inrbench.tasks.imageset import (
     mse_to_psnr,
     npz_bytes,
     save_grid,
-    sync,
 )
 from inrbench.tasks.optim import adam
 from inrbench.tasks.stepimages import StepImages
@@ -217,13 +217,13 @@ class HypernetTask(RunHistory, L.LightningModule):
         progress = Progress("hypernet evaluation", len(images))
         for x in split(images, chunk):
             x = x.to(device)
-            sync(device)
+            sync_device(device)
             t0 = time.perf_counter()
             rep = self.encode(model, hyper, x)
-            sync(device)
+            sync_device(device)
             t1 = time.perf_counter()
             pred = (model.render_batch(rep, x.shape[1:3]) + 1) / 2
-            sync(device)
+            sync_device(device)
             enc_s, dec_s = enc_s + t1 - t0, dec_s + time.perf_counter() - t1
             psnr.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
             need = self.grid_images - sum(len(r) for r in recon)

@@ -1,6 +1,7 @@
 """What the data-set tasks (``meta``, ``hypernet``) share: the image batches a run trains on
 and the test images it scores (:func:`image_set_data`), COIN++'s PSNR, the reconstruction
-grid's picture and the small pieces of their evaluation passes."""
+grid's picture and the small pieces of their evaluation passes (their timings wait for
+the device with :func:`inrbench.profiling.sync_device`)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,6 @@ def eval_batch(step: StepImages | None, data: ImageSetDataModule) -> int:
     """Test images per evaluation pass without ``image_chunk``: the asked batch, so a short
     run's smaller training batch does not split the evaluation into more passes."""
     return step.asked_batch if step is not None else data.batch_size
-
-
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def npz_bytes(**arrays) -> bytes:

@@ -42,6 +42,7 @@ from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
+from inrbench.profiling import sync_device
 from inrbench.registry import register_task
 from inrbench.tasks.evalset import (
     Progress,
@@ -58,7 +59,6 @@ from inrbench.tasks.imageset import (
     mse_to_psnr,
     npz_bytes,
     save_grid,
-    sync,
 )
 from inrbench.tasks.stepimages import StepImages
 
@@ -185,14 +185,14 @@ class MetaTask(RunHistory, L.LightningModule):
             # traced gives the whole curve 1..steps (the extra step's update is not used)
             z, losses = self.encode(x, steps + 1, trace=True)
             curve.append(torch.stack([mse_to_psnr(m) for m in losses[1:]], dim=1).cpu())
-            sync(device)
+            sync_device(device)
             t0 = time.perf_counter()
             zk, _ = self.encode(x)
-            sync(device)
+            sync_device(device)
             enc_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             pred = self.decode(zk)
-            sync(device)
+            sync_device(device)
             dec_s += time.perf_counter() - t0
             at_k.append(mse_to_psnr((pred - x).pow(2).flatten(1).mean(1)).cpu())
             if sum(len(r) for r in recon) < self.grid_images:
