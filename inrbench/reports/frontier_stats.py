@@ -135,7 +135,8 @@ def paired_tables(signals: dict, budget_of: Callable = ladder_budget) -> list[st
               "first family's quality is higher (ties apart); the mean difference (first − "
               "second) has a two-sided 95% Student-t interval over signals; *p* is the "
               "two-sided Wilcoxon signed-rank test (`scipy.stats.wilcoxon`, zero differences "
-              "dropped; exact below 51 signals without ties).", "",
+              "dropped; exact below 51 signals without ties). With n signals the smallest "
+              "p it can give is 2 / 2**n: six signals are needed for p < 0.05.", "",
               "| budget | first vs second | signals | seeds per signal | wins | mean diff "
               "(95% CI) | Wilcoxon p |", "|---|---|---|---|---|---|---|"]
     budgets = list(dict.fromkeys(pt["budget"] for pts in points.values() for pt in pts.values()))
