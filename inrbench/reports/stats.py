@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+import scipy
 from scipy import stats as sstats
 
 #: interpolations the ``bjontegaard`` package offers; pchip is the standards bodies' choice
@@ -177,10 +178,12 @@ def paired(a_by_signal: Mapping, b_by_signal: Mapping, confidence: float = 0.95)
         how = "exhaustive permutations (ties or zeros)"
     else:
         how = "normal approximation"
+    # method="auto": how the p-value is found is scipy's choice; the label follows its rule
+    # (scipy 1.17) and the version is recorded with it
     res = sstats.wilcoxon(diffs, zero_method="wilcox", alternative="two-sided")
     out["p_value"] = float(res.pvalue)
     out["test"] = (f"Wilcoxon signed-rank, two-sided, zero differences dropped "
-                   f"({len(nonzero)} ranked), {how}")
+                   f"({len(nonzero)} ranked), {how} (scipy {scipy.__version__})")
     return out
 
 
