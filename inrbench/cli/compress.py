@@ -110,6 +110,10 @@ def cmd_codecs(args) -> int:
                   f"{max(r['bpp'] for r in pts):.3f} bpp, {min(r['psnr'] for r in pts):.2f}.."
                   f"{max(r['psnr'] for r in pts):.2f} dB")
     print(f"results: {args.out}/codecs.json, {args.out}/codecs.csv")
+    from inrbench.reports.ratedistortion import codec_deltas_markdown
+
+    for line in codec_deltas_markdown(Path(args.image), rows):  # a run's files vs the sweep
+        print(line)
     return 0
 
 

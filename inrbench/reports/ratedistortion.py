@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from inrbench.reports import rd_deltas  # noqa: E402
 from inrbench.reports.runs import Run  # noqa: E402
 from inrbench.reports.sections import Cell, Figure, Section  # noqa: E402
 
@@ -139,7 +140,20 @@ def ratedistortion_sections(runs: list[Run]) -> list[Section]:
     one section per once-for-all run; ``[]`` without either."""
     records, codecs = compression_records(runs), codec_records(runs)
     sections = [_ratedistortion_section(records, codecs)] if records or codecs else []
+    deltas = rd_deltas.deltas_section(records, codecs)
+    sections += [deltas] if deltas else []
     return sections + [_ofa_section(r) for r in runs if r.summary.get("subnets")]
+
+
+def codec_deltas_markdown(run_dir, codec_points: list[dict]) -> list[str]:
+    """``inrbench codecs RUN_DIR``'s Bjøntegaard table: the compressed files of the run and
+    of the runs beside it on the same signal against the sweep just made; ``[]`` without
+    files."""
+    records = compression_records(rd_deltas.runs_beside(run_dir))
+    if not records or not codec_points:
+        return []
+    return ([rd_deltas.explanation(), ""]
+            + rd_deltas.markdown(rd_deltas.codec_deltas(records, codec_points)))
 
 
 def _ratedistortion_section(records: list[dict], codecs: list[dict]) -> Section:
