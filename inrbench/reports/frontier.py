@@ -19,6 +19,7 @@ from pathlib import Path
 from inrbench.errors import InrbenchError
 from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
 from inrbench.reports.frontier_figure import COSTS, frontier_png
+from inrbench.reports.frontier_stats import family_tables
 from inrbench.reports.runs import Run, find_runs, fmt_mean_std, mean_std
 
 #: what the one-line answers call the cheapest model on each cost
@@ -263,7 +264,8 @@ def write_report(root: Path, quality: float | None = None,
         atomic_write_bytes(root / "frontier.png", png)
         files.append(root / "frontier.png")
     atomic_write_json(root / "frontier.json", result)
-    atomic_write_text(root / "frontier.md", markdown(result, "frontier.png" if png else None))
+    atomic_write_text(root / "frontier.md", markdown(result, "frontier.png" if png else None)
+                      + "\n" + family_tables(_signals(root)))
     files += [root / "frontier.json", root / "frontier.md"]
     if len(result["signals"]) > 1:
         for name, recs in result["per_signal"].items():
