@@ -22,7 +22,7 @@ counts every aten op that ``model.render(shape)`` dispatches, on meta tensors (s
 Views, copies, dtype casts and tensor creation (view, reshape, expand, cat, stack, clone,
 _to_copy, empty, zeros, arange, linspace, ...) count 0. An op the rule does not know counts as
 ``elementwise`` (1 per output element) and is listed in ``unclassified``, so nothing is missed
-silently. A complex element counts as one element (WIRE: its real arithmetic is about 4x this).
+silently. A complex element counts as one element (WIRE's real arithmetic is several times this).
 ``docs/cost-rule.md`` states the rule for readers.
 """
 
