@@ -375,6 +375,13 @@ def cmd_profile(args) -> int:
                                      if stats["macs"] is not None else
                                      "-  (measured only: the model has no paper convention)"))
         print(f"macs_measured  {stats['macs_measured']:,.2f}  (matmul MACs a full render runs)")
+        print(f"flops          {stats['flops']:,.2f}  (all arithmetic of a render per sample, "
+              f"rule {stats['cost_rule']})")
+        by_class = stats["flops_by_class"].items()
+        print("  by class     " + ", ".join(f"{k} {v:,.1f}" for k, v in by_class))
+        if stats["flops_unclassified"]:
+            print("  unclassified (counted as elementwise): "
+                  + ", ".join(stats["flops_unclassified"]))
     return 0
 
 

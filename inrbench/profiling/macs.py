@@ -6,6 +6,8 @@ model's own ``macs_per_sample`` (e.g. ASMR's follows the official ``my_profiler.
 actually executes, counted by ``torch.utils.flop_counter`` on meta tensors (so even an
 8192x8192 signal costs nothing to count) and divided by the number of samples. Elementwise
 work (sines, additions) is not in this figure; it is the same rule for every model.
+``flops``: every op of that render, by class (``inrbench.profiling.flops``, the rule named in
+``cost_rule``), the cost that is counted the same way for built-ins and plugins.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from inrbench.profiling.flops import flops_per_sample
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -43,13 +47,22 @@ def paper_macs(model) -> float | None:
 
 
 def profile(model, shape: Sequence[int]) -> dict:
-    """``{"params", "macs", "macs_measured", "macs_source"}`` for a model over a signal of
-    ``shape``; ``macs`` is None and ``macs_source`` ``measured only`` for a model without a
-    paper convention, every other model's ``macs_source`` is ``paper convention``."""
+    """``{"params", "macs", "macs_measured", "macs_source", "flops", "flops_by_class",
+    "cost_rule", "flops_unclassified"}`` for a model over a signal of ``shape``; ``macs`` is
+    None and ``macs_source`` ``measured only`` for a model without a paper convention, every
+    other model's ``macs_source`` is ``paper convention``. ``flops`` (per sample, all the
+    arithmetic of one render) is counted for every model by the rule ``cost_rule`` names;
+    ``flops_unclassified`` lists the ops that rule did not know (counted as elementwise)."""
     macs = paper_macs(model)
+    cost = flops_per_sample(model, shape)
     return {
         "params": count_params(model),
         "macs": macs,
-        "macs_measured": float(measured_macs(model, shape)),
+        # the rule's matmul class is torch's FLOP counter on the same render: one pass gives both
+        "macs_measured": cost["by_class"]["matmul"] / 2,
         "macs_source": "measured only" if macs is None else "paper convention",
+        "flops": cost["flops"],
+        "flops_by_class": cost["by_class"],
+        "cost_rule": cost["rule"],
+        "flops_unclassified": cost["unclassified"],
     }
