@@ -121,12 +121,14 @@ def holds_results(out: Path) -> bool:
 
 #: what a run writes in its folder before its results (the lock aside)
 RUN_ENTRIES = ("config.yaml", "metrics.csv", "logs", "wandb", "checkpoints")
+#: files a run writes over (the CSV logger's among them): their bytes are kept to give back
+OVERWRITTEN = ("config.yaml", "metrics.csv", "logs/metrics.csv", "logs/hparams.yaml")
 
 
 @dataclass
 class Snapshot:
-    """What of :data:`RUN_ENTRIES` a folder held before a run: the files' bytes (a run
-    replaces ``config.yaml``) and every path below the folders, relative to the folder."""
+    """What of :data:`RUN_ENTRIES` a folder held before a run: the bytes of the files a run
+    writes over (:data:`OVERWRITTEN`) and every path, relative to the folder."""
 
     files: dict[str, bytes] = field(default_factory=dict)
     paths: set[str] = field(default_factory=set)
@@ -137,13 +139,15 @@ def snapshot(out: Path) -> Snapshot:
     out, before = Path(out), Snapshot()
     for name in RUN_ENTRIES:
         p = out / name
-        if p.is_file():
-            before.files[name] = p.read_bytes()
-        elif p.is_dir():
+        if p.exists() or p.is_symlink():
             before.paths.add(name)
+        if p.is_dir():
             for root, dirs, files in os.walk(p):
                 rel = Path(root).relative_to(out)
                 before.paths.update(str(rel / n) for n in (*dirs, *files))
+    for name in OVERWRITTEN:
+        if (out / name).is_file():
+            before.files[name] = (out / name).read_bytes()
     return before
 
 
@@ -166,16 +170,17 @@ def remove_unfinished(out: Path, created: bool, parents: list[Path] = (),
     before = before or Snapshot()
     for name in RUN_ENTRIES:
         p = out / name
-        if name in before.files:
-            if not p.is_file() or p.read_bytes() != before.files[name]:
-                atomic_write_bytes(p, before.files[name])
-        elif name not in before.paths:
+        if name not in before.paths:
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
         elif p.is_dir():
             _remove_new(out, p, before.paths)
+    for name, payload in before.files.items():
+        p = out / name
+        if not p.is_file() or p.read_bytes() != payload:
+            atomic_write_bytes(p, payload)
 
 
 def _remove_new(out: Path, folder: Path, kept: set[str]) -> None:
