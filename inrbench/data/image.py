@@ -23,7 +23,6 @@ from inrbench.data.fetch import PaperDataModule, sample_file
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
-
 #: the most pixels an image file may declare unless ``data.max_pixels`` says more: PIL's
 #: decompression-bomb limit (about 89 million, e.g. 9459x9459)
 MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
