@@ -95,7 +95,7 @@ def image_of(path: Path) -> tuple[np.ndarray, str]:
     from inrbench.data.image import open_image
 
     try:  # a header declaring more pixels than PIL's bomb limit is refused before decoding
-        with open_image(path) as im:
+        with open_image(path, raise_with=None) as im:
             return np.asarray(im.convert("RGB" if im.mode not in ("L",) else "L")), path.name
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"cannot read {path} as an image ({e}); is it a PNG/JPEG?") from None

@@ -81,6 +81,13 @@ def test_a_bomb_in_a_folder_of_images_is_refused_too(tmp_path, small_png, capsys
     assert "30000x30000" in error_line(err) and "data.max_pixels" in error_line(err)
 
 
+def test_a_bomb_given_to_the_codec_sweep_is_refused_in_one_line(tmp_path, capsys):
+    bomb = bomb_png(tmp_path / "bomb.png")
+    code, _, err = run_cli(["codecs", bomb, "--out", tmp_path / "c"], capsys)
+    assert code == 2 and "60000x60000" in error_line(err)
+    assert not (tmp_path / "c").exists()
+
+
 def test_data_max_pixels_lowers_and_raises_the_limit(small_png, capsys):
     """small.png is 32x48 = 1536 pixels."""
     base = ["profile", "--model", "siren", "--data", "image", f"data.path={small_png}"]

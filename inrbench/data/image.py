@@ -29,10 +29,12 @@ MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 
 
 @contextmanager
-def open_image(path: Path, max_pixels: int | None = None) -> Iterator[Image.Image]:
+def open_image(path: Path, max_pixels: int | None = None,
+               raise_with: str | None = "data.max_pixels") -> Iterator[Image.Image]:
     """The PIL image of ``path``, opened lazily (header only), once the pixel count its header
     declares is within ``max_pixels`` (default :data:`MAX_PIXELS`); a DataError otherwise,
-    before any pixel is decoded. PIL's own limit follows ``max_pixels`` while it is open."""
+    before any pixel is decoded, naming ``raise_with``, the key that raises the limit (None:
+    the caller has none). PIL's own limit follows ``max_pixels`` while it is open."""
     limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # the header is checked below, in one line of ours
@@ -43,9 +45,10 @@ def open_image(path: Path, max_pixels: int | None = None) -> Iterator[Image.Imag
     with im:
         w, h = im.size
         if w * h > limit:
+            fix = (f"if the image is genuine, raise it with {raise_with}={w * h}" if raise_with
+                   else "give a smaller image")
             raise DataError(f"{path} declares {w}x{h} = {w * h:,} pixels, more than the "
-                            f"limit of {limit:,} (a decompression bomb?); if the image is "
-                            f"genuine, raise it with data.max_pixels={w * h}")
+                            f"limit of {limit:,} (a decompression bomb?); {fix}")
         Image.MAX_IMAGE_PIXELS = max(limit, saved or 0)
         try:
             yield im
