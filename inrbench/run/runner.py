@@ -69,7 +69,7 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     if rank_zero_only.rank != 0:  # multi-process: rank 0 holds the lock and writes
         return _run(cfg, resume, callbacks)
     made = [p for p in [out, *out.parents] if not p.exists()]  # folders this run creates
-    before = None if made else snapshot(out)  # what a failure leaves as it was
+    before = None if made or resume else snapshot(out)  # what a failure leaves as it was
     with RunLock(out):
         try:
             if not resume and holds_results(out):
