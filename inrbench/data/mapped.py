@@ -44,17 +44,20 @@ class MappedSignal:
         return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset,
                          shape=self.shape)
 
-    def _float(self, a: np.ndarray) -> torch.Tensor:
-        """``a`` (a view of the mapping or a copy of it) as a float32 tensor of its own memory,
-        safe to use after the mapping is closed."""
-        out = torch.from_numpy(np.array(a, dtype=np.float32, order="C", copy=True))
+    def _float(self, a: np.ndarray, copied: bool = False) -> torch.Tensor:
+        """``a`` as a float32 tensor of its own memory, safe to use after the mapping is
+        closed: a view of the mapping is always copied; ``copied``: ``a`` is a copy already
+        (a fancy-indexed read), kept as it is when it is float32."""
+        arr = (np.ascontiguousarray(a, dtype=np.float32) if copied else
+               np.array(a, dtype=np.float32, order="C", copy=True))
+        out = torch.from_numpy(arr)
         return out.div_(self.scale) if self.scale != 1.0 else out
 
     def take(self, flat: torch.Tensor) -> torch.Tensor:
         mm = self._map()
         try:
             rows = mm.reshape(-1, self.shape[-1])
-            return self._float(rows[flat.numpy()])
+            return self._float(rows[flat.numpy()], copied=True)  # fancy indexing copies
         finally:
             mm._mmap.close()
 
