@@ -82,3 +82,34 @@ def build_task(cfg: DictConfig, model, datamodule, spec: SignalSpec):
     given = {k: v for k, v in context.items() if accepted is None or k in accepted}
     check_kwargs(builder, {**given, **keys}, "task")
     return builder(**given, **keys)
+
+
+def check_output_shape(model, spec: SignalSpec, name: str) -> None:
+    """Raise ConfigError unless ``model`` maps ``(n, dims)`` coordinates to ``(n, channels)``.
+
+    Two corner coordinates of the signal's grid go through ``forward`` once, before training:
+    an output of another shape would be broadcast against the targets by the loss (``(n,)``
+    against ``(n, 1)`` trains on an ``(n, n)`` error) or fail in a reshape mid-run. The
+    forward runs without gradients, in eval mode, on a forked random state, so the run that
+    follows is the one it would have been."""
+    dims = len(spec.shape)
+    corner = torch.tensor([[-1.0] * dims, [1.0] * dims])
+    ref = next(model.parameters(), None)
+    if ref is not None:
+        corner = corner.to(device=ref.device,
+                           dtype=ref.dtype if ref.is_floating_point() else torch.float32)
+    want = (2, spec.channels)
+    training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model.eval()
+            got = model(corner)
+    finally:
+        model.train(training)
+    shape = tuple(getattr(got, "shape", ()))
+    if not isinstance(got, torch.Tensor) or shape != want:
+        what = f"shape {shape}" if isinstance(got, torch.Tensor) else type(got).__name__
+        raise ConfigError(f"model {name!r} maps {tuple(corner.shape)} coordinates to {what}, "
+                          f"but the signal needs {want} ({spec.channels} channel(s) per "
+                          f"sample of its {dims}-d grid); its forward must return "
+                          f"(n, {spec.channels})")

@@ -90,10 +90,15 @@ def image_of(path: Path) -> tuple[np.ndarray, str]:
         return (arr[..., 0] if arr.shape[-1] == 1 else arr), dm.describe()
     if not path.is_file():
         raise DataError(f"{path} does not exist; give an image file or a run folder")
-    from PIL import Image
+    from PIL import UnidentifiedImageError
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB" if im.mode not in ("L",) else "L")), path.name
+    from inrbench.data.image import open_image
+
+    try:  # a header declaring more pixels than PIL's bomb limit is refused before decoding
+        with open_image(path, raise_with=None) as im:
+            return np.asarray(im.convert("RGB" if im.mode not in ("L",) else "L")), path.name
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read {path} as an image ({e}); is it a PNG/JPEG?") from None
 
 
 def sweep_image(path: Path, out: Path, codecs=CODECS) -> list[dict]:

@@ -17,6 +17,13 @@ class StorageError(InrbenchError):
     """A file could not be written (disk full, quota, read-only or missing folder)."""
 
 
+class Diverged(InrbenchError):
+    """Training produced a non-finite loss: the run stops without a result (exit status 1,
+    a failed run rather than a bad input)."""
+
+    exit_status = 1
+
+
 class Interrupted(BaseException):
     """SIGTERM or SIGINT stopped training after a checkpoint at ``step`` (``saved``: written
     at that step; else the newest one on disk is where a resume starts). A BaseException, as

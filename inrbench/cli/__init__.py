@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                 "agent-run": cmd_agent_run, **_compression_commands()}[args.command](args)
     except InrbenchError as e:
         print(f"inrbench: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)  # 1 for a run that failed (Diverged)
     except Interrupted as e:
         print(f"inrbench: {_resume_line(e, sys.argv[1:] if argv is None else argv)}",
               file=sys.stderr)

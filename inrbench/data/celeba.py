@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from inrbench.data.base import SignalDataModule, SignalSpec
 from inrbench.data.cifar import (
@@ -34,6 +34,7 @@ from inrbench.data.cifar import (
     photo_tiles,
 )
 from inrbench.data.fetch import PaperDataModule, check_archive, extract, fetch_url
+from inrbench.data.image import open_image
 from inrbench.data.images import ImageSet, fit_image
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
@@ -69,7 +70,7 @@ def read_faces(files: list[Path], size: int) -> np.ndarray:
     out = np.empty((len(files), size, size, 3), np.uint8)
     for i, f in enumerate(files):
         try:
-            with Image.open(f) as im:
+            with open_image(f) as im:
                 out[i] = fit_image(im.convert("RGB"), (size, size), "resize")
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"cannot read {f} as an image ({e}); the CelebA folder is corrupt: "

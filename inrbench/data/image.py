@@ -1,7 +1,15 @@
-"""Images: any local PNG/JPEG (``image``), scikit-image's Cameraman (``cameraman``), Kodak."""
+"""Images: any local PNG/JPEG (``image``), scikit-image's Cameraman (``cameraman``), Kodak.
+
+Every image file is opened through :func:`open_image`, which checks the pixel count its
+header declares against a limit (PIL's decompression-bomb limit unless ``data.max_pixels``
+raises it) before a pixel is decoded: a file whose header claims 60000x60000 pixels is refused
+in one line instead of allocating gigabytes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +23,49 @@ from inrbench.data.fetch import PaperDataModule, sample_file
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
+#: the most pixels an image file may declare unless ``data.max_pixels`` says more: PIL's
+#: decompression-bomb limit (about 89 million, e.g. 9459x9459)
+MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 
-def read_image_header(path: Path) -> tuple[tuple[int, int], int]:
-    """(H, W) and channel count from the file header, without decoding the pixels."""
+
+@contextmanager
+def open_image(path: Path, max_pixels: int | None = None,
+               raise_with: str | None = "data.max_pixels") -> Iterator[Image.Image]:
+    """The PIL image of ``path``, opened lazily (header only), once the pixel count its header
+    declares is within ``max_pixels`` (default :data:`MAX_PIXELS`); a DataError otherwise,
+    before any pixel is decoded, naming ``raise_with``, the key that raises the limit (None:
+    the caller has none). PIL's own limit follows ``max_pixels`` while it is open."""
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the header is checked below, in one line of ours
+    try:
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    with im:
+        w, h = im.size
+        if w * h > limit:
+            fix = (f"if the image is genuine, raise it with {raise_with}={w * h}" if raise_with
+                   else "give a smaller image")
+            raise DataError(f"{path} declares {w}x{h} = {w * h:,} pixels, more than the "
+                            f"limit of {limit:,} (a decompression bomb?); {fix}")
+        Image.MAX_IMAGE_PIXELS = max(limit, saved or 0)
+        try:
+            yield im
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def read_image_header(path: Path, max_pixels: int | None = None
+                      ) -> tuple[tuple[int, int], int]:
+    """(H, W) and channel count from the file header, without decoding the pixels; a header
+    declaring more than ``max_pixels`` pixels is refused (:func:`open_image`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image file {path} does not exist; pass an existing PNG/JPEG as "
                         f"data.path=FILE")
     try:
-        with Image.open(path) as im:
+        with open_image(path, max_pixels) as im:
             w, h = im.size
             channels = 1 if im.mode in ("L", "I", "I;16", "F", "1") else 3
     except (UnidentifiedImageError, OSError) as e:
@@ -32,13 +74,15 @@ def read_image_header(path: Path) -> tuple[tuple[int, int], int]:
 
 
 def load_image(path: Path, crop: list[int] | None = None,
-               crop_at: list[int] | None = None) -> torch.Tensor:
+               crop_at: list[int] | None = None, max_pixels: int | None = None
+               ) -> torch.Tensor:
     """``(H, W, C)`` float32 in [0, 1]; 1 channel for grayscale, 3 for colour (alpha dropped).
-    ``crop`` [H, W] keeps the block whose top-left pixel is ``crop_at`` [row, column] (0, 0)."""
+    ``crop`` [H, W] keeps the block whose top-left pixel is ``crop_at`` [row, column] (0, 0).
+    ``max_pixels``: the most pixels the file may declare (:func:`open_image`)."""
     path = Path(path)
-    read_image_header(path)
+    read_image_header(path, max_pixels)
     try:
-        with Image.open(path) as im:
+        with open_image(path, max_pixels) as im:
             im.load()
             if crop is not None:  # before the float conversion: a crop of a large photo is cheap
                 top, left = (int(a) for a in (crop_at or (0, 0)))
@@ -82,27 +126,38 @@ def _check_crop_at(crop_at, crop, shape):
 class ImageDataModule(SignalDataModule):
     """Any local image file: ``--data image data.path=photo.png [data.crop=[H,W]]``;
     ``data.crop_at=[row, column]`` moves the crop from the top-left corner (another region
-    of one photo as another signal of the same size)."""
+    of one photo as another signal of the same size). ``data.max_pixels``: the most pixels
+    the file may declare (default PIL's decompression-bomb limit, :data:`MAX_PIXELS`)."""
 
     def __init__(self, path: str | None = None, crop: list[int] | None = None,
-                 crop_at: list[int] | None = None, **kwargs):
+                 crop_at: list[int] | None = None, max_pixels: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if path is None:
             raise ConfigError("data 'image' needs a file: add data.path=/path/to/image.png")
         self.path, self.crop, self.crop_at = Path(path).expanduser(), crop, crop_at
+        self.max_pixels = check_max_pixels(max_pixels)
 
     def describe(self) -> str:
         return f"image {self.path}"
 
     def spec(self) -> SignalSpec:
-        shape, channels = read_image_header(self.path)
+        shape, channels = read_image_header(self.path, self.max_pixels)
         crop = _check_crop(self.crop, shape)
         _check_crop_at(self.crop_at, self.crop, shape)
         return SignalSpec(crop, channels)
 
     def load_signal(self) -> torch.Tensor:
         self.spec()
-        return load_image(self.path, self.crop, self.crop_at)
+        return load_image(self.path, self.crop, self.crop_at, self.max_pixels)
+
+
+def check_max_pixels(max_pixels) -> int | None:
+    """``data.max_pixels``: None (the default limit) or an integer >= 1."""
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(
+            max_pixels, int) or max_pixels < 1):
+        raise ConfigError(f"data.max_pixels is the most pixels an image file may declare, an "
+                          f"integer >= 1 (default {MAX_PIXELS:,}), got {max_pixels!r}")
+    return max_pixels
 
 
 @register_datamodule(name="cameraman")
@@ -163,7 +218,7 @@ class CoverImage(SignalDataModule):
         h, w = self.shape
         read_image_header(self.path)
         try:
-            with Image.open(self.path) as im:
+            with open_image(self.path) as im:
                 im = im.convert("RGB")
                 scale = max(h / im.height, w / im.width)
                 size = (max(w, round(im.width * scale)), max(h, round(im.height * scale)))

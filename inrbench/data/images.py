@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from inrbench.data.base import SignalDataModule, SignalSpec, identity_collate, step_loader
+from inrbench.data.image import check_max_pixels, open_image
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import ConfigError, DataError
 
@@ -164,9 +165,10 @@ def fit_image(im: Image.Image, size: tuple[int, int], mode: str) -> np.ndarray:
     return np.asarray(im.crop((left, top, left + cw, top + ch)).resize((w, h), Image.BICUBIC))
 
 
-def read_folder(folder: Path, size: tuple[int, int], mode: str, channels: int | None = None
-                ) -> tuple[np.ndarray, list[Path]]:
-    """Every image file in ``folder`` (sorted, not recursive) -> ``(N, H, W, C)`` uint8."""
+def read_folder(folder: Path, size: tuple[int, int], mode: str, channels: int | None = None,
+                max_pixels: int | None = None) -> tuple[np.ndarray, list[Path]]:
+    """Every image file in ``folder`` (sorted, not recursive) -> ``(N, H, W, C)`` uint8; a
+    file declaring more than ``max_pixels`` pixels is refused before it is decoded."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}; data.path must "
@@ -174,7 +176,7 @@ def read_folder(folder: Path, size: tuple[int, int], mode: str, channels: int | 
     out = []
     for f in files:
         try:
-            with Image.open(f) as im:
+            with open_image(f, max_pixels) as im:
                 im.load()
                 gray = im.mode in ("L", "1", "I", "I;16", "F")
                 arr = fit_image(im.convert("L" if gray else "RGB"), size, mode)
@@ -204,11 +206,14 @@ class ImageFolderDataModule(SignalDataModule):
     """A folder of images brought to one ``size`` [H, W] (``resize``: centre crop to the
     aspect ratio and resample; ``crop``: centre crop). ``train/`` and ``test/`` subfolders
     are used as the splits when present; otherwise a seeded ``test_fraction`` of the files
-    is held out. One-signal tasks get train image ``index``."""
+    is held out. One-signal tasks get train image ``index``. ``max_pixels``: the most pixels
+    a file may declare (default PIL's decompression-bomb limit)."""
 
     def __init__(self, path: str | None = None, size: list[int] = (32, 32), resize: str = "resize",
-                 test_fraction: float = 0.1, split_seed: int = 0, index: int = 0, **kwargs):
+                 test_fraction: float = 0.1, split_seed: int = 0, index: int = 0,
+                 max_pixels: int | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.max_pixels = check_max_pixels(max_pixels)
         if path is None:
             raise ConfigError("data 'images' needs a folder: add data.path=/path/to/folder")
         if resize not in ("resize", "crop"):
@@ -232,11 +237,12 @@ class ImageFolderDataModule(SignalDataModule):
             return self._set
         train_dir, test_dir = self.path / "train", self.path / "test"
         if train_dir.is_dir() and test_dir.is_dir():
-            train, _ = read_folder(train_dir, self.size, self.mode)
-            test, _ = read_folder(test_dir, self.size, self.mode, channels=train.shape[-1])
+            train, _ = read_folder(train_dir, self.size, self.mode, max_pixels=self.max_pixels)
+            test, _ = read_folder(test_dir, self.size, self.mode, channels=train.shape[-1],
+                                  max_pixels=self.max_pixels)
             how = "train/ and test/ subfolders"
         else:
-            images, _ = read_folder(self.path, self.size, self.mode)
+            images, _ = read_folder(self.path, self.size, self.mode, max_pixels=self.max_pixels)
             tr, te = split_indices(len(images), self.test_fraction, self.split_seed)
             train, test = images[tr], images[te]
             how = f"{len(te)} of {len(images)} files held out (seed {self.split_seed})"
@@ -258,7 +264,7 @@ class ImageFolderDataModule(SignalDataModule):
         channels = 1
         for f in files:
             try:
-                with Image.open(f) as im:
+                with open_image(f, self.max_pixels) as im:
                     if im.mode not in ("L", "1", "I", "I;16", "F"):
                         channels = 3
                         break

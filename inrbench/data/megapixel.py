@@ -15,7 +15,13 @@ from PIL import Image, UnidentifiedImageError
 from inrbench.bases import largest_smooth_below
 from inrbench.data.base import SignalDataModule, SignalSpec
 from inrbench.data.fetch import PaperDataModule, fetch_url, sample_file
-from inrbench.data.image import ImageDataModule, _check_crop, load_image, read_image_header
+from inrbench.data.image import (
+    ImageDataModule,
+    _check_crop,
+    load_image,
+    open_image,
+    read_image_header,
+)
 from inrbench.data.registry import register_datamodule
 from inrbench.errors import DataError
 from inrbench.io import write_png
@@ -26,6 +32,8 @@ from inrbench.io import write_png
 PLUTO_URL = ("https://upload.wikimedia.org/wikipedia/commons/e/ef/"
              "Pluto_in_True_Color_-_High-Res.jpg")
 PLUTO_SIZE = 8192
+#: the pixels the Pluto files may declare (above PIL's default limit should that ever shrink)
+PLUTO_PIXELS = PLUTO_SIZE ** 2
 STAND_IN = "images/Kleiber_by_Lukas_Baubkus.jpg"
 
 
@@ -72,9 +80,8 @@ class PlutoDataModule(PaperDataModule):
             fetch_url(PLUTO_URL, self.source)
             self.manifest.record(self.source)
         self.verify(self.source)
-        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, PLUTO_SIZE ** 2 + 1)
         try:
-            with Image.open(self.source) as im:
+            with open_image(self.source, PLUTO_PIXELS) as im:
                 im = im.convert("RGB").resize((PLUTO_SIZE, PLUTO_SIZE), Image.BICUBIC)
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"{self.source} is truncated or corrupt ({e}); delete it and "
@@ -84,12 +91,11 @@ class PlutoDataModule(PaperDataModule):
 
     def load_paper(self) -> torch.Tensor:
         self.verify(self.file)
-        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, PLUTO_SIZE ** 2 + 1)
-        shape, _ = read_image_header(self.file)
+        shape, _ = read_image_header(self.file, PLUTO_PIXELS)
         if shape != (PLUTO_SIZE, PLUTO_SIZE):
             raise DataError(f"{self.file} is {shape[0]}x{shape[1]}, expected "
                             f"{PLUTO_SIZE}x{PLUTO_SIZE}; delete it to rebuild it")
-        return load_image(self.file, self.crop)
+        return load_image(self.file, self.crop, max_pixels=PLUTO_PIXELS)
 
     def make_sample(self) -> SignalDataModule:
         path = sample_file(STAND_IN)

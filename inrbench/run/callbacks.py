@@ -1,7 +1,7 @@
 """The Lightning callbacks of a run: checkpoints kept, the schedule re-planned on a longer
 resume, params/MACs at fit start, render latency at fit end, wall time (training and evaluation
 apart), the wall-clock and epoch bounds with the schedule planned over them, the global
-loss."""
+loss, the stop on a non-finite loss."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inrbench.checkpoint import checkpoints_newest_first
 from inrbench.console import note
+from inrbench.errors import Diverged
 from inrbench.profiling import latency_budget, macs_counts, profile, render_latency_ms
 
 
@@ -116,6 +117,31 @@ class GlobalLoss(L.Callback):
         if trainer.world_size > 1 and pl_module.history and isinstance(outputs, dict):
             loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
             pl_module.history[-1]["loss"] = float(loss)
+
+
+class FiniteLoss(L.Callback):
+    """Stops the run at the first non-finite loss, before its backward pass, so no update is
+    made from it and no result is written: :class:`inrbench.errors.Diverged` names the step
+    and what the folder keeps (the step checkpoints written before it, if any). Every task
+    returns its loss from ``training_step``, so this one check covers them all."""
+
+    def __init__(self, checkpoints: Path):
+        self.checkpoints = Path(checkpoints)
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if trainer.world_size > 1:  # every process stops together
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if not bad:
+            return
+        step = int(trainer.global_step)
+        kept = [p for p in checkpoints_newest_first(self.checkpoints) if p.name != "last.ckpt"]
+        left = (f"the folder keeps the checkpoints written before it (newest: {kept[0]}), "
+                f"and no metrics.json" if kept else
+                "no checkpoint had been written, so the run leaves no results")
+        raise Diverged(f"the training loss at step {step} is {float(loss.detach().sum())}: "
+                       f"training diverged (a lower task.lr, or a model whose output is "
+                       f"finite, may help); {left}")
 
 
 class WallClock(L.Callback):

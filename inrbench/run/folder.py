@@ -3,7 +3,8 @@
 A run holds ``OUT/.inrbench.lock`` (pid, host, process start time) for its whole life; a second
 run on the same folder exits 2 naming the holder. A lock whose process is gone (same host, pid
 not running or now a different process) is stale: it is replaced, with a line saying so. A run
-that fails before its first checkpoint removes what it wrote.
+that fails before its first checkpoint removes what it wrote, and only that: in a folder that
+existed, the files it held before the run (:func:`snapshot`) are left as they were.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import shutil
 import socket
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inrbench.console import note
 from inrbench.errors import ConfigError
+from inrbench.io import atomic_write_bytes
 
 LOCK_NAME = ".inrbench.lock"
 
@@ -116,10 +119,44 @@ def holds_results(out: Path) -> bool:
     return (out / "metrics.json").exists() or any((out / "checkpoints").glob("*.ckpt"))
 
 
-def remove_unfinished(out: Path, created: bool, parents: list[Path] = ()) -> None:
+#: what a run writes in its folder before its results (the lock aside)
+RUN_ENTRIES = ("config.yaml", "metrics.csv", "logs", "wandb", "checkpoints")
+#: files a run writes over (the CSV logger's among them): their bytes are kept to give back
+OVERWRITTEN = ("config.yaml", "metrics.csv", "logs/metrics.csv", "logs/hparams.yaml")
+
+
+@dataclass
+class Snapshot:
+    """What of :data:`RUN_ENTRIES` a folder held before a run: the bytes of the files a run
+    writes over (:data:`OVERWRITTEN`) and every path, relative to the folder."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    paths: set[str] = field(default_factory=set)
+
+
+def snapshot(out: Path) -> Snapshot:
+    """``out``'s own entries of the names a run writes, taken before the run starts."""
+    out, before = Path(out), Snapshot()
+    for name in RUN_ENTRIES:
+        p = out / name
+        if p.exists() or p.is_symlink():
+            before.paths.add(name)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                rel = Path(root).relative_to(out)
+                before.paths.update(str(rel / n) for n in (*dirs, *files))
+    for name in OVERWRITTEN:
+        if (out / name).is_file():
+            before.files[name] = (out / name).read_bytes()
+    return before
+
+
+def remove_unfinished(out: Path, created: bool, parents: list[Path] = (),
+                      before: Snapshot | None = None) -> None:
     """After a failure before the first checkpoint: the folder this run created goes (and the
     ``parents`` it created, when empty); in a folder that existed, only what the run wrote
-    (config, logs) goes."""
+    goes: paths not in ``before`` are removed and the files ``before`` holds get their bytes
+    back (None: the folder held none of :data:`RUN_ENTRIES`)."""
     if holds_results(out):
         return
     if created:
@@ -130,9 +167,33 @@ def remove_unfinished(out: Path, created: bool, parents: list[Path] = ()) -> Non
             except OSError:
                 break
         return
-    for name in ("config.yaml", "metrics.csv", "logs", "wandb", "checkpoints"):
+    before = before or Snapshot()
+    for name in RUN_ENTRIES:
         p = out / name
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+        if name not in before.paths:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        elif p.is_dir():
+            _remove_new(out, p, before.paths)
+    for name, payload in before.files.items():
+        p = out / name
+        if not p.is_file() or p.read_bytes() != payload:
+            atomic_write_bytes(p, payload)
+
+
+def _remove_new(out: Path, folder: Path, kept: set[str]) -> None:
+    """Everything below ``folder`` whose path (relative to ``out``) is not in ``kept``."""
+    for root, dirs, files in os.walk(folder, topdown=False):
+        rel = Path(root).relative_to(out)
+        for n in files:
+            if str(rel / n) not in kept:
+                (Path(root) / n).unlink(missing_ok=True)
+        for n in dirs:
+            d = Path(root) / n
+            if str(rel / n) not in kept:
+                if d.is_symlink():
+                    d.unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(d, ignore_errors=True)

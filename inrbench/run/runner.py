@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from inrbench.blocks import configure_blocks
-from inrbench.build import build_datamodule, build_model, build_task
+from inrbench.build import build_datamodule, build_model, build_task, check_output_shape
 from inrbench.checkpoint import SafeCheckpointIO, checkpoints_newest_first, resume_checkpoint
 from inrbench.console import StepProgressBar, note, quiet_libraries
 from inrbench.data.base import SignalSpec
@@ -36,6 +36,7 @@ from inrbench.io import atomic_write_json, atomic_write_text
 from inrbench.profiling.memory import PeakMemory
 from inrbench.run.callbacks import (
     Budget,
+    FiniteLoss,
     GlobalLoss,
     KeepCheckpoints,
     LatencyCallback,
@@ -43,7 +44,7 @@ from inrbench.run.callbacks import (
     ReplanSchedule,
     WallClock,
 )
-from inrbench.run.folder import RunLock, holds_results, remove_unfinished
+from inrbench.run.folder import RunLock, holds_results, remove_unfinished, snapshot
 from inrbench.run.records import (
     default_out,
     evaluate_fit,
@@ -68,6 +69,7 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
     if rank_zero_only.rank != 0:  # multi-process: rank 0 holds the lock and writes
         return _run(cfg, resume, callbacks)
     made = [p for p in [out, *out.parents] if not p.exists()]  # folders this run creates
+    before = None if made or resume else snapshot(out)  # what a failure leaves as it was
     with RunLock(out):
         try:
             if not resume and holds_results(out):
@@ -76,14 +78,14 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
             return _run(cfg, resume, callbacks)
         except StorageError as e:
             if not resume:
-                remove_unfinished(out, created=bool(made), parents=made[1:])
+                remove_unfinished(out, bool(made), made[1:], before)
             found = checkpoints_newest_first(out / "checkpoints")
             then = (f"; then continue from {found[0]} with --out {out} --resume" if found
                     else "; no checkpoint was written, so the run starts again")
             raise StorageError(f"{e}{then}") from None
         except BaseException:
             if not resume:
-                remove_unfinished(out, created=bool(made), parents=made[1:])
+                remove_unfinished(out, bool(made), made[1:], before)
             raise
 
 
@@ -149,6 +151,7 @@ def _build(cfg: DictConfig, resume: bool, devices: int):
     with open_dict(cfg):
         cfg.data_record = record
     model = build_model(cfg, spec)
+    check_output_shape(model, spec, str(cfg.model.name))  # before a step trains on a broadcast
     if "bases" in cfg.model and cfg.model.bases is None and hasattr(model, "bases"):
         cfg.model.bases = model.bases  # config.yaml records the bases the run really used
     if "paper_row" in cfg and rank_zero_only.rank == 0:
@@ -182,7 +185,7 @@ def _trainer(cfg: DictConfig, task, out: Path, spec: SignalSpec, steps: int, dev
             LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
                             int(cfg.trainer.latency_warmup),
                             float(cfg.trainer.get("latency_budget_s", 60.0)), clock),
-            clock, GlobalLoss(),
+            clock, GlobalLoss(), FiniteLoss(out / "checkpoints"),
             *([StepProgressBar(refresh=10)] if cfg.trainer.progress_bar else []),
             *extra,
         ],
