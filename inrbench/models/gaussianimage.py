@@ -15,7 +15,7 @@ Parameters, 5 + channels numbers per Gaussian, initialised as the official code 
 
 The render is the accumulated sum ``sum_n c_n exp(-0.5 d^T Sigma_n^-1 d)``
 (:mod:`inrbench.models.splat2d`: pure PyTorch, 16x16 tile culling at 3 sigma, memory bounded
-by chunks), clamped to [0, 1] as the official code clamps it: where the sum leaves [0, 1] no
+by chunks; ``render`` evaluates whole tiles, ``forward`` bins its query points), clamped to [0, 1] as the official code clamps it: where the sum leaves [0, 1] no
 gradient flows back, in the official training as here. The CUDA kernel adds no background
 (its ``rasterize_forward_sum`` leaves the ``background`` term commented out), and neither does
 this sum.
@@ -40,8 +40,9 @@ cells' coordinates (there is no shared cell path).
 
 Cost (``macs_per_sample``): the rule of a sum of primitives, Gaussian-pixel evaluations x
 operations per evaluation, per pixel: each evaluation is 3 multiply-adds of the quadratic form
-and one per channel for the colour (the exponential is not counted). The evaluations are those
-of the last binning of the signal's grid (they change as the Gaussians move and grow; the
+and one per channel for the colour (the exponential is not counted). The evaluations are the
+(tile, Gaussian) pairs x 256 pixels of a whole-image render (the CUDA kernel's work too), of
+the last binning of the signal's grid (they change as the Gaussians move and grow; the
 model is binned once when built). On meta tensors (the profiler's measured MACs) the render
 replays that binning's colour accumulation as one matrix product of the same size.
 """
@@ -59,7 +60,7 @@ from inrbench.errors import ConfigError
 from inrbench.models.base import INR, make_grid
 from inrbench.models.checks import check_choice, check_int, signal_shape_of
 from inrbench.models.registry import register_model
-from inrbench.models.splat2d import Binning, conics_and_radii, splat_sum
+from inrbench.models.splat2d import grid_pairs, splat_grid, splat_sum
 
 #: multiply-adds of the quadratic form per Gaussian-pixel evaluation
 FORM_MACS = 3
@@ -127,12 +128,9 @@ class GaussianImage(INR):
         scale = torch.tensor([w, h], dtype=self._xyz.dtype, device=self._xyz.device)
         return 0.5 * scale * (self.positions + 1.0)
 
-    def _sum(self, points: torch.Tensor, key=None) -> torch.Tensor:
+    def _sum(self, points: torch.Tensor) -> torch.Tensor:
         h, w = self.signal_shape
-        out, evals = splat_sum(points, self._pixel_centres(), self.cholesky,
-                               self._features_dc, h, w)
-        if key is not None:
-            self.evals[key] = evals
+        out, _ = splat_sum(points, self._pixel_centres(), self.cholesky, self._features_dc, h, w)
         return out.clamp(0.0, 1.0)
 
     # -- the INR interface ---------------------------------------------------------------
@@ -155,7 +153,10 @@ class GaussianImage(INR):
             return self(grid.reshape(-1, 2)).reshape(*shape, self.out_features)
         if self._gsplat is not None and self._xyz.is_cuda:
             return self._gsplat_render()
-        return self._sum(self._grid_points(), key=shape).reshape(*shape, self.out_features)
+        h, w = shape
+        out, self.evals[shape] = splat_grid(self._pixel_centres(), self.cholesky,
+                                            self._features_dc, h, w)
+        return out.clamp(0.0, 1.0)
 
     def _gsplat_render(self) -> torch.Tensor:
         project, rasterize = self._gsplat
@@ -183,22 +184,14 @@ class GaussianImage(INR):
         weights @ colours
         return torch.empty(*shape, self.out_features, device="meta", dtype=self._xyz.dtype)
 
-    def _grid_points(self) -> torch.Tensor:
-        """Pixel centres (x, y) of the signal, row after row."""
-        h, w = self.signal_shape
-        rows, cols = torch.meshgrid(torch.arange(h, device=self._xyz.device),
-                                    torch.arange(w, device=self._xyz.device), indexing="ij")
-        return torch.stack([cols, rows], dim=-1).reshape(-1, 2).to(self._xyz.dtype)
-
     def count_evals(self) -> int:
-        """Bin the signal's grid against the Gaussians as they are now (no evaluation) and
-        record the number of Gaussian-pixel evaluations a render does."""
+        """Bin the Gaussians as they are now (no evaluation) and record the number of
+        Gaussian-pixel evaluations a whole-image render does."""
         with torch.no_grad():
-            conic, radius, valid = conics_and_radii(self.cholesky)
             h, w = self.signal_shape
-            binning = Binning(self._grid_points(), self._pixel_centres(), radius, valid, h, w)
-        self.evals[tuple(self.signal_shape)] = binning.evals
-        return binning.evals
+            evals = grid_pairs(self._pixel_centres(), self.cholesky, h, w)[-1]
+        self.evals[tuple(self.signal_shape)] = evals
+        return evals
 
     def macs_per_sample(self) -> float:
         """Evaluations per pixel of the last binning x (3 + channels): module docstring."""

@@ -18,12 +18,14 @@ CUDA kernel cuts instead where ``exp(-s) < 1/255`` (``s > 5.54``) inside the tou
 which makes its result depend on where the tile edges fall; the two differ only by terms of
 at most ``exp(-4.5)`` = 0.011 each, between 3 and 3.33 sigma.
 
-Evaluation: query points are binned into tiles, Gaussians are binned into every tile their
-3-sigma square touches, the (tile, Gaussian) pairs are sorted by tile, and each pair is
-evaluated at the tile's query points only. Pairs are processed in chunks of at most
-``CHUNK_EVALS`` Gaussian-point evaluations; each chunk is checkpointed (recomputed in the
-backward pass) so that training holds one chunk's intermediates at a time, never a tensor of
-Gaussians x pixels.
+Evaluation: Gaussians are binned into every tile their 3-sigma square touches and the
+(tile, Gaussian) pairs sorted by tile; each pair is evaluated at its tile's points only.
+:func:`splat_sum` takes any query points (binned into the same tiles, segment-summed with
+``index_add``); :func:`splat_grid`, the whole image, evaluates each pair on its tile's fixed
+16x16 block as one row of 256 (no per-point gathers) and sums the rows per tile, as the CUDA
+kernel's thread blocks do. Pairs are processed in chunks of at most ``CHUNK_EVALS``
+Gaussian-point evaluations; each chunk is checkpointed (recomputed in the backward pass), so
+training holds one chunk's intermediates at a time, never a tensor of Gaussians x pixels.
 """
 
 from __future__ import annotations
@@ -178,3 +180,54 @@ def dense_sum(points, xy, chol, colour) -> torch.Tensor:
                     torch.zeros_like(s))
     return w @ colour
 
+
+
+def _tile_chunk(xy, conic, colour, pair_tile, pair_gid, tiles_x: int, n_tiles: int):
+    """One chunk of (tile, Gaussian) pairs over their tiles' full 16x16 pixel blocks:
+    ``(n_tiles, 256, channels)``."""
+    offs = torch.arange(TILE, dtype=xy.dtype, device=xy.device)
+    oy, ox = (t.reshape(-1) for t in torch.meshgrid(offs, offs, indexing="ij"))
+    origin_x = ((pair_tile % tiles_x) * TILE).to(xy.dtype)
+    origin_y = ((pair_tile // tiles_x) * TILE).to(xy.dtype)
+    g = xy[pair_gid]
+    dx = (g[:, 0] - origin_x)[:, None] - ox
+    dy = (g[:, 1] - origin_y)[:, None] - oy
+    k = conic[pair_gid]
+    s = 0.5 * (k[:, 0:1] * dx * dx + k[:, 2:3] * dy * dy) + k[:, 1:2] * dx * dy
+    w = torch.where((s >= 0) & (s <= CUTOFF), torch.exp(-s.clamp(min=0)), torch.zeros_like(s))
+    out = torch.zeros(n_tiles, TILE * TILE, colour.shape[-1], dtype=colour.dtype,
+                      device=colour.device)
+    return out.index_add(0, pair_tile, w[:, :, None] * colour[pair_gid][:, None, :])
+
+
+def grid_pairs(xy, chol, height: int, width: int):
+    """``(conic, pair_tile, pair_gid, evaluations)`` of a whole-image render: every pair is
+    evaluated on its tile's 256 pixels."""
+    conic, radius, valid = conics_and_radii(chol)
+    tiles_x, tiles_y = tile_grid(height, width)
+    pair_tile, pair_gid = gaussian_tile_pairs(xy.detach(), radius, valid, tiles_x, tiles_y)
+    return conic, pair_tile, pair_gid, len(pair_gid) * TILE * TILE
+
+
+def splat_grid(xy: torch.Tensor, chol: torch.Tensor, colour: torch.Tensor, height: int,
+               width: int) -> tuple[torch.Tensor, int]:
+    """``(image (height, width, channels), evaluations)``: :func:`splat_sum` at every pixel
+    ``(j, i)``, tile by tile. A tile's pixels are a fixed 16x16 block, so a pair is evaluated
+    as one row of 256 without gathering points (pixels past the image's edge are computed and
+    dropped); chunks of ``CHUNK_EVALS // 256`` pairs, checkpointed when training."""
+    conic, pair_tile, pair_gid, evals = grid_pairs(xy, chol, height, width)
+    tiles_x, tiles_y = tile_grid(height, width)
+    n_tiles = tiles_x * tiles_y
+    out = torch.zeros(n_tiles, TILE * TILE, colour.shape[-1], dtype=colour.dtype,
+                      device=colour.device)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (xy, chol, colour))
+    step = max(1, CHUNK_EVALS // (TILE * TILE))
+    for a in range(0, len(pair_gid), step):
+        args = (xy, conic, colour, pair_tile[a:a + step], pair_gid[a:a + step], tiles_x,
+                n_tiles)
+        if grad:
+            out = out + checkpoint(_tile_chunk, *args, use_reentrant=False)
+        else:
+            out += _tile_chunk(*args)
+    image = out.reshape(tiles_y, tiles_x, TILE, TILE, -1).permute(0, 2, 1, 3, 4)
+    return image.reshape(tiles_y * TILE, tiles_x * TILE, -1)[:height, :width], evals
