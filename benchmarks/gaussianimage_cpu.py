@@ -35,8 +35,8 @@ def peak_rss_mib() -> float:
 def stand_in() -> torch.Tensor:
     """The suite's Kodak stand-in (``data=kodak`` offline: the shipped photo resized and
     centre-cropped to 512x768), RGB in [0, 1]."""
-    from inrbench.data.image import KODAK_STAND_IN, CoverImage
     from inrbench.data.fetch import sample_file
+    from inrbench.data.image import KODAK_STAND_IN, CoverImage
 
     return CoverImage(path=str(sample_file(KODAK_STAND_IN)), shape=[H, W]).load_signal()
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from inrbench.errors import ConfigError
-from inrbench.models import create_model, make_grid
-from inrbench.models import splat2d
+from inrbench.models import create_model, make_grid, splat2d
 from inrbench.models.splat2d import CUTOFF, conics_and_radii, dense_sum, splat_grid, splat_sum
 from inrbench.profiling import measured_macs
 from inrbench.tasks.optim import Adan, check_optimizer, fit_optimizer
@@ -242,3 +241,29 @@ def test_step_decay_halves_the_rate_and_refuses_the_cosine():
         check_optimizer("adan", "cosine", 20000, 0.5)
     with pytest.raises(ConfigError, match="task.optimizer"):
         check_optimizer("sgd", "none", 0, 0.5)
+
+
+def test_trains_through_the_fit_task_and_compresses_by_the_ani_path(small_png, tmp_path):
+    """The official recipe (Adan, step decay) through the real run, then post-training
+    quantization to an .inrb file that decodes to the same model class."""
+    from inrbench.compress import compress_run, decode_file
+    from inrbench.config import compose
+    from inrbench.run import run
+
+    cfg = compose(model="gaussianimage", data="image",
+                  overrides=[f"data.path={small_png}", "model.num_points=300",
+                             "task.eval_every=8", "trainer.latency_repeats=1",
+                             "trainer.latency_warmup=0", "trainer.progress_bar=false"],
+                  extra={"task.steps": 8, "trainer.out": str(tmp_path / "run"),
+                         "trainer.logger": "none"})
+    assert cfg.task.optimizer == "adan" and cfg.task.lr_step == 20000
+    summary = run(cfg)
+    assert summary["backend"] == "torch" and math.isfinite(summary["psnr"])
+    # its tensors have no layer role (no Linear): --layers all quantizes them; 16 bits, as
+    # the paper keeps its positions (fp16), costs almost nothing
+    rec = compress_run(tmp_path / "run", bits=16, layers="all")
+    decoded, _ = decode_file(rec["file"])
+    assert type(decoded).__name__ == "GaussianImage" and rec["bpp"] > 0
+    assert rec["psnr"] == pytest.approx(summary["psnr"], abs=0.05)
+    with pytest.raises(ConfigError, match="selects no tensor"):
+        compress_run(tmp_path / "run", bits=8)  # the default hidden layers: none here

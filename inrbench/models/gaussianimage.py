@@ -15,10 +15,11 @@ Parameters, 5 + channels numbers per Gaussian, initialised as the official code 
 
 The render is the accumulated sum ``sum_n c_n exp(-0.5 d^T Sigma_n^-1 d)``
 (:mod:`inrbench.models.splat2d`: pure PyTorch, 16x16 tile culling at 3 sigma, memory bounded
-by chunks; ``render`` evaluates whole tiles, ``forward`` bins its query points), clamped to [0, 1] as the official code clamps it: where the sum leaves [0, 1] no
-gradient flows back, in the official training as here. The CUDA kernel adds no background
-(its ``rasterize_forward_sum`` leaves the ``background`` term commented out), and neither does
-this sum.
+by chunks; ``render`` evaluates whole tiles, ``forward`` bins its query points), clamped to
+[0, 1] as the official code clamps it: where the sum leaves [0, 1] no gradient flows back, in
+the official training as here. The CUDA kernel adds no background (its
+``rasterize_forward_sum`` leaves the ``background`` term commented out), and neither does this
+sum.
 
 Coordinates: ``forward(coords)`` takes SIREN-grid coordinates (row, column) in [-1, 1] and
 maps them to pixels ``(c + 1) (n - 1) / 2``, so that ``make_grid(signal_shape)`` lands on the
