@@ -83,7 +83,7 @@ def fit_mode(args) -> dict:
             curve.append({"step": step, "s": time.perf_counter() - start,
                           "psnr": psnr(model.render((H, W)).detach(), target)
                           if step % 50 == 0 or step == 1 else None,
-                          "loss": float(loss)})
+                          "loss": loss.item()})
     elapsed = time.perf_counter() - start
     with torch.no_grad():
         final = psnr(model.render((H, W)), target)
