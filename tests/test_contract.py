@@ -29,6 +29,8 @@ CASES = {
     "anr": ({"hidden_dim": 64, "token_len": 32, "n_heads": 2, "head_dim": 16}, SHAPES),
     "transinr": ({"hidden_dim": 64, "n_groups": 16}, SHAPES),
     "wire": ({"hidden_dim": 64}, SHAPES),
+    # fewer Gaussians than pixels: 70,000 on 16x16 would clamp every pixel at 1 (no gradient)
+    "gaussianimage": ({"num_points": 48}, SHAPES),
 }
 
 

@@ -19,7 +19,8 @@ SPEC = SignalSpec(shape=(16, 24), channels=3)
 def tiny_model(name):
     # the model's own defaults: `image` has no paper row, so none is merged in (rowdefaults)
     cfg = compose(model=name, data="image", overrides=["data.path=unused.png"])
-    for key, small in (("hidden_dim", 16), ("n_layers", min(cfg.model.get("n_layers") or 3, 3))):
+    for key, small in (("hidden_dim", 16), ("n_layers", min(cfg.model.get("n_layers") or 3, 3)),
+                       ("num_points", 64)):
         if key in cfg.model:
             cfg.model[key] = small
     if "bases" in cfg.model:
@@ -46,7 +47,7 @@ def test_every_model_trains_through_the_fitting_task(name, small_png, tmp_path):
     cfg = compose(model=name, data="image", overrides=overrides,
                   extra={"task.steps": 25, "trainer.out": str(tmp_path / name),
                          "trainer.logger": "none"})
-    for key, small in (("hidden_dim", 16), ("n_layers", 3)):
+    for key, small in (("hidden_dim", 16), ("n_layers", 3), ("num_points", 256)):
         if key in cfg.model:
             cfg.model[key] = min(small, cfg.model[key])
     if "bases" in cfg.model:

@@ -5,6 +5,7 @@ from inrbench.models import (  # noqa: F401
     asmr,
     diner,
     ffn,
+    gaussianimage,
     kilonerf,
     loe,
     mfn,

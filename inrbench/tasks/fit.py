@@ -1,6 +1,7 @@
 """Fitting one signal with MSE (ASMR paper sec. 4 / appendix B).
 
-Adam with cosine annealing from ``lr`` to ``lr_min`` over ``steps``. A batch without
+Adam with cosine annealing from ``lr`` to ``lr_min`` over ``steps`` (or Adan and a step
+decay, ``optimizer``/``lr_step``/``lr_gamma``: GaussianImage's recipe). A batch without
 coordinates means "the whole signal": the model renders it (ASMR through its
 activation-sharing path, so a step costs what its MACs say); a batch with coordinates is a
 random subset and goes through the per-sample forward, except under block sampling
@@ -24,7 +25,7 @@ from inrbench.data.base import SignalSpec
 from inrbench.metrics import evaluate, prediction_to_signal, psnr
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.registry import register_task
-from inrbench.tasks.optim import adam
+from inrbench.tasks.optim import check_optimizer, fit_optimizer
 
 
 class RunHistory:
@@ -83,8 +84,10 @@ class RunHistory:
 class FitTask(RunHistory, L.LightningModule):
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, lr: float = 1e-4,
                  lr_min: float = 1e-6, steps: int = 10_000, scheduler: str = "cosine",
-                 eval_every: int = 1000, accumulate: int = 1, targets=(25.0, 30.0, 35.0)):
+                 eval_every: int = 1000, accumulate: int = 1, targets=(25.0, 30.0, 35.0),
+                 optimizer: str = "adam", lr_step: int = 0, lr_gamma: float = 0.5):
         super().__init__()
+        self.optimizer_name, self.lr_step, self.lr_gamma = optimizer, lr_step, lr_gamma
         self.targets = [float(t) for t in targets or ()]
         self.model, self.spec = model, spec
         self.eval_every, self.accumulate = eval_every, accumulate
@@ -97,8 +100,9 @@ class FitTask(RunHistory, L.LightningModule):
         self.evals: list[dict] = []
 
     def configure_optimizers(self):
-        return adam(self.model.parameters(), self.lr, self.scheduler_name, self.steps,
-                    self.lr_min)
+        return fit_optimizer(self.model.parameters(), self.lr, self.optimizer_name,
+                             self.scheduler_name, self.steps, self.lr_min, self.lr_step,
+                             self.lr_gamma)
 
     def _predict(self, batch):
         if batch.get("level") is not None:  # block sampling, shared within each drawn cell
@@ -144,7 +148,10 @@ class FitTask(RunHistory, L.LightningModule):
 @register_task("fit")
 def build_fit(model, spec, lr: float = 1e-4, lr_min: float = 1e-6, steps: int = 10_000,
               scheduler: str = "cosine", eval_every: int = 1000, accumulate: int = 1,
-              targets: tuple[float, ...] = (25.0, 30.0, 35.0)):
+              targets: tuple[float, ...] = (25.0, 30.0, 35.0), optimizer: str = "adam",
+              lr_step: int = 0, lr_gamma: float = 0.5):
     """Fitting one signal (ASMR paper sec. 4); the keys of ``conf/task/fit.yaml``."""
+    check_optimizer(optimizer, scheduler, lr_step, lr_gamma)
     return FitTask(model, spec, lr=lr, lr_min=lr_min, steps=steps, scheduler=scheduler,
-                   eval_every=eval_every, accumulate=accumulate, targets=targets)
+                   eval_every=eval_every, accumulate=accumulate, targets=targets,
+                   optimizer=optimizer, lr_step=lr_step, lr_gamma=lr_gamma)
