@@ -264,6 +264,8 @@ TASK_RULES: dict[str, Spec] = {
     "lr": Num(min=0, gt=True),
     "lr_min": Num(min=0),
     "scheduler": Choice("cosine", "none"),
+    "optimizer": Choice("adam", "adan"),
+    "lr_step": Int(min=0), "lr_gamma": Num(min=0, gt=True),
     "steps": Int(min=1),
     "eval_every": Int(min=1),
     "accumulate": Int(min=1),
