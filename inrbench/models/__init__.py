@@ -5,6 +5,7 @@ from inrbench.models import (  # noqa: F401
     asmr,
     diner,
     ffn,
+    grid,  # the dense multi-resolution grid (the module; make_grid is the function)
     kilonerf,
     loe,
     mfn,
