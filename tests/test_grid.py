@@ -180,3 +180,11 @@ def test_block_sampling_trains_on_the_drawn_cells_coordinates(small_png, capsys,
     assert "Grid has no activation sharing" in err
     # each step's loss is on other cells: compare the first and last five steps
     assert history["loss"].iloc[-5:].mean() < 0.5 * history["loss"].iloc[:5].mean()
+
+
+def test_a_bad_ladder_on_the_command_line_is_one_line_naming_the_key(capsys, tmp_path):
+    code, _, err = run_cli(["run", "--model", "grid", "--data", "cameraman", "data.crop=[16,16]",
+                            "model.finest_resolution=8", "--out", tmp_path / "o",
+                            "--logger", "none"], capsys)
+    assert code == 2 and "model.finest_resolution" in error_line(err)
+    assert not (tmp_path / "o" / "metrics.json").exists()
