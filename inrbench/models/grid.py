@@ -5,10 +5,10 @@ The signal is the sum over levels of an interpolated dense grid of values,
     y(x) = sum_{l=0}^{L-1} interp(G_l, x),
 
 where level ``l`` holds ``out_features`` values at each vertex of a regular grid of ``R_l``
-vertices per axis, spanning [-1, 1] with vertex ``k`` at ``-1 + 2 k / (R_l - 1)`` (one vertex
-sits at 0 and is a constant along its axis): the grid
-convention of :func:`inrbench.models.base.make_grid`, so a level whose ``R_l`` equals the
-signal's sample count sits exactly on the samples. ``interp`` is linear in 1-D (audio),
+vertices per axis, spanning [-1, 1] with vertex ``k`` at ``-1 + 2 k / (R_l - 1)`` (a single
+vertex sits at 0, a constant along its axis): the grid convention of
+:func:`inrbench.models.base.make_grid`, so a level whose ``R_l`` equals the signal's sample
+count sits exactly on the samples. ``interp`` is linear in 1-D (audio),
 bilinear in 2-D (images) and trilinear in 3-D (video, occupancy, SDF). The resolutions grow
 geometrically from ``base_resolution`` to ``finest_resolution`` as Instant-NGP's levels do
 (Müller et al. 2022, eqs. 2-3), ``R_l = floor(base b^l)`` with
@@ -23,7 +23,8 @@ Implementation. 2-D and 3-D levels use ``F.grid_sample(..., align_corners=True)`
 ``make_grid``. Coordinates ``(axis 0, axis 1, ...)`` are reversed into grid_sample's
 ``(x, y, z)`` order, and ``padding_mode="border"`` keeps a coordinate outside [-1, 1] on the
 edge vertex. 1-D levels use plain linear interpolation: the two neighbours are gathered and
-weighted in one batched product. ``render`` is the forward on ``make_grid(shape)``.
+weighted in one batched product, which the profiler's matrix-product rule counts as the 2
+MACs per output value that they are. ``render`` is the forward on ``make_grid(shape)``.
 ``F.interpolate(align_corners=True)`` would not be a cheaper full-grid path: on one CPU
 thread it was slower than grid_sample (0.14 s against 0.09 s for 8 levels at 512 x 512 x 3),
 and its index arithmetic differs from the forward's by ~3e-4.
@@ -41,8 +42,8 @@ drawn cells' coordinates (the plain path of :mod:`inrbench.blocks`), at the same
 sample as random sampling.
 
 Initialisation: U(-init_scale, init_scale) for every value, 1e-4 by default as Instant-NGP's
-tables. The output is linear in the parameters, so fitting is a convex least-squares problem
-and zeros (``init_scale: 0``) work as well.
+tables. The output is linear in the parameters, so the fit is convex (least squares; logistic
+for occupancy) and zeros (``init_scale: 0``) work as well.
 """
 
 from __future__ import annotations
