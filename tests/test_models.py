@@ -63,4 +63,7 @@ def test_every_model_is_profiled(name):
     model, _ = tiny_model(name)
     stats = profile(model, SPEC.shape)
     assert stats["params"] == sum(p.numel() for p in model.parameters()) > 0
-    assert stats["macs"] > 0 and stats["macs_measured"] > 0
+    assert stats["flops"] > 0 and stats["macs_measured"] >= 0
+    # a model with no paper convention (macs_per_sample raises) is measured only
+    assert stats["macs"] > 0 if stats["macs"] is not None \
+        else stats["macs_source"] == "measured only"

@@ -6,6 +6,7 @@ from inrbench.models import (  # noqa: F401
     diner,
     ffn,
     gaussianimage,
+    grid,  # the dense multi-resolution grid (the module; make_grid is the function)
     kilonerf,
     loe,
     mfn,
