@@ -44,8 +44,8 @@ operations per evaluation, per pixel: each evaluation is 3 multiply-adds of the 
 and one per channel for the colour (the exponential is not counted). The evaluations are the
 (tile, Gaussian) pairs x 256 pixels of a whole-image render (the CUDA kernel's work too), of
 the last binning of the signal's grid (they change as the Gaussians move and grow; the
-model is binned once when built). On meta tensors (the profiler's measured MACs) the render
-replays that binning's colour accumulation as one matrix product of the same size.
+model is binned once when built). On meta tensors (the profiler's cost rule) the render runs
+that binning's per-pair arithmetic on shapes alone.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ from inrbench.errors import ConfigError
 from inrbench.models.base import INR, make_grid
 from inrbench.models.checks import check_choice, check_int, signal_shape_of
 from inrbench.models.registry import register_model
-from inrbench.models.splat2d import grid_pairs, splat_grid, splat_sum
+from inrbench.models.splat2d import (TILE, conics_and_radii, grid_pairs, splat_grid, splat_sum,
+                                     tile_chunk, tile_grid)
 
 #: multiply-adds of the quadratic form per Gaussian-pixel evaluation
 FORM_MACS = 3
@@ -174,15 +175,18 @@ class GaussianImage(INR):
         return out.clamp(0.0, 1.0).reshape(h, w, self.out_features).to(self._xyz.dtype)
 
     def _meta_render(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """Shapes only: the colour accumulation of the last binning as a matrix product."""
+        """Shapes only: the arithmetic of the last binning's (tile, Gaussian) pairs, each over
+        its tile's 256 pixels, by the same code as a real render (so the cost rule sees the
+        quadratic form, the exponential and the colour sums of every evaluation)."""
         evals = self.evals.get(shape)
         if evals is None:  # never binned at this shape: the signal's, scaled by pixels
             base = tuple(self.signal_shape)
             evals = round(self.evals.get(base, 0) * math.prod(shape) / math.prod(base))
-        weights = torch.empty(1, max(evals, 1), device="meta", dtype=self._xyz.dtype)
-        colours = torch.empty(max(evals, 1), self.out_features, device="meta",
-                              dtype=self._xyz.dtype)
-        weights @ colours
+        pairs = torch.empty(max(evals // (TILE * TILE), 1), dtype=torch.long, device="meta")
+        tiles_x, tiles_y = tile_grid(*shape)
+        conic = conics_and_radii(self.cholesky)[0]
+        tile_chunk(self._pixel_centres(), conic, self._features_dc, pairs, pairs, tiles_x,
+                   tiles_x * tiles_y)
         return torch.empty(*shape, self.out_features, device="meta", dtype=self._xyz.dtype)
 
     def count_evals(self) -> int:

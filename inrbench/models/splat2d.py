@@ -182,7 +182,7 @@ def dense_sum(points, xy, chol, colour) -> torch.Tensor:
 
 
 
-def _tile_chunk(xy, conic, colour, pair_tile, pair_gid, tiles_x: int, n_tiles: int):
+def tile_chunk(xy, conic, colour, pair_tile, pair_gid, tiles_x: int, n_tiles: int):
     """One chunk of (tile, Gaussian) pairs over their tiles' full 16x16 pixel blocks:
     ``(n_tiles, 256, channels)``."""
     offs = torch.arange(TILE, dtype=xy.dtype, device=xy.device)
@@ -226,8 +226,8 @@ def splat_grid(xy: torch.Tensor, chol: torch.Tensor, colour: torch.Tensor, heigh
         args = (xy, conic, colour, pair_tile[a:a + step], pair_gid[a:a + step], tiles_x,
                 n_tiles)
         if grad:
-            out = out + checkpoint(_tile_chunk, *args, use_reentrant=False)
+            out = out + checkpoint(tile_chunk, *args, use_reentrant=False)
         else:
-            out += _tile_chunk(*args)
+            out += tile_chunk(*args)
     image = out.reshape(tiles_y, tiles_x, TILE, TILE, -1).permute(0, 2, 1, 3, 4)
     return image.reshape(tiles_y * TILE, tiles_x * TILE, -1)[:height, :width], evals
