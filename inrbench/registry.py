@@ -48,10 +48,10 @@ class Registry:
             return self._entries[name]
         if isinstance(name, str) and ":" in name:
             raise ConfigError(
-                f"{self.kind} {name!r} is not registered, and a module:Name reference is "
-                f"imported only when given on the command line, never from a file (a run's "
-                f"config.yaml, a .inrb header, a sweep or experiment file); if you trust it, "
-                f"give {self.flag} {name} again, or install it as a plugin (docs/plugins.md)")
+                f"{self.kind} {name!r} is not registered: a module:Name reference read from a "
+                f"file (a run's config.yaml, a .inrb header, a sweep or experiment file) is "
+                f"never imported; if you trust it, give {self.flag} {name} on the command "
+                f"line, or install it as a plugin (docs/plugins.md)")
         raise ConfigError(
             f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}, or "
             f"a class of your own as {self.flag} module.path:ClassName")

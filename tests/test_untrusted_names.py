@@ -213,11 +213,32 @@ def test_a_sweep_file_naming_a_function_runs_nothing(tmp_path, small_png, capsys
           data.path: {{value: "{small_png}"}}
           task.steps: {{value: 1}}
         """))
-    status = main(["sweep", str(sweep), "--local", "--out", str(tmp_path / "sw"),
-                   "--logger", "none"])
-    assert status in (1, 2)
+    assert main(["sweep", str(sweep), "--local", "--out", str(tmp_path / "sw"),
+                 "--logger", "none"]) == 2
+    line = one_line_error(capsys)
+    assert "model.name 'os:system' is a module:Name reference" in line
+    assert not marker.exists() and not (tmp_path / "sw").exists()
+
+
+def test_an_experiment_file_naming_a_function_runs_nothing(tmp_path, monkeypatch, capsys):
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    marker = tmp_path / "marker"
+    (conf / "experiment" / "evil.yaml").write_text(textwrap.dedent(f"""\
+        title: evil
+        source: nowhere
+        units: {{params: K, macs: K, psnr: dB}}
+        rows:
+          - id: r1
+            model: {{name: "os:system", command: "touch {marker}"}}
+            data: {{name: cameraman}}
+            task: {{steps: 1}}
+            paper: {{params: "1", macs: "1", psnr: "1"}}
+        """))
+    monkeypatch.setenv("INRBENCH_CONF", str(conf))
+    status = main(["run", "--experiment", "evil", "--out", str(tmp_path / "e"), *TINY])
     out = capsys.readouterr()
-    assert "'os:system' is not registered" in out.out + out.err
+    assert status != 0 and "'os:system' is not registered" in out.out + out.err
     assert not marker.exists()
 
 
@@ -229,7 +250,7 @@ def test_a_reference_is_trusted_only_from_the_command_line(plugin, small_png, tm
     assert main(argv) == 0
     MODELS._entries.pop("plain_inr:PlainNet")  # as a new process starts
     assert main(["run", "--out", str(out), "--resume", "--steps", "3"]) == 2
-    assert "give --model plain_inr:PlainNet again" in one_line_error(capsys)
+    assert "give --model plain_inr:PlainNet on the command line" in one_line_error(capsys)
     assert main(["run", "--model", "plain_inr:PlainNet", "--out", str(out), "--resume",
                  "--steps", "3", *TINY]) == 0
 
