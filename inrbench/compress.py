@@ -83,7 +83,8 @@ def load_run(run_dir: Path):
     except Exception as e:  # truncated, not a checkpoint, or objects weights_only refuses
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot read checkpoint {ckpt} ({reason}); compress reads only "
-                        f"checkpoints of tensors and plain values, as inrbench writes them")
+                        f"checkpoints of tensors and plain values, as inrbench writes "
+                        f"them") from None
     cfg = load_yaml(cfg_path)
     dm = build_datamodule(cfg)
     spec = dm.spec()

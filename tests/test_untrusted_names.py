@@ -10,13 +10,11 @@ and the refusals of meta and hypernet name it as the user does."""
 
 import json
 import os
-import resource
 import shutil
 import struct
 import subprocess
 import sys
 import textwrap
-import time
 import zlib
 from pathlib import Path
 
