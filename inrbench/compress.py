@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.overrides import TorchFunctionMode
 
 from inrbench.build import as_inr, build_datamodule, build_model, model_kwargs
 from inrbench.checkpoint import read_checkpoint
@@ -334,7 +335,8 @@ def check_declared(header: dict, max_pixels: int | None) -> None:
         with torch.device("meta"):
             model = as_inr(create_model(name, **kwargs), name, channels)
     except (RuntimeError, NotImplementedError):  # a model that cannot be built without memory
-        model = as_inr(create_model(name, **kwargs), name, channels)
+        with _AllocationBudget(MAX_WEIGHTS, name):
+            model = as_inr(create_model(name, **kwargs), name, channels)
     expected = {k: list(v.shape) for k, v in model.state_dict().items()}
     if sum(math.prod(s) for s in expected.values()) > MAX_WEIGHTS:
         raise DataError(f"the header builds model {name!r} with more than {MAX_WEIGHTS:,} values; "
@@ -359,6 +361,31 @@ def check_declared(header: dict, max_pixels: int | None) -> None:
             if declared != want:
                 raise DataError(f"the file declares tensor {tname!r} of shape {declared}, but "
                                 f"model {name!r} holds {want}; the file is corrupt or crafted")
+
+
+class _AllocationBudget(TorchFunctionMode):
+    """Tensor factories (``torch.empty``, ``zeros``, ``randn``...) refused once the values they
+    asked for pass ``budget``, before allocating: a model built for real from a header's
+    arguments (one that cannot be built on the meta device) cannot ask for 2^40 weights."""
+
+    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn, torch.full}
+
+    def __init__(self, budget: int, name: str):
+        super().__init__()
+        self.left, self.name = budget, name
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.FACTORIES and args:  # the size: a sequence first, or ints
+            size = args[0] if isinstance(args[0], (tuple, list, torch.Size)) else [
+                a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+            try:
+                self.left -= math.prod(int(n) for n in size)
+            except (TypeError, ValueError):
+                pass
+            if self.left < 0:
+                raise DataError(f"the header's arguments build model {self.name!r} with more "
+                                f"than {MAX_WEIGHTS:,} values; the file is corrupt or crafted")
+        return func(*args, **(kwargs or {}))
 
 
 def _decode_bytes(data: bytes, width, depth, max_pixels):

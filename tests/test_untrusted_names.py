@@ -328,6 +328,15 @@ def test_declared_shapes_must_be_the_named_models(tmp_path, capsys):
     assert "holds [8, 2]" in line
 
 
+@pytest.mark.parametrize("name", ["siren", "mfn_gabor"])  # on the meta device; built for real
+def test_header_arguments_that_build_a_huge_network_are_refused(name, tmp_path, capsys):
+    path = _siren_file(tmp_path)
+    _rewrite_header(path, lambda h: h["model"].update(name=name, hidden_dim=2**16))
+    assert main(["decompress", str(path)]) == 2
+    line = one_line_error(capsys)
+    assert f"model {name!r} with more than 268,435,456 values" in line
+
+
 def test_max_pixels_is_a_limit_the_user_may_raise(tmp_path, capsys):
     path = _siren_file(tmp_path, (40, 40))
     assert main(["decompress", str(path), "--max-pixels", "1000"]) == 2
