@@ -251,6 +251,18 @@ def test_a_reference_is_trusted_only_from_the_command_line(plugin, small_png, tm
     assert "give --model plain_inr:PlainNet on the command line" in one_line_error(capsys)
     assert main(["run", "--model", "plain_inr:PlainNet", "--out", str(out), "--resume",
                  "--steps", "3", *TINY]) == 0
+    MODELS._entries.pop("plain_inr:PlainNet")
+    capsys.readouterr()
+    assert main(["compress", str(out), "--method", "none"]) == 2
+    assert "give --model plain_inr:PlainNet on the command line" in one_line_error(capsys)
+    assert main(["compress", str(out), "--method", "none", "--model",
+                 "plain_inr:PlainNet"]) == 0
+    MODELS._entries.pop("plain_inr:PlainNet")
+    f = str(out / "compressed" / "fp32.inrb")
+    capsys.readouterr()
+    assert main(["decompress", f]) == 2
+    assert "give --model plain_inr:PlainNet on the command line" in one_line_error(capsys)
+    assert main(["decompress", f, "--model", "plain_inr:PlainNet"]) == 0
 
 
 # -- no size is trusted before it is checked -----------------------------------------------
