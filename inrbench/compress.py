@@ -324,7 +324,8 @@ def check_declared(header: dict, max_pixels: int | None) -> None:
                         f"shape of positive integers with 1..64 channels")
     samples = math.prod(shape)
     if max_pixels is not None and samples > max_pixels:
-        raise DataError(f"the file declares a {'x'.join(map(str, shape))} signal ({samples:,} "
+        size = "x".join(map(str, shape[:8]))
+        raise DataError(f"the file declares a {size} signal ({samples:,} "
                         f"samples), more than --max-pixels {max_pixels:,}; raise --max-pixels if "
                         f"you trust the file and have the memory")
     kwargs = dict(header["model"])
