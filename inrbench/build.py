@@ -14,7 +14,7 @@ from inrbench.data.base import SignalSpec
 from inrbench.data.registry import DATAMODULES
 from inrbench.errors import ConfigError
 from inrbench.models import create_model
-from inrbench.models.base import CoordinateModule
+from inrbench.models.base import CoordinateModule, name_model
 from inrbench.models.registry import MODELS
 from inrbench.registry import TASKS, accepted_kwargs, check_kwargs
 
@@ -56,13 +56,19 @@ def build_model(cfg: DictConfig, spec: SignalSpec):
     if kwargs.get("out_features", spec.channels) != spec.channels:
         raise ConfigError(f"model.out_features={kwargs['out_features']} but the data has "
                           f"{spec.channels} channel(s); drop the override")
-    model = create_model(name, **kwargs)
+    return as_inr(create_model(name, **kwargs), name, spec.channels)
+
+
+def as_inr(model, name: str, channels: int):
+    """The module ``create_model(name, ...)`` built, as every run (and the decoder of a
+    ``.inrb`` file) sees it: wrapped in a :class:`~inrbench.models.base.CoordinateModule` when
+    it has no ``render``, and carrying ``name`` for the lines that refuse it."""
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model {name!r} built a {type(model).__name__}, not a torch "
                           f"nn.Module mapping coordinates to values")
     if not callable(getattr(model, "render", None)):
-        model = CoordinateModule(model, out_features=spec.channels)
-    return model
+        model = CoordinateModule(model, out_features=channels)
+    return name_model(model, name)
 
 
 def task_context(cfg: DictConfig, model, datamodule, spec: SignalSpec) -> dict[str, Any]:

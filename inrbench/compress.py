@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.overrides import TorchFunctionMode
 
-from inrbench.build import build_datamodule, build_model, model_kwargs
+from inrbench.build import as_inr, build_datamodule, build_model, model_kwargs
+from inrbench.checkpoint import read_checkpoint
 from inrbench.compression.bitstream import (
     LIBRARY_ERRORS,
+    MAX_WEIGHTS,
     Decoded,
     Entry,
     corrupt_line,
@@ -47,9 +50,12 @@ from inrbench.errors import ConfigError, DataError, InrbenchError
 from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.metrics import evaluate, psnr
 from inrbench.models import create_model
-from inrbench.models.base import EVAL_CHUNK
+from inrbench.models.base import EVAL_CHUNK, model_label
 
 METHODS = ("ptq", "qat", "none")
+#: the most samples (pixels, voxels) ``decompress`` renders unless ``--max-pixels`` raises it:
+#: 2^28 = 16384 x 16384, 1 GiB per channel as float32
+MAX_PIXELS = 2**28
 
 
 # -- loading a finished run -----------------------------------------------------------------
@@ -73,6 +79,13 @@ def load_run(run_dir: Path):
         if not path.is_file():
             raise DataError(f"{path} does not exist; compress needs a finished run folder "
                             f"(inrbench run ... --out {run_dir})")
+    try:  # plain types only: a checkpoint never runs code (inrbench.checkpoint)
+        state = read_checkpoint(ckpt)["state_dict"]
+    except Exception as e:  # truncated, not a checkpoint, or objects weights_only refuses
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot read checkpoint {ckpt} ({reason}); compress reads only "
+                        f"checkpoints of tensors and plain values, as inrbench writes "
+                        f"them") from None
     cfg = load_yaml(cfg_path)
     dm = build_datamodule(cfg)
     spec = dm.spec()
@@ -80,10 +93,6 @@ def load_run(run_dir: Path):
     q = quant_config(cfg)
     if q is not None:
         apply_lsq(model, q["bits"], q["layers"], q["biases"], q["offset"])
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    except Exception as e:
-        raise DataError(f"cannot read checkpoint {ckpt}: {e}") from None
     own = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     missing, unexpected = model.load_state_dict(own, strict=False)
     if missing:
@@ -106,7 +115,8 @@ def entries_for(model: torch.nn.Module, method: str, bits: int | None, layers="h
     elif method == "ptq":
         names = selected(model, layers, biases)
         if not names:
-            raise ConfigError(f"--layers {layers} selects no tensor of {type(model).__name__}")
+            raise ConfigError(f"--layers {layers} selects no tensor of model "
+                              f"{model_label(model)!r}")
         qmap = {n: quantize_ptq(plain[n], check_bits(bits), scheme) for n in names}
     else:
         qmap = {}
@@ -235,14 +245,31 @@ def compress_run(run_dir: Path, bits: int | None = None, method: str | None = No
     _, sizes_other = encode(mk, _signal_record(spec), chunks, other, meta)
     tag = _tag(method, bits, layers, biases)
     out = Path(out) if out else Path(run_dir) / "compressed" / f"{tag}.inrb"
+    _check_decodes(data, model, out)
     atomic_write_bytes(out, data)
     by = {coding: sizes["total_bits"], other: sizes_other["total_bits"]}
     record = _record(out, run_dir, cfg, model, spec, {**meta, "coding": coding}, bits, qnames,
                      sizes, by, encode_s)
     if evaluate:
-        record.update(score_file(out, dm))
+        record.update(score_file(out, dm, max_pixels=None))  # the run's own signal
     atomic_write_json(out.with_suffix(".json"), record)
     return record
+
+
+def _check_decodes(data: bytes, model, out: Path) -> None:
+    """Decode the bytes as ``decompress`` will, before they are written: a file that cannot
+    rebuild the network it came from is never left behind."""
+    try:
+        decoded, dec = _decode_bytes(data, None, None, max_pixels=None)
+    except InrbenchError as e:
+        raise DataError(f"the bitstream for {out} does not decode ({e}); nothing was written: "
+                        f"please report this with the run folder") from None
+    want = plain_state_dict(decoded)
+    have = plain_state_dict(model)
+    if set(want) != set(have) or any(want[k].shape != have[k].shape for k in want):
+        raise DataError(f"the bitstream for {out} decodes to another network than model "
+                        f"{model_label(model)!r}; nothing was written: please report this with "
+                        f"the run folder")
 
 
 # -- decoding ------------------------------------------------------------------------------
@@ -264,7 +291,7 @@ def model_from_decoded(dec: Decoded, width: int | None = None, depth: int | None
     if width is not None or depth is not None:
         raise ConfigError("--width/--layers select a sub-network of a once-for-all file "
                           "(a run of --task ofa); this file holds one network")
-    model = create_model(name, **kwargs)
+    model = as_inr(create_model(name, **kwargs), name, dec.header["signal"]["channels"])
     state = model.state_dict()
     missing = [k for k in state if k not in dec.tensors]
     if missing:
@@ -274,23 +301,108 @@ def model_from_decoded(dec: Decoded, width: int | None = None, depth: int | None
     return model.eval()
 
 
-def decode_file(path: Path, width: int | None = None, depth: int | None = None):
-    """``(model, decoded)`` from a file alone; a damaged file is a DataError naming it."""
-    data = _read(path)
+def decode_file(path: Path, width: int | None = None, depth: int | None = None,
+                max_pixels: int | None = MAX_PIXELS):
+    """``(model, decoded)`` from a file alone; a damaged file is a DataError naming it, and so
+    is one whose declared sizes disagree with its network or exceed the limits."""
+    try:
+        return _decode_bytes(_read(path), width, depth, max_pixels)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+
+
+def check_declared(header: dict, max_pixels: int | None) -> None:
+    """The sizes a header declares, against limits and against the network it names (built on
+    the meta device: no memory), before the decoder allocates anything: the signal's samples
+    against ``max_pixels``, every tensor's shape against the network's own."""
+    sig = header["signal"]
+    shape, channels = sig["shape"], sig["channels"]
+    if not isinstance(shape, list) or not shape or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape) \
+            or not isinstance(channels, int) or not 1 <= channels <= 64:
+        raise DataError(f"corrupt bitstream: its signal {str(shape)[:80]} x {channels!r} is not a "
+                        f"shape of positive integers with 1..64 channels")
+    samples = math.prod(shape)
+    if max_pixels is not None and samples > max_pixels:
+        size = "x".join(map(str, shape[:8]))
+        raise DataError(f"the file declares a {size} signal ({samples:,} "
+                        f"samples), more than --max-pixels {max_pixels:,}; raise --max-pixels if "
+                        f"you trust the file and have the memory")
+    kwargs = dict(header["model"])
+    name = kwargs.pop("name", None)
+    if not isinstance(name, str):
+        raise DataError("corrupt bitstream: its header names no model")
+    try:
+        with torch.device("meta"):
+            model = as_inr(create_model(name, **kwargs), name, channels)
+    except (RuntimeError, NotImplementedError):  # a model that cannot be built without memory
+        with _AllocationBudget(MAX_WEIGHTS, name):
+            model = as_inr(create_model(name, **kwargs), name, channels)
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    if sum(math.prod(s) for s in expected.values()) > MAX_WEIGHTS:
+        raise DataError(f"the header builds model {name!r} with more than {MAX_WEIGHTS:,} values; "
+                        f"the file is corrupt or crafted")
+    for chunk in header["chunks"]:
+        for head in chunk["tensors"]:
+            tname, declared = head["name"], head["shape"]
+            full = expected.get(tname)
+            if full is None:
+                raise DataError(f"the file holds tensor {tname!r}, which model {name!r} does not "
+                                f"have; the file is corrupt or from another version")
+            want = full
+            if "slice" in head:
+                sl = head["slice"]
+                if not isinstance(sl, list) or len(sl) != len(full) or not all(
+                        isinstance(p, list) and len(p) == 2 and all(isinstance(i, int)
+                                                                    for i in p)
+                        and 0 <= p[0] <= p[1] <= n for p, n in zip(sl, full)):
+                    raise DataError(f"the file's slice {str(sl)[:60]} of tensor {tname!r} lies "
+                                    f"outside its shape {full}; the file is corrupt")
+                want = [b - a for a, b in sl]
+            if declared != want:
+                raise DataError(f"the file declares tensor {tname!r} of shape {declared}, but "
+                                f"model {name!r} holds {want}; the file is corrupt or crafted")
+
+
+class _AllocationBudget(TorchFunctionMode):
+    """Tensor factories (``torch.empty``, ``zeros``, ``randn``...) refused once the values they
+    asked for pass ``budget``, before allocating: a model built for real from a header's
+    arguments (one that cannot be built on the meta device) cannot ask for 2^40 weights."""
+
+    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn, torch.full}
+
+    def __init__(self, budget: int, name: str):
+        super().__init__()
+        self.left, self.name = budget, name
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.FACTORIES and args:  # the size: a sequence first, or ints
+            size = args[0] if isinstance(args[0], (tuple, list, torch.Size)) else [
+                a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+            try:
+                self.left -= math.prod(int(n) for n in size)
+            except (TypeError, ValueError):
+                pass
+            if self.left < 0:
+                raise DataError(f"the header's arguments build model {self.name!r} with more "
+                                f"than {MAX_WEIGHTS:,} values; the file is corrupt or crafted")
+        return func(*args, **(kwargs or {}))
+
+
+def _decode_bytes(data: bytes, width, depth, max_pixels):
     try:
         header, _ = read_header(data, warn=False)  # decode() says it once
+        check_declared(header, max_pixels)
         chunks = None
         ofa = header["meta"].get("ofa")
         if ofa is not None and (width is not None or depth is not None):
             chunks = chunks_needed(ofa, width, depth)
         dec = decode(data, chunks=chunks)
         return model_from_decoded(dec, width, depth), dec
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from None
-    except InrbenchError:  # a bad --width/--layers: the file is fine
+    except InrbenchError:  # DataError: the file's; ConfigError: a bad --width/--layers
         raise
     except LIBRARY_ERRORS as e:  # a header the CRC could not vouch for (format 1)
-        raise DataError(f"{path}: {corrupt_line(e)}") from None
+        raise DataError(corrupt_line(e)) from None
 
 
 def render_decoded(model, header: dict) -> torch.Tensor:
@@ -302,10 +414,11 @@ def to_uint8(pred: torch.Tensor) -> np.ndarray:
     return (pred.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def score_file(path: Path, dm, width: int | None = None, depth: int | None = None) -> dict:
+def score_file(path: Path, dm, width: int | None = None, depth: int | None = None,
+               max_pixels: int | None = MAX_PIXELS) -> dict:
     """Decode ``path``, render, and score against the data module's signal."""
     t0 = time.perf_counter()
-    model, dec = decode_file(path, width, depth)
+    model, dec = decode_file(path, width, depth, max_pixels)
     decode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     pred = render_decoded(model, dec.header)
@@ -325,10 +438,11 @@ def score_file(path: Path, dm, width: int | None = None, depth: int | None = Non
 
 
 def decompress(path: Path, out: Path | None = None, width: int | None = None,
-               depth: int | None = None) -> dict:
-    """Rebuild the network from the file alone, render it and save the image."""
+               depth: int | None = None, max_pixels: int | None = MAX_PIXELS) -> dict:
+    """Rebuild the network from the file alone, render it and save the image; a file that
+    declares more than ``max_pixels`` samples is refused before anything is decoded."""
     t0 = time.perf_counter()
-    model, dec = decode_file(path, width, depth)
+    model, dec = decode_file(path, width, depth, max_pixels)
     pred = render_decoded(model, dec.header)
     wall = time.perf_counter() - t0
     sig = dec.header["signal"]

@@ -5,7 +5,8 @@ on small 1-D, 2-D and 3-D signals and reports pass / fail / skip with the reason
 (or a plain ``nn.Module`` with a ``forward(coords)``) can be checked before it is trained:
 
 * construction from the config's keys, sized by :func:`inrbench.build.build_model` (a model that
-  refuses a dimensionality with a ConfigError is skipped there, not failed);
+  refuses a dimensionality with a ConfigError is skipped there, not failed; one that refuses
+  every dimensionality fails);
 * ``forward``: ``(n, in_features)`` -> ``(n, out_features)``, floating, the input's dtype;
 * ``render(shape)`` equals ``forward`` on ``make_grid(shape)`` (metrics and reports read the
   render, training reads the forward: they must be one function);
@@ -30,7 +31,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from inrbench.build import build_model
-from inrbench.config.files import conf_dir, load_yaml
+from inrbench.config.files import find_conf, load_yaml
 from inrbench.config.validation import constructor_specs, to_plain
 from inrbench.data.base import RandomBlocks, SignalSpec, choose_cells
 from inrbench.errors import ConfigError
@@ -94,19 +95,20 @@ def _build(name: str, overrides: dict, spec: SignalSpec, seed: int):
 
 
 def fit_lr(name: str) -> float:
-    """``task.lr`` of ``conf/model/<name>.yaml``; a variant without a file of its own takes its
-    class's (``asmr_big`` -> ``asmr.yaml``); 1e-3 when no file gives one."""
+    """``task.lr`` of ``model/<name>.yaml`` wherever the config files are (the suite's
+    ``conf/``, ``$INRBENCH_CONF``, a plugin's ``conf/``: :func:`~inrbench.config.files.find_conf`,
+    as a run composes it); a variant without a file of its own takes its class's
+    (``asmr_big`` -> ``asmr.yaml``); 1e-3 when no file gives one."""
     builder = MODELS.get(name)
     names = [name]
     cls = getattr(builder, "__wrapped_class__", None)
     names += [n for n in MODELS.names() if cls is not None and MODELS.get(n) is cls]
-    try:
-        folder = conf_dir() / "model"
-    except ConfigError:
-        return 1e-3
     for n in names:
-        path = folder / f"{n}.yaml"
-        lr = OmegaConf.select(load_yaml(path), "task.lr") if path.is_file() else None
+        try:
+            path = find_conf(f"model/{n}.yaml")
+        except ConfigError:  # no conf/ folder at all
+            return 1e-3
+        lr = OmegaConf.select(load_yaml(path), "task.lr") if path is not None else None
         if lr is not None:
             return float(lr)
     return 1e-3
@@ -358,7 +360,19 @@ def check_model(name: str, overrides: dict | None = None, *,
             except Exception as e:  # noqa: BLE001  (a crash of a check is its failure)
                 status, reason = "fail", _err(e)
             checks.append(Check(cname, dim, status, reason))
-    return checks
+    return _refused_everywhere(checks)
+
+
+def _refused_everywhere(checks: list[Check]) -> list[Check]:
+    """A model that refuses every dimensionality fulfils no part of the contract: its
+    ``construct`` checks fail, with one reason naming the first refusal."""
+    built = [c for c in checks if c.name == "construct"]
+    if not built or any(c.status != "skip" for c in built):
+        return checks
+    dims = ", ".join(f"{c.dim}-D" for c in built)
+    reason = f"no dimensionality accepts the model ({dims} refused); first: {built[0].reason}"
+    return [Check(c.name, c.dim, "fail", reason) if c.name == "construct" else c
+            for c in checks]
 
 
 _MARK = {"pass": "pass", "fail": "FAIL", "skip": "skip"}

@@ -7,8 +7,10 @@ Three ways in, one registry each (timm's ``register_model``, nerfstudio's entry 
   registered under ``name``; an entry point naming a module just imports it, for modules that
   call ``register_model`` themselves), and ``inrbench.conf`` (``name = "pkg"``: the folder
   ``pkg/conf/`` holds ``model/<name>.yaml``, ``data/``, ``task/`` files like the suite's own);
-* ``--model pkg.module:Class`` (or ``--data``) names a class directly, no packaging needed
-  (:meth:`inrbench.registry.Registry.get`);
+* ``--model pkg.module:Class`` (or ``--data``, ``--task``) names a class directly, no packaging
+  needed (:func:`load_references`): only on the command line, and only a class of the kind the
+  flag asks for (an ``nn.Module``, a ``LightningDataModule``, a ``LightningModule``) or a
+  builder its module registers. A name read from a file never imports anything;
 * a user's script imports inrbench, calls ``register_model`` and then ``inrbench.cli.main()``.
 
 ``$INRBENCH_PLUGINS`` (comma-separated module names) imports modules before the run, for the
@@ -32,6 +34,8 @@ from inrbench.registry import TASKS
 
 GROUPS = {"inrbench.models": MODELS, "inrbench.datamodules": DATAMODULES,
           "inrbench.tasks": TASKS}
+#: the registry each command-line flag names an entry of
+FLAGS = {"model": MODELS, "data": DATAMODULES, "task": TASKS}
 CONF_GROUP = "inrbench.conf"
 ENV = "INRBENCH_PLUGINS"
 
@@ -89,6 +93,17 @@ def load_plugins(reload: bool = False) -> list[str]:
             _problem(f"${ENV} names {name!r}, which failed to import: {type(e).__name__}: "
                      f"{e}; fix it or remove it from ${ENV}")
     return PROBLEMS
+
+
+def load_references(given: dict[str, list]) -> None:
+    """Import and register the ``module:Name`` references the user typed on the command line
+    (``{"model": [...], "data": [...], "task": [...]}``, plain names ignored): the one route by
+    which a reference is imported. A run's ``config.yaml``, a bitstream or a sweep file naming
+    the same reference then finds it registered; naming one alone, they are refused."""
+    for flag, names in given.items():
+        for name in names:
+            if isinstance(name, str) and ":" in name:
+                FLAGS[flag].load_reference(name)
 
 
 def conf_roots() -> list[Path]:

@@ -12,10 +12,23 @@ from inrbench.errors import ConfigError
 
 
 class Registry:
-    """A mapping from short names to builders, with glob listing and helpful errors."""
+    """A mapping from short names to builders, with glob listing and helpful errors.
 
-    def __init__(self, kind: str):
+    A name resolves only to what is registered (the suite's own entries, installed plugins,
+    modules that registered themselves). A ``module.path:Name`` reference is imported only by
+    :meth:`load_reference`, which the command line calls for what its user typed (``--model``,
+    ``--data``, ``--task``), and then only for an object that ``accepts`` takes: importing a
+    module is the user's choice, but a name read from a file (a run's ``config.yaml``, a
+    bitstream's header, a sweep file) is a stranger's and never imports or calls anything."""
+
+    def __init__(self, kind: str, flag: str = "", accepts: Callable[[Any], bool] | None = None,
+                 expects: str = "a class"):
         self.kind = kind
+        #: the command-line flag that names an entry (``--model``): said in the refusals
+        self.flag = flag or f"--{kind.split()[-1]}"
+        #: what an object named by a reference must be (besides an already registered builder)
+        self.accepts = accepts or inspect.isclass
+        self.expects = expects
         self._entries: dict[str, Callable[..., Any]] = {}
         #: where each entry that is not built in comes from (a package, or ``module:Class``)
         self.origins: dict[str, str] = {}
@@ -31,17 +44,24 @@ class Registry:
         return deco(fn) if fn is not None else deco
 
     def get(self, name: str) -> Callable[..., Any]:
-        if name not in self._entries and isinstance(name, str) and ":" in name:
-            self._resolve(name)
-        if name not in self._entries:
+        if isinstance(name, str) and name in self._entries:
+            return self._entries[name]
+        if isinstance(name, str) and ":" in name:
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}, or "
-                f"a class of your own as module.path:ClassName"
-            )
-        return self._entries[name]
+                f"{self.kind} {name!r} is not registered: a module:Name reference read from a "
+                f"file (a run's config.yaml, a .inrb header, a sweep or experiment file) is "
+                f"never imported; if you trust it, give {self.flag} {name} on the command "
+                f"line, or install it as a plugin (docs/plugins.md)")
+        raise ConfigError(
+            f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}, or "
+            f"a class of your own as {self.flag} module.path:ClassName")
 
-    def _resolve(self, reference: str) -> None:
-        """``package.module:Name`` -> that object, registered under the reference itself."""
+    def load_reference(self, reference: str) -> None:
+        """Import ``package.module:Name`` and register that object under the reference itself,
+        if it is what this registry takes (``accepts``) or a builder the module registered.
+        Only for a reference the user typed on the command line."""
+        if reference in self._entries:
+            return
         module_name, _, attr = reference.partition(":")
         if not module_name or not attr:
             raise ConfigError(f"{self.kind} {reference!r} must read module.path:ClassName")
@@ -57,8 +77,12 @@ class Registry:
                 raise ConfigError(f"module {module_name!r} has no {attr!r} for {self.kind} "
                                   f"{reference!r}; check the name after the colon")
             obj = getattr(obj, part)
-        if not callable(obj):
-            raise ConfigError(f"{reference!r} is not a class or function")
+        registered = any(obj is entry for entry in self._entries.values())
+        if not registered and not self.accepts(obj):
+            what = obj.__name__ if inspect.isclass(obj) else type(obj).__name__
+            raise ConfigError(f"{self.flag} {reference}: {what} is not {self.expects} nor a "
+                              f"registered {self.kind} builder; name such a class as "
+                              f"module.path:ClassName")
         self._entries[reference] = obj
         self.origins[reference] = module_name
 
@@ -66,12 +90,12 @@ class Registry:
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: str) -> bool:
-        if name not in self._entries and isinstance(name, str) and ":" in name:
-            try:
-                self._resolve(name)
-            except ConfigError:
-                return False
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
+
+
+def subclass_of(*bases: type) -> Callable[[Any], bool]:
+    """``accepts`` predicate: a class deriving from one of ``bases``."""
+    return lambda obj: inspect.isclass(obj) and issubclass(obj, bases)
 
 
 def keyword_parameters(builder: Callable[..., Any]):
@@ -118,7 +142,13 @@ def check_kwargs(builder: Callable[..., Any], kwargs: dict[str, Any], where: str
 #: tasks: a builder ``build(model, spec, ..., **keys)`` whose keyword arguments are the keys of
 #: ``conf/task/<name>.yaml``; :func:`inrbench.build.build_task` fills in the run's objects
 #: (``model``, ``spec``, ``datamodule``, ``seed``, ``data_name``, ``model_config``) that it names.
-TASKS = Registry("task")
+def _is_lightning_module(obj: Any) -> bool:
+    import lightning as L  # on call: the utilities layer loads no framework to be imported
+
+    return inspect.isclass(obj) and issubclass(obj, L.LightningModule)
+
+
+TASKS = Registry("task", accepts=_is_lightning_module, expects="a LightningModule subclass")
 
 
 def register_task(name: str) -> Callable[..., Any]:

@@ -83,6 +83,29 @@ def check_sweep(cfg: dict, where: str = "sweep") -> None:
     if cfg["method"] == "bayes" and not (cfg.get("metric") or {}).get("name"):
         raise ConfigError(f"{where}: method bayes needs metric: {{name: best_psnr, goal: "
                           f"maximize}}")
+    _check_references(cfg["parameters"], where)
+
+
+def _check_references(parameters: dict, where: str, prefix: str = "") -> None:
+    """A ``module:Name`` model or data in a sweep file is refused before any trial: a file
+    names only registered entries and installed plugins (``inrbench.registry``)."""
+    from inrbench.plugins import FLAGS
+
+    for key, spec in parameters.items():
+        if not isinstance(spec, dict):
+            continue
+        if isinstance(spec.get("parameters"), dict):  # nested: model: {parameters: {...}}
+            _check_references(spec["parameters"], where, f"{prefix}{key}.")
+            continue
+        flag = {"model.name": "model", "data.name": "data"}.get(f"{prefix}{key}")
+        values = spec.get("values") if isinstance(spec.get("values"), list) else [
+            spec.get("value")]
+        for value in values if flag else []:
+            if isinstance(value, str) and ":" in value and value not in FLAGS[flag]:
+                raise ConfigError(f"{where}: {prefix}{key} {value!r} is a module:Name "
+                                  f"reference, which a sweep file may not name (it would be "
+                                  f"imported from a file); install it as a plugin and name "
+                                  f"its entry point (docs/plugins.md)")
 
 
 # -- W&B config -> inrbench config -------------------------------------------------------------

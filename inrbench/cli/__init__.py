@@ -448,11 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     import inrbench.data  # noqa: F401
     import inrbench.models  # noqa: F401
     import inrbench.tasks  # noqa: F401
-    from inrbench.plugins import load_plugins
+    from inrbench.plugins import load_plugins, load_references
 
     load_plugins()
 
     try:
+        load_references(_references(args))
         return {"run": cmd_run, "profile": cmd_profile, "list": cmd_list, "report": cmd_report,
                 "compare": cmd_compare, "sweep": cmd_sweep,
                 "agent-run": cmd_agent_run, **_compression_commands()}[args.command](args)
@@ -474,6 +475,19 @@ def main(argv: list[str] | None = None) -> int:
               f"[{errno.errorcode.get(e.errno)}]; free space there and try again",
               file=sys.stderr)
         return 2
+
+
+def _references(args) -> dict:
+    """What this command line names with ``--model``/``--data``/``--task`` (bench's lists,
+    check-model's NAME): the only names a ``module:Class`` reference is imported for."""
+    def split(value) -> list[str]:
+        return [v.strip() for v in value.split(",")] if isinstance(value, str) else []
+
+    models = split(getattr(args, "model", None)) + split(getattr(args, "models", None))
+    if args.command == "check-model":
+        models.append(args.name)
+    return {"model": models, "data": split(getattr(args, "data", None)),
+            "task": split(getattr(args, "task", None))}
 
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}

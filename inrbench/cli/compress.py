@@ -2,7 +2,7 @@
 
     inrbench compress RUN_DIR [--bits B] [--method ptq|qat|none] [--layers hidden[,first,last]]
                       [--biases] [--scheme affine|symmetric] [--coding range|fixed] [--out F]
-    inrbench decompress FILE [--out recon.png] [--width W --layers D] [--json]
+    inrbench decompress FILE [--out recon.png] [--width W --layers D] [--max-pixels N] [--json]
     inrbench codecs IMAGE_OR_RUN_DIR --out DIR [--codecs jpeg,jpeg2000,webp,avif]
 """
 
@@ -12,6 +12,10 @@ import json
 from pathlib import Path
 
 from inrbench.errors import ConfigError
+
+#: ``decompress --max-pixels``'s default (``inrbench.compress.MAX_PIXELS``, not imported here:
+#: building the parser loads no model)
+MAX_PIXELS = 2**28
 
 
 def add_commands(sub) -> None:
@@ -33,6 +37,9 @@ def add_commands(sub) -> None:
                    help="symbols range-coded with constriction (default) or fixed-length")
     c.add_argument("--out", help="output file (default RUN_DIR/compressed/<method><bits>.inrb)")
     c.add_argument("--json", action="store_true", help="print the record as JSON")
+    c.add_argument("--model", metavar="MODULE:CLASS", help="the module:Class of your own that "
+                   "the run was trained with (a reference in a run's config.yaml is imported "
+                   "only when given on the command line too)")
 
     d = sub.add_parser("decompress", help="rebuild the network from a .inrb file alone and "
                        "render it")
@@ -42,6 +49,12 @@ def add_commands(sub) -> None:
     d.add_argument("--layers", type=int, help="once-for-all file: hidden layers of the "
                    "sub-network")
     d.add_argument("--json", action="store_true", help="print the record as JSON")
+    d.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                   help=f"refuse a file that declares a signal of more than N samples (pixels, "
+                   f"voxels) before decoding it (default 2^28 = {MAX_PIXELS:,})")
+    d.add_argument("--model", metavar="MODULE:CLASS", help="the module:Class of your own that "
+                   "the file's header names (a reference in a file is imported only when "
+                   "given on the command line too)")
 
     k = sub.add_parser("codecs", help="JPEG / JPEG 2000 / WebP / AVIF rate-distortion sweep "
                        "of one image (imagecodecs)")
@@ -84,8 +97,10 @@ def cmd_compress(args) -> int:
 def cmd_decompress(args) -> int:
     from inrbench.compress import decompress
 
+    if args.max_pixels < 1:
+        raise ConfigError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     rec = decompress(Path(args.file), Path(args.out) if args.out else None, args.width,
-                     args.layers)
+                     args.layers, max_pixels=args.max_pixels)
     if args.json:
         print(json.dumps(rec, indent=1))
         return 0

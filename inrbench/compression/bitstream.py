@@ -19,6 +19,12 @@ symbols packed at b bits each (``coding="fixed"``). Chunks let a once-for-all ne
 decoded from the front of the file: chunk k holds what sub-network k adds to the previous ones.
 Everything the decoder needs is in the file; every byte is counted in the rate.
 
+Nothing the file declares is trusted before it is checked: the header is inflated up to
+:data:`MAX_HEADER_BYTES`, its entries must be well formed (shapes of non-negative integers,
+bit widths 2..16, known dtypes) and declare at most :data:`MAX_WEIGHTS` values in all before the
+decoder allocates anything (:func:`check_header`); the caller compares the shapes with the
+network the header names (``inrbench.compress``).
+
 The CRC-32 (zlib's, ISO-HDLC polynomial) covers every byte of the file but its own four: magic,
 version, header, frequencies and chunks. It is checked before anything is decoded, so a
 damaged file is refused in one line instead of decoding to another network (CRC-32 detects
@@ -45,6 +51,11 @@ VERSION = 2
 UNCHECKED = 1  # the format before the CRC: read without a check
 _PREFIX = {1: struct.Struct("<BI"), 2: struct.Struct("<BII")}  # after MAGIC
 CODINGS = ("range", "fixed")
+#: the most values a file may declare in all (1 GiB as float32): more than any INR holds
+MAX_WEIGHTS = 2**28
+#: the most bytes the zlib-compressed JSON header may inflate to
+MAX_HEADER_BYTES = 2**24
+_BITS = range(2, 17)  # the quantizers' bit widths (compression.quant.check_bits)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
 
@@ -265,12 +276,67 @@ def read_header(data: bytes, warn: bool = True) -> tuple[dict, int]:
     *_, n = _PREFIX[version].unpack_from(data, 4)
     start = len(MAGIC) + _PREFIX[version].size
     try:
-        header = json.loads(zlib.decompress(data[start:start + n]))
-    except (zlib.error, ValueError) as e:
+        inflate = zlib.decompressobj()
+        text = inflate.decompress(data[start:start + n], MAX_HEADER_BYTES)
+        if inflate.unconsumed_tail:
+            raise DataError(f"corrupt bitstream: its header inflates to more than "
+                            f"{MAX_HEADER_BYTES:,} bytes")
+        header = json.loads(text)
+    except (zlib.error, ValueError, RecursionError) as e:
         raise DataError(f"corrupt bitstream: header does not decompress ({e})") from None
     if not isinstance(header, dict):
         raise DataError("corrupt bitstream: its header is not a JSON object")
+    check_header(header)
     return header, start + n
+
+
+def _count(shape) -> int:
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool)
+                                              and n >= 0 for n in shape):
+        raise DataError(f"corrupt bitstream: a tensor shape {str(shape)[:80]} is not a list "
+                        f"of non-negative integers")
+    total = 1
+    for n in shape:
+        total *= n
+    return total
+
+
+def check_header(header: dict) -> None:
+    """The header's structure and declared sizes, before anything is allocated: every entry
+    well formed, every bit width one the quantizers write, at most :data:`MAX_WEIGHTS`
+    values in all. A DataError in one line otherwise."""
+    try:
+        bits_used = header["histogram_bits"]
+        chunks = header["chunks"]
+        if header["coding"] not in CODINGS or not isinstance(chunks, list) \
+                or not isinstance(bits_used, list) or not isinstance(header["meta"], dict) \
+                or not isinstance(header["model"], dict) or not isinstance(header["signal"], dict):
+            raise TypeError("sections of the wrong type")
+        if any(b not in _BITS for b in bits_used):
+            raise TypeError(f"symbol bit widths {bits_used[:8]}")
+        total = 0
+        for chunk in chunks:
+            if not isinstance(chunk["nbytes"], int) or chunk["nbytes"] < 0:
+                raise TypeError("a chunk length")
+            for head in chunk["tensors"]:
+                if not isinstance(head["name"], str):
+                    raise TypeError("a tensor name")
+                total += _count(head["shape"])
+                if "q" in head:
+                    if head["q"]["bits"] not in _BITS or (
+                            header["coding"] == "range" and head["q"]["bits"] not in bits_used):
+                        raise TypeError(f"tensor {head['name']}'s bit width")
+                elif head.get("dtype") not in _DTYPES:
+                    raise TypeError(f"tensor {head['name']}'s dtype")
+    except DataError:
+        raise
+    except (KeyError, TypeError, AttributeError) as e:
+        what = e.args[0] if isinstance(e, TypeError) and e.args else f"missing {e}"
+        raise DataError(f"corrupt bitstream: its header is malformed ({str(what)[:120]}); the "
+                        f"file is damaged or was not written by inrbench compress") from None
+    if total > MAX_WEIGHTS:
+        raise DataError(f"the bitstream declares {total:,} values, more than the {MAX_WEIGHTS:,} "
+                        f"any network inrbench decodes holds; the file is corrupt or crafted")
 
 
 LIBRARY_ERRORS = (AssertionError, ValueError, KeyError, TypeError, IndexError, struct.error,

@@ -37,6 +37,7 @@ import torch.nn.utils.parametrize as P
 from torch import nn
 
 from inrbench.errors import ConfigError
+from inrbench.models.base import model_label
 
 ROLES = ("first", "hidden", "last", "other")
 SCHEMES = ("affine", "symmetric", "lsq")
@@ -225,7 +226,7 @@ def apply_lsq(model: nn.Module, bits: int, layers="hidden", biases: bool = False
     names = selected(model, layers, biases)
     if not names:
         raise ConfigError(f"task.quant_layers={layers!r} selects no tensor of "
-                          f"{type(model).__name__}; try hidden or all")
+                          f"model {model_label(model)!r}; try hidden or all")
     for name in names:
         module, leaf = _module_and_leaf(model, name)
         P.register_parametrization(module, leaf, LSQWeight(getattr(module, leaf), bits, offset))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from inrbench.registry import Registry, check_kwargs
+import lightning as L
 
-DATAMODULES = Registry("data module")
+from inrbench.registry import Registry, check_kwargs, subclass_of
+
+DATAMODULES = Registry("data module", flag="--data", accepts=subclass_of(L.LightningDataModule),
+                       expects="a LightningDataModule subclass (SignalDataModule)")
 
 
 def register_datamodule(cls=None, *, name: str | None = None):

@@ -43,6 +43,22 @@ def mlp_macs(dims: list[int], include_bias: bool = False) -> int:
 EVAL_CHUNK = 2**20
 
 
+def name_model(model: nn.Module, name: str) -> nn.Module:
+    """Remember the name the user gave ``model`` (``finer``, ``my_inr:Net``), for messages."""
+    model.inrbench_name = str(name)
+    return model
+
+
+def model_label(model: nn.Module) -> str:
+    """The name the user gave the model (:func:`name_model`), else its class's: what a line
+    refusing the model calls it (a wrapped module is not called ``CoordinateModule``)."""
+    name = getattr(model, "inrbench_name", None)
+    if name:
+        return name
+    inner = model.module if isinstance(model, CoordinateModule) else model
+    return type(inner).__name__
+
+
 class INR(nn.Module):
     """Base class: a coordinate network with a per-sample forward and a full-signal render."""
 

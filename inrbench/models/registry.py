@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from inrbench.registry import Registry, check_kwargs
+from torch import nn
 
-MODELS = Registry("model")
+from inrbench.registry import Registry, check_kwargs, subclass_of
+
+MODELS = Registry("model", flag="--model", accepts=subclass_of(nn.Module),
+                  expects="a torch nn.Module subclass")
 
 
 def register_model(fn=None, *, name: str | None = None):

@@ -48,6 +48,7 @@ from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json, write_png
 from inrbench.models.anr import GeneratedINR, pixel_grid
+from inrbench.models.base import model_label
 from inrbench.models.hypernet import HyperNetwork, n_params
 from inrbench.profiling import sync_device
 from inrbench.registry import register_task
@@ -312,7 +313,7 @@ def build_hypernet(model, spec, datamodule, seed: int, data_name: str, lr: float
     ``inrbench.tasks.evalset``; ``step_images``: ``inrbench.tasks.stepimages``."""
     if not isinstance(model, GeneratedINR):
         raise ConfigError(f"--task hypernet generates the instance of a decoder; model "
-                          f"{type(model).__name__} has none. Use --model anr or --model transinr")
+                          f"{model_label(model)!r} has none. Use --model anr or --model transinr")
     train_data, step = image_set_data(datamodule, spec, data_name, "hypernet", seed,
                                       eval_images, steps, step_images, accumulate)
     if any((n + 2 * patch_padding) // patch_size < 1 for n in spec.shape):

@@ -41,6 +41,7 @@ from inrbench.data.base import SignalSpec
 from inrbench.data.images import ImageSetDataModule
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_bytes, atomic_write_json
+from inrbench.models.base import model_label
 from inrbench.models.modulated import LatentToShift, check_shiftable, render_shifted, shift_layout
 from inrbench.profiling import sync_device
 from inrbench.registry import register_task
@@ -73,7 +74,7 @@ class MetaTask(RunHistory, L.LightningModule):
                  inner_steps: int = 3, inner_lr: float = 1e-2, outer_lr: float = 3e-6,
                  curve_steps: int = 10, grid_images: int = 8, image_chunk: int | None = None):
         super().__init__()
-        check_shiftable(model)
+        check_shiftable(model, model_label(model))
         for key, value in (("latent_dim", latent_dim), ("inner_steps", inner_steps),
                            ("curve_steps", curve_steps)):
             if not isinstance(value, int) or value < 1:
