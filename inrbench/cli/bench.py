@@ -7,8 +7,12 @@ quality-cost frontier report (:mod:`inrbench.bench`, :mod:`inrbench.reports.fron
     inrbench bench --models asmr,siren --data kodak --vary data.image=1-24 --steps 2000
     inrbench bench --experiment table2 --rows siren4,asmr4 --budget 5m
 
+Every run is composed and checked before the first one trains. The folder's ``bench.json``
+records the plan: a rerun with the same arguments skips finished runs and resumes the rest;
+other arguments are refused, naming the difference (``--new`` starts OUT-2 instead).
+
 Exit status: 0 when every run finished, 1 when one failed (the report covers the others),
-2 on a bad name, key, budget or folder (one line).
+2 on a bad name, key, budget or folder (one line, before anything trains or is written).
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ def add_command(sub) -> None:
     b.add_argument("--steps", type=int, help="optimizer steps per run (task.steps)")
     b.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     b.add_argument("--out", help="bench folder (default runs/bench-<timestamp>); rerun "
-                   "with the same --out to finish an interrupted bench")
+                   "with the same --out and the same arguments to finish an interrupted "
+                   "bench (another budget, model list, seeds or overrides is refused)")
+    b.add_argument("--new", action="store_true", help="start a new bench folder beside "
+                   "--out (OUT-2, OUT-3, ...) when --out already holds a bench")
     b.add_argument("--quality", type=float, help="the quality the one-line answers ask for "
                    "(default the middle of task.targets, e.g. 30 dB)")
     b.add_argument("--in-process", action="store_true", help="train in this process instead "
@@ -92,8 +99,8 @@ def cmd_bench(args) -> int:
     done = bench(models, sigs, root, budget=args.budget,
                  steps=args.steps, seeds=parse_seeds(args.seeds), overrides=args.overrides,
                  quality=args.quality, on_run=line, isolate=not args.in_process,
-                 experiment=args.experiment, rows=rows)
-    report = done["report"]
+                 experiment=args.experiment, rows=rows, new=args.new)
+    report, root = done["report"], done["root"]
     n = len({r["model"] for r in done["runs"]})
     print(f"\nbench of {n} model(s) on {', '.join(report['signals'])}: {root}")
     for a in report["answers"]:
