@@ -14,8 +14,11 @@ from inrbench.errors import StorageError
 
 def safe_name(name: str) -> str:
     """``name`` as one folder name: every run of characters other than letters, digits,
-    ``_ . -`` becomes ``_`` (a ``module:Class`` model names its folder ``module_Class``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    ``_ . -`` becomes ``_`` (a ``module:Class`` model names its folder ``module_Class``), and
+    a name of dots only (``..``) or none becomes underscores, so that the result is always
+    one folder inside its parent: no separator, ``..`` or absolute path survives."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+    return name if name.strip(".") else "_" * max(1, len(name))
 
 
 def _umask() -> int:

@@ -60,7 +60,14 @@ def read_plan(path: Path) -> dict | None:
                           f"start in {next_free(path.parent)}") from None
     if not isinstance(record, dict):
         raise ConfigError(f"{path} is not a campaign record; move it away or add --new")
-    return record.get("plan", record) if isinstance(record.get("plan", record), dict) else {}
+    if isinstance(record.get("plan"), dict):
+        return record["plan"]
+    # written before plans were recorded: what it holds of one
+    return {k: record[k] for k in _LEGACY if k in record}
+
+
+#: keys of a bench.json or sweep.json written before the plan was recorded as ``plan``
+_LEGACY = ("models", "seeds", "overrides", "experiment", "sweep")
 
 
 def campaign_folder(root: Path, record: str, plan: dict, new: bool = False,
