@@ -40,9 +40,9 @@ from inrbench.config.campaign import campaign_folder
 from inrbench.config.files import load_yaml
 from inrbench.config.resume import resume_config
 from inrbench.config.validation import check_buildable, parse_duration
-from inrbench.console import note
+from inrbench.console import held_warnings, note
 from inrbench.errors import ConfigError, InrbenchError
-from inrbench.io import atomic_write_json, safe_name
+from inrbench.io import append_lines, atomic_write_json, safe_name
 from inrbench.reports.frontier import write_report
 from inrbench.run import run
 from inrbench.run.folder import holds_results
@@ -201,12 +201,42 @@ def _check_folders(entries: list[dict]) -> None:
                                   f"add --new to start a new bench folder")
 
 
-def bench_plan(models, sigs, seeds, extra: dict, overrides, quality, experiment, rows) -> dict:
-    """What ``bench.json`` records and a rerun into the folder must repeat."""
+def bench_plan(models, sigs, seeds, extra: dict, overrides, experiment, rows) -> dict:
+    """What ``bench.json`` records and a rerun into the folder must repeat (``--quality``
+    may change: it is the report's question, asked again of the same runs)."""
     return {"task.steps": extra["task.steps"], "trainer.max_time": extra["trainer.max_time"],
             "models": list(models), "seeds": list(seeds), "overrides": list(overrides),
             "signals": [" ".join([s.data, *s.overrides]) for s in sigs],
-            "experiment": experiment, "rows": list(rows) if rows else None, "quality": quality}
+            "experiment": experiment, "rows": list(rows) if rows else None}
+
+
+def _prepare(models, sigs, root: Path, budget, steps, seeds, overrides, quality, experiment,
+             rows, new):
+    """Every run planned and checked, the folder chosen (refused when it holds another
+    plan) and the plan recorded in it: ``(root, entries)``."""
+    extra = {**budget_extra(budget, steps), "trainer.logger": "none"}
+    plan_args = (list(seeds), list(overrides), extra, quality)
+    if experiment:
+        entries = plan_rows(experiment, rows, list(seeds), Path(root), list(overrides), extra,
+                            quality)
+        models = [e["model"] for e in entries if e["seed"] == seeds[0]]
+        sigs = [Signal(d, [], d) for d in dict.fromkeys(e["signal"] for e in entries)]
+    else:
+        entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality)
+    record = bench_plan(models, sigs, seeds, extra, overrides, experiment, rows)
+    chosen, _ = campaign_folder(Path(root), "bench.json", record, new, what="bench")
+    if chosen != Path(root):  # --new: the same runs, planned under the new folder
+        note(f"{root} holds a bench; this one goes to {chosen}")
+        root = chosen
+        entries = (plan_rows(experiment, rows, plan_args[0], root, *plan_args[1:])
+                   if experiment else plan(models, sigs, plan_args[0], root, *plan_args[1:]))
+    _check_folders(entries)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(root) / "bench.json", {
+        "models": models, "signals": [s.__dict__ for s in sigs], "seeds": list(seeds),
+        "budget": {"max_time": extra["trainer.max_time"], "steps": steps},
+        "experiment": experiment, "overrides": list(overrides), "plan": record})
+    return Path(root), entries
 
 
 def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None = None,
@@ -220,28 +250,10 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
     runs are that table's ``rows`` (default all) and ``models``/``sigs`` are unused. Every
     run is composed and checked first; a ``root`` holding another plan is refused, and
     ``new`` puts the bench in ``ROOT-2`` (``ROOT-3``...) when ``root`` is taken."""
-    extra = {**budget_extra(budget, steps), "trainer.logger": "none"}
-    plan_args = (list(seeds), list(overrides), extra, quality)
-    if experiment:
-        entries = plan_rows(experiment, rows, list(seeds), Path(root), list(overrides), extra,
-                            quality)
-        models = [e["model"] for e in entries if e["seed"] == seeds[0]]
-        sigs = [Signal(d, [], d) for d in dict.fromkeys(e["signal"] for e in entries)]
-    else:
-        entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality)
-    record = bench_plan(models, sigs, seeds, extra, overrides, quality, experiment, rows)
-    chosen, _ = campaign_folder(Path(root), "bench.json", record, new, what="bench")
-    if chosen != Path(root):  # --new: the same runs, planned under the new folder
-        note(f"{root} holds a bench; this one goes to {chosen}")
-        root = chosen
-        entries = (plan_rows(experiment, rows, plan_args[0], root, *plan_args[1:])
-                   if experiment else plan(models, sigs, plan_args[0], root, *plan_args[1:]))
-    _check_folders(entries)
-    Path(root).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(root) / "bench.json", {
-        "models": models, "signals": [s.__dict__ for s in sigs], "seeds": list(seeds),
-        "budget": {"max_time": extra["trainer.max_time"], "steps": steps},
-        "experiment": experiment, "overrides": list(overrides), "plan": record})
+    with held_warnings() as held:  # a refusal is the one line printed; the rest is logged
+        root, entries = _prepare(models, sigs, Path(root), budget, steps, seeds, overrides,
+                                 quality, experiment, rows, new)
+    append_lines(root / "warnings.log", held)
     done = []
     for entry in entries:
         t0 = time.perf_counter()

@@ -69,6 +69,16 @@ def atomic_write_text(path: os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def append_lines(path: os.PathLike, lines: list[str]) -> None:
+    """``lines`` added at the end of the text file ``path`` (a log), the whole file written
+    atomically; nothing happens without lines."""
+    if not lines:
+        return
+    path = Path(path)
+    before = path.read_text() if path.is_file() else ""
+    atomic_write_text(path, before + "".join(f"{line}\n" for line in lines))
+
+
 def atomic_write_json(path: os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -37,8 +37,9 @@ import yaml
 from inrbench.config import compose, row_config
 from inrbench.config.experiment import get_row, load_experiment
 from inrbench.config.files import yaml_problem
+from inrbench.console import held_warnings, note
 from inrbench.errors import ConfigError, InrbenchError
-from inrbench.io import atomic_write_json, atomic_write_text, flatten, safe_name
+from inrbench.io import append_lines, atomic_write_json, atomic_write_text, flatten, safe_name
 from inrbench.run import run
 
 SPECIAL = ("experiment", "row")
@@ -336,10 +337,13 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
     name = cfg.get("name") or Path(path).stem
     extra = dict(extra or {})
     limit = trials if trials is not None else _grid_size(cfg)
-    check_trials(path, cfg, limit, extra, cli_overrides)
-    plan = sweep_plan(cfg, seed, extra, cli_overrides)
-    out, continuing = campaign_folder(sweep_folder(path, name, out), "sweep.json", plan, new,
-                                      what="sweep")
+    requested = sweep_folder(path, name, out)
+    with held_warnings() as held:  # a refusal is the one line printed; the rest is logged
+        check_trials(path, cfg, limit, extra, cli_overrides)
+        plan = sweep_plan(cfg, seed, extra, cli_overrides)
+        out, continuing = campaign_folder(requested, "sweep.json", plan, new, what="sweep")
+    if out != requested:
+        note(f"{requested} holds a sweep; this one goes to {out}")
     earlier = _earlier_trials(out) if continuing else {}
     metric = (cfg.get("metric") or {}).get("name")
     # the search engine draws with numpy's and Python's global generators
@@ -355,6 +359,7 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
                        plan)
 
     write()
+    append_lines(out / "warnings.log", held)
     i = 0
     while limit is None or i < limit:
         suggestion = sweeps.next_run(cfg, history)
