@@ -35,8 +35,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from inrbench.config import compose, row_config
-from inrbench.config.experiment import load_experiment, select_rows
 from inrbench.config.campaign import campaign_folder
+from inrbench.config.experiment import load_experiment, select_rows
 from inrbench.config.files import load_yaml
 from inrbench.config.resume import resume_config
 from inrbench.config.validation import check_buildable, parse_duration

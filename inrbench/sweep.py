@@ -230,6 +230,16 @@ _VALUE_BOUNDS = ("param_uniform", "param_int_uniform", "param_quniform",
                  "param_loguniform_v2", "param_qloguniform_v2", "param_inv_loguniform_v2")
 
 
+def _next_run(cfg: dict, history: list):
+    """The search engine's next trial, without the Gaussian process's convergence warnings
+    (bayes): they are about the engine's fit, nothing a user can act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"sklearn\.gaussian_process\..*")
+        return _sweeps().next_run(cfg, history)
+
+
 def _ends(p) -> list:
     """The values that stand for one parameter in the check before the first trial: every
     value of a categorical one, the ends of a distribution."""
@@ -254,7 +264,7 @@ def planned_configs(cfg: dict, limit: int | None) -> list[dict]:
         found: list[dict] = []
         history: list = []
         while limit is None or len(found) < limit:
-            suggestion = sweeps.next_run(cfg, history)
+            suggestion = _next_run(cfg, history)
             if suggestion is None:
                 break
             found.append(suggestion.config)
@@ -362,7 +372,7 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
     append_lines(out / "warnings.log", held)
     i = 0
     while limit is None or i < limit:
-        suggestion = sweeps.next_run(cfg, history)
+        suggestion = _next_run(cfg, history)
         if suggestion is None:  # grid exhausted
             break
         before = earlier.get(i, {})
