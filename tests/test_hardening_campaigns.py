@@ -321,3 +321,23 @@ def test_warnings_while_planning_go_to_the_log_not_the_terminal(small_png, tmp_p
     code, _, err = run_cli([*base, "--models", "siren", "--out", tmp_path / "b"], capsys)
     assert code == 0 and "advice" not in err
     assert "UserWarning: a library's advice" in (tmp_path / "b" / "warnings.log").read_text()
+
+
+def test_an_interrupted_bench_says_how_to_continue_and_continues(small_png, tmp_path, capsys,
+                                                                 monkeypatch):
+    import inrbench.bench as bench_module
+
+    def stopped(cfg, resume=False, callbacks=None):
+        raise Interrupted(2, cfg.trainer.out, 1, saved=False)
+
+    root = tmp_path / "b"
+    argv = ["bench", "--models", "siren", "--data", "image", f"data.path={small_png}",
+            "--steps", "2", "--out", root, "--in-process", *TINY]
+    with monkeypatch.context() as m:
+        m.setattr(bench_module, "run", stopped)
+        code, _, err = run_cli(argv, capsys)
+    assert code == 130 and "Traceback" not in err
+    assert "continue the bench with: inrbench bench --models siren" in err
+    assert err.strip().endswith(f"--out {root}")
+    code, out, _ = run_cli(argv, capsys)
+    assert code == 0 and "trained" in out

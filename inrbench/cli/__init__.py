@@ -179,7 +179,9 @@ def cmd_sweep(args) -> int:
                                   extra=extra, cli_overrides=args.overrides, on_trial=done,
                                   new=args.new)
     except Interrupted as e:  # the same command into the sweep's folder continues it
-        argv = _with_out(getattr(args, "argv", sys.argv[1:]), Path(e.out).parent)
+        from inrbench.cli.bench import with_out
+
+        argv = with_out(getattr(args, "argv", sys.argv[1:]), Path(e.out).parent)
         print(f"inrbench: stopped by {signal.Signals(e.signum).name} at step {e.step} of "
               f"{Path(e.out).name}; continue the sweep with: inrbench {shlex.join(argv)}",
               file=sys.stderr)
@@ -189,20 +191,6 @@ def cmd_sweep(args) -> int:
     print(f"\nsweep: {len(finished)} of {len(records)} trials finished; summary: "
           f"{out}/sweep.csv, {out}/sweep.json")
     return 0 if records and len(finished) == len(records) else 1
-
-
-def _with_out(argv: list[str], folder: Path) -> list[str]:
-    """``argv`` with ``--out folder`` in place of its ``--out`` and ``--new``."""
-    kept, skip = [], False
-    for a in argv:
-        if skip or a == "--new" or a.startswith("--out="):
-            skip = False
-            continue
-        if a == "--out":
-            skip = True
-            continue
-        kept.append(str(a))
-    return [*kept, "--out", str(folder)]
 
 
 def cmd_agent_run(args) -> int:

@@ -17,9 +17,12 @@ Exit status: 0 when every run finished, 1 when one failed (the report covers the
 
 from __future__ import annotations
 
+import shlex
+import signal
+import sys
 from pathlib import Path
 
-from inrbench.errors import ConfigError
+from inrbench.errors import ConfigError, Interrupted
 
 COMMAND = "bench"
 
@@ -66,6 +69,21 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def with_out(argv: list[str], folder: Path) -> list[str]:
+    """``argv`` with ``--out folder`` in place of its ``--out`` and without ``--new``: the
+    command that continues a campaign stopped in ``folder``."""
+    kept, skip = [], False
+    for a in map(str, argv):
+        if skip or a == "--new" or a.startswith("--out="):
+            skip = False
+            continue
+        if a == "--out":
+            skip = True
+            continue
+        kept.append(a)
+    return [*kept, "--out", str(folder)]
+
+
 def cmd_bench(args) -> int:
     from inrbench.bench import bench, signals
     from inrbench.reports.frontier import write_report
@@ -96,10 +114,17 @@ def cmd_bench(args) -> int:
               f"({rec['seconds']:.0f} s){tail}", flush=True)
 
     sigs = signals(args.data, args.vary) if not args.experiment else []
-    done = bench(models, sigs, root, budget=args.budget,
-                 steps=args.steps, seeds=parse_seeds(args.seeds), overrides=args.overrides,
-                 quality=args.quality, on_run=line, isolate=not args.in_process,
-                 experiment=args.experiment, rows=rows, new=args.new)
+    try:
+        done = bench(models, sigs, root, budget=args.budget,
+                     steps=args.steps, seeds=parse_seeds(args.seeds), overrides=args.overrides,
+                     quality=args.quality, on_run=line, isolate=not args.in_process,
+                     experiment=args.experiment, rows=rows, new=args.new)
+    except Interrupted as e:  # --in-process: the same command continues the bench
+        folder = Path(e.out).parents[2]  # ROOT/<signal>/<model>/seed<N>, ROOT/<data>/seed<N>/<row>
+        argv = shlex.join(["inrbench", *with_out(getattr(args, "argv", sys.argv[1:]), folder)])
+        print(f"inrbench: stopped by {signal.Signals(e.signum).name} at step {e.step} of "
+              f"{e.out}; continue the bench with: {argv}", file=sys.stderr)
+        return 128 + e.signum
     report, root = done["report"], done["root"]
     n = len({r["model"] for r in done["runs"]})
     print(f"\nbench of {n} model(s) on {', '.join(report['signals'])}: {root}")
