@@ -160,8 +160,9 @@ def cmd_sweep(args) -> int:
 
     if not args.local:
         if args.trials or args.out or args.overrides or args.steps or args.logger or args.new:
-            raise InrbenchError("--trials/--out/--steps/--logger and overrides apply to --local "
-                                "sweeps; an online sweep takes its settings from the file")
+            raise InrbenchError("--trials/--out/--new/--steps/--logger and overrides apply to "
+                                "--local sweeps; an online sweep takes its settings from the "
+                                "file")
         made = sweep.create_online(args.file, project=args.project, entity=args.entity)
         print(f"created W&B sweep {made['id']} in {made['entity']}/{made['project']}")
         print(f"start workers with:\n  {made['command']}")
