@@ -6,8 +6,12 @@ The folder holds ``ROOT/<signal>/<model>/seed<N>/`` (one results folder each, wr
 :func:`inrbench.run.run`) and ``bench.json`` (the plan); a paper table's rows
 (``experiment=``, ``rows=``) go to ``ROOT/<data>/seed<N>/<row id>/`` instead, each row a point
 of the frontier under its id. Runs go one after another in this
-process, so no two share the CPU or the GPU. A rerun skips every finished run (its
-``metrics.json`` exists) and resumes an interrupted one from its last checkpoint.
+process, so no two share the CPU or the GPU. Every run's config is composed and checked
+(names, keys, values) before the first one trains. ``bench.json`` records the plan (budget,
+models, signals, seeds, overrides); a rerun into the same folder with the same plan skips
+every finished run (its ``metrics.json`` exists) and resumes an interrupted one from its
+last checkpoint, and a rerun with another plan is refused, naming the difference
+(:mod:`inrbench.config.campaign`); ``new=True`` starts in ``ROOT-2`` instead.
 
 Each run is a child process (``inrbench run``) by default, so its peak memory is its own
 (what earlier runs left resident does not count) and one crash stops only that run;
@@ -28,12 +32,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from inrbench.config import compose, row_config
+from inrbench.config.campaign import campaign_folder
 from inrbench.config.experiment import load_experiment, select_rows
+from inrbench.config.files import load_yaml
 from inrbench.config.resume import resume_config
-from inrbench.config.validation import parse_duration
+from inrbench.config.validation import check_buildable, parse_duration
+from inrbench.console import held_warnings, note
 from inrbench.errors import ConfigError, InrbenchError
-from inrbench.io import atomic_write_json, safe_name
+from inrbench.io import append_lines, atomic_write_json, safe_name
 from inrbench.reports.frontier import write_report
 from inrbench.run import run
 from inrbench.run.folder import holds_results
@@ -110,6 +119,7 @@ def plan(models: list[str], sigs: list[Signal], seeds: list[int], root: Path,
                 ex = {**extra, "trainer.seed": seed, "trainer.out": str(out)}
                 cfg = compose(model=model, data=sig.data, overrides=[*sig.overrides,
                                                                      *overrides], extra=ex)
+                check_buildable(cfg)
                 targets = [float(t) for t in cfg.task.get("targets") or []]
                 if quality is not None and "targets" in cfg.task and quality not in targets:
                     ex["task.targets"] = sorted([*targets, float(quality)])
@@ -130,6 +140,7 @@ def plan_rows(experiment: str, ids: list[str] | None, seeds: list[int], root: Pa
             out = root / "_" / f"seed{seed}" / row["id"]
             ex = {**extra, "trainer.seed": seed, "trainer.out": str(out)}
             cfg = row_config(exp, row, overrides, ex)
+            check_buildable(cfg)
             sig = safe(str(cfg.data.name))
             out = root / sig / f"seed{seed}" / row["id"]
             ex["trainer.out"], cfg.trainer.out = str(out), str(out)
@@ -174,15 +185,37 @@ def run_one(entry: dict, isolate: bool = True) -> str:
     return "resumed" if resume else "trained"
 
 
-def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None = None,
-          steps: int | None = None, seeds: tuple[int, ...] = (0,), overrides=(),
-          quality: float | None = None, on_run=None, isolate: bool = True,
-          experiment: str | None = None, rows: list[str] | None = None) -> dict:
-    """Train every model on every signal under the budget, then write the frontier report
-    into ``root``. Returns ``{"runs": [...], "report": ...}``; a run that fails is recorded
-    (``status: failed``, its error) and the others go on. With ``experiment`` the runs are
-    that table's ``rows`` (default all) and ``models``/``sigs`` are unused."""
+def _check_folders(entries: list[dict]) -> None:
+    """A run folder already in the bench must hold the budget planned now: a folder from an
+    older bench (without a recorded plan) or one trained by hand is refused, not mixed in."""
+    for entry in entries:
+        path = entry["out"] / "config.yaml"
+        if not path.is_file():
+            continue
+        saved = load_yaml(path)
+        for key in ("task.steps", "trainer.max_time"):
+            have, want = OmegaConf.select(saved, key), OmegaConf.select(entry["cfg"], key)
+            if have != want:
+                raise ConfigError(f"{entry['out']} was trained with {key}={have}, this bench "
+                                  f"plans {want}; rerun with that budget to continue it, or "
+                                  f"add --new to start a new bench folder")
+
+
+def bench_plan(models, sigs, seeds, extra: dict, overrides, experiment, rows) -> dict:
+    """What ``bench.json`` records and a rerun into the folder must repeat (``--quality``
+    may change: it is the report's question, asked again of the same runs)."""
+    return {"task.steps": extra["task.steps"], "trainer.max_time": extra["trainer.max_time"],
+            "models": list(models), "seeds": list(seeds), "overrides": list(overrides),
+            "signals": [" ".join([s.data, *s.overrides]) for s in sigs],
+            "experiment": experiment, "rows": list(rows) if rows else None}
+
+
+def _prepare(models, sigs, root: Path, budget, steps, seeds, overrides, quality, experiment,
+             rows, new):
+    """Every run planned and checked, the folder chosen (refused when it holds another
+    plan) and the plan recorded in it: ``(root, entries)``."""
     extra = {**budget_extra(budget, steps), "trainer.logger": "none"}
+    plan_args = (list(seeds), list(overrides), extra, quality)
     if experiment:
         entries = plan_rows(experiment, rows, list(seeds), Path(root), list(overrides), extra,
                             quality)
@@ -190,12 +223,37 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
         sigs = [Signal(d, [], d) for d in dict.fromkeys(e["signal"] for e in entries)]
     else:
         entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality)
+    record = bench_plan(models, sigs, seeds, extra, overrides, experiment, rows)
+    chosen, _ = campaign_folder(Path(root), "bench.json", record, new, what="bench")
+    if chosen != Path(root):  # --new: the same runs, planned under the new folder
+        note(f"{root} holds a bench; this one goes to {chosen}")
+        root = chosen
+        entries = (plan_rows(experiment, rows, plan_args[0], root, *plan_args[1:])
+                   if experiment else plan(models, sigs, plan_args[0], root, *plan_args[1:]))
+    _check_folders(entries)
     Path(root).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(root) / "bench.json", {
         "models": models, "signals": [s.__dict__ for s in sigs], "seeds": list(seeds),
         "budget": {"max_time": extra["trainer.max_time"], "steps": steps},
-        "experiment": experiment,
-        "overrides": list(overrides)})
+        "experiment": experiment, "overrides": list(overrides), "plan": record})
+    return Path(root), entries
+
+
+def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None = None,
+          steps: int | None = None, seeds: tuple[int, ...] = (0,), overrides=(),
+          quality: float | None = None, on_run=None, isolate: bool = True,
+          experiment: str | None = None, rows: list[str] | None = None,
+          new: bool = False) -> dict:
+    """Train every model on every signal under the budget, then write the frontier report
+    into ``root``. Returns ``{"root", "runs": [...], "report": ...}``; a run that fails is
+    recorded (``status: failed``, its error) and the others go on. With ``experiment`` the
+    runs are that table's ``rows`` (default all) and ``models``/``sigs`` are unused. Every
+    run is composed and checked first; a ``root`` holding another plan is refused, and
+    ``new`` puts the bench in ``ROOT-2`` (``ROOT-3``...) when ``root`` is taken."""
+    with held_warnings() as held:  # a refusal is the one line printed; the rest is logged
+        root, entries = _prepare(models, sigs, Path(root), budget, steps, seeds, overrides,
+                                 quality, experiment, rows, new)
+    append_lines(root / "warnings.log", held)
     done = []
     for entry in entries:
         t0 = time.perf_counter()
@@ -211,4 +269,4 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
             on_run(rec)
     if not any(r["status"] != "failed" for r in done):
         raise InrbenchError(f"every run failed; first: {done[0]['error']}")
-    return {"runs": done, "report": write_report(Path(root), quality)}
+    return {"root": Path(root), "runs": done, "report": write_report(Path(root), quality)}

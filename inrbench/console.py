@@ -4,6 +4,7 @@ banners ("GPU available...", "💡 Tip...") and advice warnings only with ``--ve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import warnings
@@ -123,3 +124,14 @@ def _epochs(trainer) -> int | None:
 def note(message: str) -> None:
     """An informational line for the user (stdout: stderr holds only the error, one line)."""
     print(f"inrbench: {message}", flush=True)
+
+
+@contextlib.contextmanager
+def held_warnings():
+    """Warnings raised inside are held back instead of printed, as lines ``FILE:LINE:
+    Category: message`` in the yielded list: checks that may end in a one-line refusal run
+    inside, and the caller writes what was held to its folder's log once it has one."""
+    held: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        yield held
+    held += [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in caught]

@@ -30,6 +30,7 @@ from inrbench.data.registry import DATAMODULES
 from inrbench.errors import ConfigError, DataError, InrbenchError
 from inrbench.io import atomic_write_json
 from inrbench.profiling import macs_counts, profile
+from inrbench.run import default_out as _default_out
 from inrbench.run import run
 
 
@@ -235,6 +236,12 @@ def _with_unit(value: str | None, unit: str | None) -> str:
 
 
 # -- running -------------------------------------------------------------------------------
+
+def default_out(exp: Experiment) -> Path:
+    """``runs/<experiment>-<timestamp>``: a new folder for the experiment's rows (the
+    experiment's name is a plain name, checked by :func:`load_experiment`)."""
+    return _default_out(exp.name)
+
 
 def _earlier_rows(path: Path, exp: Experiment, rerun: set[str]) -> list[dict]:
     """Rows an earlier invocation recorded in the same folder and this one leaves alone: a

@@ -14,8 +14,11 @@ from inrbench.errors import StorageError
 
 def safe_name(name: str) -> str:
     """``name`` as one folder name: every run of characters other than letters, digits,
-    ``_ . -`` becomes ``_`` (a ``module:Class`` model names its folder ``module_Class``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    ``_ . -`` becomes ``_`` (a ``module:Class`` model names its folder ``module_Class``), and
+    a name of dots only (``..``) or none becomes underscores, so that the result is always
+    one folder inside its parent: no separator, ``..`` or absolute path survives."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+    return name if name.strip(".") else "_" * max(1, len(name))
 
 
 def _umask() -> int:
@@ -64,6 +67,16 @@ def write_failure(path: Path, error: OSError, nbytes: int | None = None) -> str:
 
 def atomic_write_text(path: os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def append_lines(path: os.PathLike, lines: list[str]) -> None:
+    """``lines`` added at the end of the text file ``path`` (a log), the whole file written
+    atomically; nothing happens without lines."""
+    if not lines:
+        return
+    path = Path(path)
+    before = path.read_text() if path.is_file() else ""
+    atomic_write_text(path, before + "".join(f"{line}\n" for line in lines))
 
 
 def atomic_write_json(path: os.PathLike, obj) -> None:

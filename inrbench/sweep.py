@@ -37,13 +37,31 @@ import yaml
 from inrbench.config import compose, row_config
 from inrbench.config.experiment import get_row, load_experiment
 from inrbench.config.files import yaml_problem
+from inrbench.console import held_warnings, note
 from inrbench.errors import ConfigError, InrbenchError
-from inrbench.io import atomic_write_json, atomic_write_text, flatten
+from inrbench.io import append_lines, atomic_write_json, atomic_write_text, flatten, safe_name
 from inrbench.run import run
 
 SPECIAL = ("experiment", "row")
 DEFAULT_COMMAND = ["inrbench", "agent-run"]
 METHODS = ("grid", "random", "bayes")
+
+
+def _sweeps():
+    """W&B's ``sweeps`` package (and its ``params``), imported without the pydantic v2
+    deprecation warnings its class-based configs raise on import: they are about the
+    package's source, nothing a user can act on, and they would precede every line."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydantic\..*",
+                                message=r"Valid config keys have changed in V2")
+        warnings.filterwarnings("ignore", message=r"Support for class-based `config` is "
+                                r"deprecated", module=r"pydantic\..*|sweeps\..*")
+        import sweeps
+        import sweeps.params
+
+    return sweeps
 
 
 # -- the sweep file --------------------------------------------------------------------------
@@ -70,7 +88,7 @@ def load_sweep(path) -> dict:
 
 
 def check_sweep(cfg: dict, where: str = "sweep") -> None:
-    import sweeps
+    sweeps = _sweeps()
 
     if cfg.get("method") not in METHODS:
         raise ConfigError(f"{where}: method must be one of {', '.join(METHODS)}, got "
@@ -208,16 +226,15 @@ def _metric_value(summary: dict | None, name: str | None) -> float | None:
 
 def _searched(cfg: dict) -> set[str]:
     """The parameters the sweep varies (not the constants), as flat config keys."""
-    from sweeps.params import HyperParameterSet
-
+    HyperParameterSet = _sweeps().params.HyperParameterSet
     params = HyperParameterSet.from_config(cfg["parameters"])
     return {p.name.replace(HyperParameterSet.NESTING_DELIMITER, ".")
             for p in params.searchable_params}
 
 
 def _grid_size(cfg: dict) -> int | None:
-    from sweeps.params import HyperParameter, HyperParameterSet
-
+    sp = _sweeps().params
+    HyperParameter, HyperParameterSet = sp.HyperParameter, sp.HyperParameterSet
     if cfg["method"] != "grid":
         return None
     params = HyperParameterSet.from_config(cfg["parameters"])
@@ -230,71 +247,207 @@ def _grid_size(cfg: dict) -> int | None:
     return n
 
 
+#: parameter types whose ``min``/``max`` are values a trial may take (the others are in log
+#: space or unbounded: their ends are taken as the 0.1% and 99.9% quantiles)
+_VALUE_BOUNDS = ("param_uniform", "param_int_uniform", "param_quniform",
+                 "param_loguniform_v2", "param_qloguniform_v2", "param_inv_loguniform_v2")
+
+
+def _next_run(cfg: dict, history: list):
+    """The search engine's next trial, without the Gaussian process's convergence warnings
+    (bayes): they are about the engine's fit, nothing a user can act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"sklearn\.gaussian_process\..*")
+        return _sweeps().next_run(cfg, history)
+
+
+def _ends(p) -> list:
+    """The values that stand for one parameter in the check before the first trial: every
+    value of a categorical one, the ends of a distribution."""
+    if "values" in p.config:
+        return list(p.config["values"])
+    if "value" in p.config:
+        return [p.config["value"]]
+    if p.type in _VALUE_BOUNDS:
+        return [p.config["min"], p.config["max"]]
+    return [_plain(p.ppf(0.001)), _plain(p.ppf(0.999))]
+
+
+def planned_configs(cfg: dict, limit: int | None) -> list[dict]:
+    """W&B trial configs that together hold every value the sweep can give each parameter:
+    every planned point of a grid; for random and bayes, one config per value of each
+    categorical parameter and per end of each distribution (the others at their first)."""
+    import numpy as np
+
+    sweeps = _sweeps()
+    if cfg["method"] == "grid":
+        state = np.random.get_state(), random.getstate()
+        found: list[dict] = []
+        history: list = []
+        while limit is None or len(found) < limit:
+            suggestion = _next_run(cfg, history)
+            if suggestion is None:
+                break
+            found.append(suggestion.config)
+            history.append(sweeps.SweepRun(name=f"plan-{len(found)}", state="finished",
+                                           config=suggestion.config))
+        np.random.set_state(state[0])
+        random.setstate(state[1])
+        return found
+    sp = sweeps.params
+    ends = {p.name.replace(sp.HyperParameterSet.NESTING_DELIMITER, "."): _ends(p)
+            for p in sp.HyperParameterSet.from_config(cfg["parameters"])}
+    first = {k: v[0] for k, v in ends.items()}
+    points = [first] + [{**first, k: v} for k, vs in ends.items() for v in vs[1:]]
+    return [{k: {"value": v} for k, v in point.items()} for point in points]
+
+
+def check_trials(path, cfg: dict, limit: int | None, extra: dict, cli_overrides) -> None:
+    """Compose and check the config of every planned trial (every value of every parameter,
+    :func:`planned_configs`) before the first one trains: a typo'd key, an unknown model or
+    a bad value stops the sweep in one line, with nothing trained or written."""
+    from inrbench.config.validation import check_buildable
+
+    for config in planned_configs(cfg, limit):
+        try:
+            run_cfg, _ = compose_trial(config, extra, cli_overrides)
+            check_buildable(run_cfg)
+        except ConfigError as e:
+            values = {k: v for k, v in trial_params(config).items() if k in _searched(cfg)}
+            raise ConfigError(f"{path}: {e}" + (f" (trial {values})" if values else "")) \
+                from None
+
+
+def sweep_plan(cfg: dict, seed: int, extra: dict, cli_overrides) -> dict:
+    """What ``sweep.json`` records and a rerun into the folder must repeat: the sweep file,
+    the search seed, the command line's overrides and budget (``--trials`` may grow)."""
+    return json.loads(json.dumps({
+        "sweep": cfg, "seed": seed, "overrides": list(cli_overrides),
+        **{k: v for k, v in extra.items() if k != "trainer.logger"}}, default=str))
+
+
+def sweep_folder(path, name: str, out) -> Path:
+    """``--out``, or ``runs/sweep-<name>-<timestamp>`` with the file's ``name`` made one
+    folder name (:func:`inrbench.io.safe_name`): a name such as ``x/../../escape`` can not
+    place the sweep outside ``runs/``."""
+    if out:
+        return Path(out)
+    label = safe_name(str(name)).strip("._") or safe_name(Path(path).stem) or "sweep"
+    return Path("runs") / f"sweep-{label}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _earlier_trials(out: Path) -> dict[int, dict]:
+    record = json.loads((out / "sweep.json").read_text())
+    return {int(r["trial"]): r for r in record.get("trials") or [] if "trial" in r}
+
+
 def run_local(path, trials: int | None = None, out=None, seed: int = 0,
-              extra: dict | None = None, cli_overrides=(), on_trial=None) -> list[dict]:
+              extra: dict | None = None, cli_overrides=(), on_trial=None,
+              new: bool = False) -> list[dict]:
     """Run the sweep in ``path`` on this machine: draw each trial from the ``sweeps``
     package given the trials so far, train it into ``out/trial-NNN/``, and keep
     ``out/sweep.csv`` / ``out/sweep.json`` up to date. Grid sweeps stop when the grid is
-    exhausted (or after ``trials``); random and bayes sweeps need ``trials``."""
-    import numpy as np
-    import sweeps
+    exhausted (or after ``trials``); random and bayes sweeps need ``trials``.
 
+    Every planned trial is composed and checked first. ``sweep.json`` records the plan; a
+    rerun into the same ``out`` with the same plan keeps the finished trials (same ids and
+    parameters, not retrained), resumes an interrupted one from its checkpoint and retries
+    failed ones; another plan is refused naming the difference, and ``new`` starts in
+    ``OUT-2`` instead."""
+    import numpy as np
+
+    from inrbench.config.campaign import campaign_folder
+    from inrbench.run.folder import holds_results
+
+    sweeps = _sweeps()
     cfg = load_sweep(path)
     if cfg["method"] != "grid" and not trials:
         raise ConfigError(f"a {cfg['method']} sweep never runs out of trials; give --trials N")
     if trials is not None and trials < 1:
         raise ConfigError("--trials must be >= 1")
     name = cfg.get("name") or Path(path).stem
-    out = Path(out) if out else Path("runs") / f"sweep-{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    extra = dict(extra or {})
+    limit = trials if trials is not None else _grid_size(cfg)
+    requested = sweep_folder(path, name, out)
+    with held_warnings() as held:  # a refusal is the one line printed; the rest is logged
+        check_trials(path, cfg, limit, extra, cli_overrides)
+        plan = sweep_plan(cfg, seed, extra, cli_overrides)
+        out, continuing = campaign_folder(requested, "sweep.json", plan, new, what="sweep")
+    if out != requested:
+        note(f"{requested} holds a sweep; this one goes to {out}")
+    earlier = _earlier_trials(out) if continuing else {}
     metric = (cfg.get("metric") or {}).get("name")
     # the search engine draws with numpy's and Python's global generators
     np.random.seed(seed)
     random.seed(seed)
     history: list = []
     records: list[dict] = []
-    limit = trials if trials is not None else _grid_size(cfg)
     searched = _searched(cfg)
+
+    def write():  # the trials kept from earlier beyond this call's count stay listed
+        kept = [r for i, r in sorted(earlier.items()) if i >= len(records)]
+        _write_summary(out, cfg, name, records + kept, atomic_write_json, atomic_write_text,
+                       plan)
+
+    write()
+    append_lines(out / "warnings.log", held)
     i = 0
     while limit is None or i < limit:
-        suggestion = sweeps.next_run(cfg, history)
+        suggestion = _next_run(cfg, history)
         if suggestion is None:  # grid exhausted
             break
-        params = trial_params(suggestion.config)
+        before = earlier.get(i, {})
+        config = before.get("config") or _plain(suggestion.config)
+        params = trial_params(config)
         trial_dir = out / f"trial-{i:03d}"
-        record = {"trial": i, "out": str(trial_dir), "params": params, "status": "failed",
-                  "searched": {k: v for k, v in params.items() if k in searched},
-                  "metric": metric, "value": None, "error": None, "command": None}
-        summary = None
-        try:
-            run_cfg, m = compose_trial(suggestion.config,
-                                       {**(extra or {}), "trainer.out": str(trial_dir)},
-                                       cli_overrides)
-            record["command"] = command_line(m) + f" --out {trial_dir}"
-            summary = run(run_cfg)
-            record.update(status="finished", value=_metric_value(summary, metric),
-                          steps=summary.get("steps"),
-                          summary={k: v for k, v in summary.items()
-                                   if isinstance(v, (int, float, str)) or v is None})
-        except Exception as e:  # a failed trial is recorded and the sweep goes on
-            if not isinstance(e, InrbenchError):
-                traceback.print_exc()
-            record["error"] = f"{type(e).__name__}: {e}"
-            print(f"inrbench: sweep trial {i} failed: {e}", file=sys.stderr)
+        if before.get("status") == "finished":  # kept as it is, not trained again
+            record = before
+        else:
+            record = _train_trial(i, config, params, trial_dir, searched, metric, extra,
+                                  cli_overrides, resume=holds_results(trial_dir))
         history.append(sweeps.SweepRun(
-            name=f"trial-{i:03d}", config=suggestion.config,
+            name=f"trial-{i:03d}", config=config,
             state="finished" if record["status"] == "finished" else "failed",
             summaryMetrics={metric: record["value"]} if metric and record["value"] is not None
             else {}))
         records.append(record)
-        _write_summary(out, cfg, name, records, atomic_write_json, atomic_write_text)
+        write()
         if on_trial is not None:
-            on_trial(record)
+            on_trial({**record, "kept": record is before})
         i += 1
     return records
 
 
+def _train_trial(i: int, config: dict, params: dict, trial_dir: Path, searched: set,
+                 metric: str | None, extra: dict, cli_overrides, resume: bool) -> dict:
+    """Train one trial (``resume``: from its folder's checkpoint; a folder that already holds
+    its metrics is read, not trained again) and return its record; a failure is recorded."""
+    record = {"trial": i, "out": str(trial_dir), "params": params, "config": config,
+              "status": "failed", "searched": {k: v for k, v in params.items() if k in searched},
+              "metric": metric, "value": None, "error": None, "command": None}
+    try:
+        run_cfg, m = compose_trial(config, {**extra, "trainer.out": str(trial_dir)},
+                                   cli_overrides)
+        record["command"] = command_line(m) + f" --out {trial_dir}"
+        finished = trial_dir / "metrics.json"
+        summary = json.loads(finished.read_text()) if finished.is_file() else \
+            run(run_cfg, resume=resume)
+        record.update(status="finished", value=_metric_value(summary, metric),
+                      steps=summary.get("steps"),
+                      summary={k: v for k, v in summary.items()
+                               if isinstance(v, (int, float, str)) or v is None})
+    except Exception as e:  # a failed trial is recorded and the sweep goes on
+        if not isinstance(e, InrbenchError):
+            traceback.print_exc()
+        record["error"] = f"{type(e).__name__}: {e}"
+        print(f"inrbench: sweep trial {i} failed: {e}", file=sys.stderr)
+    return record
+
+
 def _write_summary(out: Path, cfg: dict, name: str, records: list[dict], write_json,
-                   write_text) -> None:
+                   write_text, plan: dict | None = None) -> None:
     import io
 
     import pandas as pd
@@ -307,7 +460,7 @@ def _write_summary(out: Path, cfg: dict, name: str, records: list[dict], write_j
         best = (max if goal == "maximize" else min)(done, key=lambda r: r["value"])
     write_json(out / "sweep.json", {"name": name, "sweep": cfg, "metric": metric, "goal": goal,
                                     "best_trial": best["trial"] if best else None,
-                                    "trials": records})
+                                    "trials": records, "plan": plan})
     rows = [{"trial": r["trial"], "status": r["status"], **{k: json.dumps(v) if isinstance(
         v, list) else v for k, v in r["params"].items()}, metric or "metric": r["value"],
         "steps": r.get("steps"), "out": r["out"], "error": r["error"]} for r in records]

@@ -524,8 +524,8 @@ def test_an_experiment_command_refuses_a_locked_folder_row_by_row(tmp_path, smal
 
 
 def test_sweep_trials_get_validated_values(tmp_path, small_png):
-    """A sweep whose search space holds a value out of range records that trial as failed
-    with the one-line reason, and the sweep goes on."""
+    """A sweep whose search space holds a value out of range is refused before its first
+    trial, in one line naming the key; nothing is trained or written."""
     from inrbench import sweep
 
     file = tmp_path / "s.yaml"
@@ -538,10 +538,6 @@ def test_sweep_trials_get_validated_values(tmp_path, small_png):
                        "trainer.latency_repeats": {"value": 1},
                        "trainer.progress_bar": {"value": False},
                        "task.lr": {"values": [-1.0, 1e-3]}}}))
-    records = sweep.run_local(file, out=tmp_path / "sw", extra={"trainer.logger": "none"})
-    status = {r["params"]["task.lr"]: r for r in records}
-    assert status[1e-3]["status"] == "finished"
-    assert status[-1.0]["status"] != "finished"
-    assert "task.lr must be a number > 0" in json.dumps(status[-1.0], default=str)
-    assert not (tmp_path / "sw" / "trial-000" / "config.yaml").exists() or \
-        status[-1.0]["out"] != str(tmp_path / "sw" / "trial-000")
+    with pytest.raises(ConfigError, match="task.lr must be a number > 0"):
+        sweep.run_local(file, out=tmp_path / "sw", extra={"trainer.logger": "none"})
+    assert not (tmp_path / "sw").exists()

@@ -109,7 +109,11 @@ def _add_report_commands(sub) -> None:
     sw.add_argument("--local", action="store_true", help="run the trials here, no W&B server")
     sw.add_argument("--trials", type=int, help="with --local: number of trials (grid: default "
                     "the whole grid)")
-    sw.add_argument("--out", help="with --local: sweep folder (trial-NNN/ run folders inside)")
+    sw.add_argument("--out", help="with --local: sweep folder (trial-NNN/ run folders inside);"
+                    " rerun with the same --out and arguments to continue it: finished trials "
+                    "are kept, the rest resume (other arguments are refused)")
+    sw.add_argument("--new", action="store_true", help="with --local: start a new sweep "
+                    "folder beside --out (OUT-2, OUT-3, ...) when --out already holds one")
     sw.add_argument("--seed", type=int, default=0, help="with --local: seed of the search")
     sw.add_argument("--steps", type=int, help="training steps of every trial (task.steps)")
     sw.add_argument("--logger", choices=["wandb", "csv", "none"], help="trainer.logger")
@@ -155,9 +159,10 @@ def cmd_sweep(args) -> int:
     from inrbench import sweep
 
     if not args.local:
-        if args.trials or args.out or args.overrides or args.steps or args.logger:
-            raise InrbenchError("--trials/--out/--steps/--logger and overrides apply to --local "
-                                "sweeps; an online sweep takes its settings from the file")
+        if args.trials or args.out or args.overrides or args.steps or args.logger or args.new:
+            raise InrbenchError("--trials/--out/--new/--steps/--logger and overrides apply to "
+                                "--local sweeps; an online sweep takes its settings from the "
+                                "file")
         made = sweep.create_online(args.file, project=args.project, entity=args.entity)
         print(f"created W&B sweep {made['id']} in {made['entity']}/{made['project']}")
         print(f"start workers with:\n  {made['command']}")
@@ -166,11 +171,22 @@ def cmd_sweep(args) -> int:
 
     def done(rec):
         value = "-" if rec["value"] is None else f"{rec['value']:.4g}"
-        print(f"\n[trial {rec['trial']}] {rec['status']}: {rec['metric']}={value} "
+        status = "kept (finished earlier)" if rec.get("kept") else rec["status"]
+        print(f"\n[trial {rec['trial']}] {status}: {rec['metric']}={value} "
               f"{rec['searched']} -> {rec['out']}")
 
-    records = sweep.run_local(args.file, trials=args.trials, out=args.out, seed=args.seed,
-                              extra=extra, cli_overrides=args.overrides, on_trial=done)
+    try:
+        records = sweep.run_local(args.file, trials=args.trials, out=args.out, seed=args.seed,
+                                  extra=extra, cli_overrides=args.overrides, on_trial=done,
+                                  new=args.new)
+    except Interrupted as e:  # the same command into the sweep's folder continues it
+        from inrbench.cli.bench import with_out
+
+        argv = with_out(getattr(args, "argv", sys.argv[1:]), Path(e.out).parent)
+        print(f"inrbench: stopped by {signal.Signals(e.signum).name} at step {e.step} of "
+              f"{Path(e.out).name}; continue the sweep with: inrbench {shlex.join(argv)}",
+              file=sys.stderr)
+        return 128 + e.signum
     out = Path(records[0]["out"]).parent if records else args.out
     finished = [r for r in records if r["status"] == "finished"]
     print(f"\nsweep: {len(finished)} of {len(records)} trials finished; summary: "
@@ -444,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(flags or extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    args.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     # registering models/data is a side effect of importing the packages; then the plugins'
     import inrbench.data  # noqa: F401
     import inrbench.models  # noqa: F401

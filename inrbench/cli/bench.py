@@ -7,15 +7,22 @@ quality-cost frontier report (:mod:`inrbench.bench`, :mod:`inrbench.reports.fron
     inrbench bench --models asmr,siren --data kodak --vary data.image=1-24 --steps 2000
     inrbench bench --experiment table2 --rows siren4,asmr4 --budget 5m
 
+Every run is composed and checked before the first one trains. The folder's ``bench.json``
+records the plan: a rerun with the same arguments skips finished runs and resumes the rest;
+other arguments are refused, naming the difference (``--new`` starts OUT-2 instead).
+
 Exit status: 0 when every run finished, 1 when one failed (the report covers the others),
-2 on a bad name, key, budget or folder (one line).
+2 on a bad name, key, budget or folder (one line, before anything trains or is written).
 """
 
 from __future__ import annotations
 
+import shlex
+import signal
+import sys
 from pathlib import Path
 
-from inrbench.errors import ConfigError
+from inrbench.errors import ConfigError, Interrupted
 
 COMMAND = "bench"
 
@@ -40,7 +47,10 @@ def add_command(sub) -> None:
     b.add_argument("--steps", type=int, help="optimizer steps per run (task.steps)")
     b.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     b.add_argument("--out", help="bench folder (default runs/bench-<timestamp>); rerun "
-                   "with the same --out to finish an interrupted bench")
+                   "with the same --out and the same arguments to finish an interrupted "
+                   "bench (another budget, model list, seeds or overrides is refused)")
+    b.add_argument("--new", action="store_true", help="start a new bench folder beside "
+                   "--out (OUT-2, OUT-3, ...) when --out already holds a bench")
     b.add_argument("--quality", type=float, help="the quality the one-line answers ask for "
                    "(default the middle of task.targets, e.g. 30 dB)")
     b.add_argument("--in-process", action="store_true", help="train in this process instead "
@@ -57,6 +67,21 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds needs distinct integers, e.g. 0,1,2; got {text!r}")
     return seeds
+
+
+def with_out(argv: list[str], folder: Path) -> list[str]:
+    """``argv`` with ``--out folder`` in place of its ``--out`` and without ``--new``: the
+    command that continues a campaign stopped in ``folder``."""
+    kept, skip = [], False
+    for a in map(str, argv):
+        if skip or a == "--new" or a.startswith("--out="):
+            skip = False
+            continue
+        if a == "--out":
+            skip = True
+            continue
+        kept.append(a)
+    return [*kept, "--out", str(folder)]
 
 
 def cmd_bench(args) -> int:
@@ -89,11 +114,18 @@ def cmd_bench(args) -> int:
               f"({rec['seconds']:.0f} s){tail}", flush=True)
 
     sigs = signals(args.data, args.vary) if not args.experiment else []
-    done = bench(models, sigs, root, budget=args.budget,
-                 steps=args.steps, seeds=parse_seeds(args.seeds), overrides=args.overrides,
-                 quality=args.quality, on_run=line, isolate=not args.in_process,
-                 experiment=args.experiment, rows=rows)
-    report = done["report"]
+    try:
+        done = bench(models, sigs, root, budget=args.budget,
+                     steps=args.steps, seeds=parse_seeds(args.seeds), overrides=args.overrides,
+                     quality=args.quality, on_run=line, isolate=not args.in_process,
+                     experiment=args.experiment, rows=rows, new=args.new)
+    except Interrupted as e:  # --in-process: the same command continues the bench
+        folder = Path(e.out).parents[2]  # ROOT/<signal>/<model>/seed<N>, ROOT/<data>/seed<N>/<row>
+        argv = shlex.join(["inrbench", *with_out(getattr(args, "argv", sys.argv[1:]), folder)])
+        print(f"inrbench: stopped by {signal.Signals(e.signum).name} at step {e.step} of "
+              f"{e.out}; continue the bench with: {argv}", file=sys.stderr)
+        return 128 + e.signum
+    report, root = done["report"], done["root"]
     n = len({r["model"] for r in done["runs"]})
     print(f"\nbench of {n} model(s) on {', '.join(report['signals'])}: {root}")
     for a in report["answers"]:

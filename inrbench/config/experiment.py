@@ -96,7 +96,8 @@ def load_experiment(name: str) -> Experiment:
     """Load and validate ``conf/experiment/<name>.yaml``; unknown names raise a ConfigError
     naming the valid ones."""
     path = conf_dir() / "experiment" / f"{name}.yaml"
-    if not path.is_file():
+    # a plain name only: a sweep or command line naming ../x must not read files elsewhere
+    if not isinstance(name, str) or not ROW_ID.match(name) or not path.is_file():
         raise ConfigError(f"unknown experiment {name!r}; valid choices: "
                           f"{', '.join(list_experiments())}")
     raw = OmegaConf.to_container(load_yaml(path), resolve=True)

@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from inrbench.errors import ConfigError
-from inrbench.registry import keyword_parameters
+from inrbench.registry import TASKS, check_kwargs, keyword_parameters
 
 # -- key specifications --------------------------------------------------------------------
 
@@ -467,6 +467,24 @@ def validate(cfg: DictConfig, base: DictConfig | None = None) -> DictConfig:
                 OmegaConf.update(cfg, f"{section}.{key}", checked, merge=False)
     _cross_checks(plain)
     return cfg
+
+
+def check_buildable(cfg: DictConfig) -> None:
+    """Refuse, in one line, what :func:`validate` leaves to the moment a run builds: a model,
+    data module or task that is not registered, and a ``model.*``/``data.*`` key its
+    constructor does not take. Commands that run many things (bench, sweep) call it for
+    every planned config, so a typo stops them before the first run trains."""
+    plain = to_plain(cfg)
+    for section, registry in _builders().items():
+        values = dict(plain.get(section) or {})
+        name = values.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"{section}.name must be a registered name (see 'inrbench "
+                              f"list'), got {name!r}")
+        check_kwargs(registry.get(name), values, section)
+    task = (plain.get("task") or {}).get("name")
+    if TASKS.names() and isinstance(task, str):  # registered once inrbench.tasks is imported
+        TASKS.get(task)
 
 
 def _cross_checks(plain: dict) -> None:
