@@ -61,8 +61,15 @@ from inrbench.errors import ConfigError
 from inrbench.models.base import INR, make_grid
 from inrbench.models.checks import check_choice, check_int, signal_shape_of
 from inrbench.models.registry import register_model
-from inrbench.models.splat2d import (TILE, conics_and_radii, grid_pairs, splat_grid, splat_sum,
-                                     tile_chunk, tile_grid)
+from inrbench.models.splat2d import (
+    TILE,
+    conics_and_radii,
+    grid_pairs,
+    splat_grid,
+    splat_sum,
+    tile_chunk,
+    tile_grid,
+)
 
 #: multiply-adds of the quadratic form per Gaussian-pixel evaluation
 FORM_MACS = 3
