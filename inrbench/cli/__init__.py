@@ -278,7 +278,10 @@ def cmd_run_dry(args) -> int:
                                                        model=args.model, data=args.data)}
     else:
         configs = {"run": _compose_from(args, extra)}
+    from inrbench.config.machine import check_machine
+
     for name, cfg in configs.items():
+        check_machine(cfg)
         print(f"# {name} (dry run: nothing trained or written)")
         print(OmegaConf.to_yaml(cfg, resolve=True))
     return 0
@@ -446,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
     load_plugins()
 
     try:
+        if getattr(args, "out", None):  # a results or report folder, or a file's folder
+            from inrbench.run.folder import check_folder
+
+            check_folder(Path(args.out), file=args.command in _FILE_OUT)
         return {"run": cmd_run, "profile": cmd_profile, "list": cmd_list, "report": cmd_report,
                 "compare": cmd_compare, "sweep": cmd_sweep,
                 "agent-run": cmd_agent_run, **_compression_commands()}[args.command](args)
@@ -469,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+_FILE_OUT = ("compress", "decompress")  # their --out names a file, not a folder
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from inrbench.blocks import configure_blocks
 from inrbench.build import build_datamodule, build_model, build_task
 from inrbench.checkpoint import SafeCheckpointIO, checkpoints_newest_first, resume_checkpoint
+from inrbench.config.machine import check_machine
 from inrbench.console import StepProgressBar, note, quiet_libraries
 from inrbench.data.base import SignalSpec
 from inrbench.data.provenance import check_same_data, data_record
@@ -65,6 +66,7 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         f"{cfg.model.name}-{cfg.data.name}")
     cfg.trainer.out = str(out)
     quiet_libraries(bool(cfg.trainer.get("verbose", False)))
+    check_machine(cfg)  # strategy, accelerator and GPUs, before the folder is made
     if rank_zero_only.rank != 0:  # multi-process: rank 0 holds the lock and writes
         return _run(cfg, resume, callbacks)
     made = [p for p in [out, *out.parents] if not p.exists()]  # folders this run creates
