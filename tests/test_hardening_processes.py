@@ -7,10 +7,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import shlex
+import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from cli_lines import error_line, run_cli
@@ -220,3 +225,157 @@ def test_a_real_3mb_filesystem_as_the_results_folder(tmp_path, small_png, capsys
         assert read_checkpoint(Path(newest))["global_step"] == 50
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+# -- SIGTERM and SIGINT stop every process of a multi-process run -------------------------------
+
+# the CLI, whose rank 0 sends SIGNAL to TARGET ("main": its own process; "group": every
+# process of the run; "stuck": its own, after stopping the other) once training passes STEP,
+# after a random fraction of a step: the signal lands anywhere in a step, collectives
+# included, as a scheduler's does
+SENDER = """
+import os, random, signal, sys, threading
+import lightning as L
+import inrbench.run.runner as runner
+from inrbench.cli import main
+
+sig, target, at = getattr(signal, sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+
+def send(trainer):
+    if target == "stuck":  # the other process hangs (stopped), then the main one is told
+        for child in trainer.strategy.launcher.procs:
+            os.kill(child.pid, signal.SIGSTOP)
+    if target == "group":
+        os.killpg(os.getpgid(0), sig)
+    else:
+        os.kill(os.getpid(), sig)
+
+
+class Send(L.Callback):
+    sent = False
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= at and trainer.is_global_zero and not self.sent:
+            self.sent = True
+            threading.Timer(random.uniform(0, 0.02), send, (trainer,)).start()
+
+
+make = runner._trainer
+
+
+def with_sender(*args):
+    trainer = make(*args)
+    trainer.callbacks.insert(0, Send())
+    return trainer
+
+
+runner._trainer = with_sender
+sys.exit(main(sys.argv[4:]))
+"""
+
+DDP = ["data.sampling=random", "data.batch_size=256", "model.hidden_dim=16",
+       "model.n_layers=2", "task.lr=1e-3", "task.eval_every=100",
+       "trainer.checkpoint_every=100", "trainer.latency_repeats=1",
+       "trainer.latency_warmup=0", "trainer.progress_bar=false", "trainer.accelerator=cpu",
+       "--logger", "none", "--devices", "2", "--strategy", "ddp"]
+DDP_STEPS = 60
+
+
+def _ddp_args(png, out):
+    return ["run", "--model", "siren", "--data", "image", f"data.path={png}", "--steps",
+            str(DDP_STEPS), "--out", str(out), *DDP]
+
+
+def _env(**extra):
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+            "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline", **extra}
+
+
+def _gone(pgid: int, within_s: float) -> bool:
+    """Whether every process of the group ``pgid`` has ended within ``within_s`` seconds."""
+    import time
+
+    end = time.monotonic() + within_s
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stop(tmp_path, png, name, target, at, out, env=None, timeout=180):
+    sender = tmp_path / "sender.py"
+    sender.write_text(SENDER)
+    proc = subprocess.Popen([sys.executable, str(sender), name, target, str(at),
+                             *_ddp_args(png, out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env or _env(),
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None or not _gone(proc.pid, 10):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail(f"{name} to the {target} process(es): a process did not end")
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("name, target, tries", [
+    ("SIGTERM", "main", 5), ("SIGTERM", "group", 3), ("SIGINT", "group", 2),
+])
+def test_a_signal_stops_every_process_at_one_checkpointed_step(name, target, tries, tmp_path,
+                                                                small_png):
+    code_of = {"SIGTERM": 143, "SIGINT": 130}
+    for i in range(tries):
+        out = tmp_path / f"{target}{i}"
+        code, err = _stop(tmp_path, small_png, name, target, 5 + 7 * i, out)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == code_of[name], err[-3000:]
+        assert "Traceback" not in err and len(lines) == 1, err[-3000:]
+        m = re.match(rf"inrbench: stopped by {name} at step (\d+); checkpoint at step \1 "
+                     rf"written to ", lines[0])
+        assert m and "--resume" in lines[0], lines[0]
+        ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+        assert ckpts == ["last.ckpt"]  # the step's one checkpoint, no temporary file
+        assert read_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"] == \
+            int(m.group(1))
+        assert not (out / "metrics.json").exists()
+
+
+def test_a_stopped_multi_process_run_resumes_to_the_uninterrupted_result(tmp_path, small_png):
+    out, ref = tmp_path / "stopped", tmp_path / "ref"
+    code, err = _stop(tmp_path, small_png, "SIGTERM", "main", 20, out)
+    assert code == 143, err[-3000:]
+    resume = err.strip().split("resume with: inrbench ", 1)[1]
+    for argv in (shlex.split(resume), _ddp_args(small_png, ref)):
+        done = subprocess.run([sys.executable, "-m", "inrbench.cli", *argv],
+                              capture_output=True, text=True, env=_env(), timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads((out / "metrics.json").read_text())
+    want = json.loads((ref / "metrics.json").read_text())
+    assert got["steps"] == want["steps"] == DDP_STEPS
+    assert got["psnr"] == pytest.approx(want["psnr"], abs=1e-4)
+    a = pd.read_csv(out / "metrics.csv").dropna(subset=["loss"])
+    b = pd.read_csv(ref / "metrics.csv").dropna(subset=["loss"])
+    assert list(a["step"]) == list(b["step"]) == list(range(DDP_STEPS))
+    torch.testing.assert_close(torch.tensor(a["loss"].values), torch.tensor(b["loss"].values),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_a_process_that_does_not_stop_is_ended_within_the_bound(tmp_path, small_png):
+    """The other rank hangs (SIGSTOP) when SIGTERM arrives: the processes cannot agree, so
+    the watchdog ends the main process and the one it started, and says so in one line."""
+    import time
+
+    out = tmp_path / "stuck"
+    began = time.monotonic()
+    code, err = _stop(tmp_path, small_png, "SIGTERM", "stuck", 5, out,
+                      env=_env(INRBENCH_STOP_WITHIN_S="4"))
+    assert code == 143, err[-3000:]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "did not stop within 4 s" in lines[0], err[-3000:]
+    assert f"continue from the newest in {out / 'checkpoints'} with --resume" in lines[0]
+    assert time.monotonic() - began < 120

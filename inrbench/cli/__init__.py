@@ -460,8 +460,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inrbench: error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:
-        print(f"inrbench: {_resume_line(e, sys.argv[1:] if argv is None else argv)}",
-              file=sys.stderr)
+        if e.rank == 0:
+            print(f"inrbench: {_resume_line(e, sys.argv[1:] if argv is None else argv)}",
+                  file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:  # outside training: nothing to checkpoint
         print("inrbench: interrupted (SIGINT)", file=sys.stderr)
