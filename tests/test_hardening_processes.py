@@ -58,6 +58,14 @@ def test_a_strategy_or_accelerator_this_machine_lacks_is_refused_before_anything
     assert code == 2 and needle in error_line(err)
 
 
+def test_an_experiment_refuses_a_strategy_before_its_first_row(tmp_path, capsys):
+    out = tmp_path / "e"
+    code, _, err = run_cli(["run", "--experiment", "table2", "--rows", "loe4", "--out", out,
+                            "--strategy", "dpp"], capsys)
+    assert code == 2 and "did you mean --strategy ddp?" in error_line(err)
+    assert not out.exists()
+
+
 def test_more_devices_than_gpus_is_refused(tmp_path, small_png, capsys, monkeypatch):
     monkeypatch.setattr(machine, "gpus", lambda: 1)
     out = tmp_path / "o"
@@ -73,7 +81,7 @@ def test_more_devices_than_gpus_is_refused(tmp_path, small_png, capsys, monkeypa
 @pytest.mark.parametrize("argv", [
     lambda png, out: _run_args(png, out),
     lambda png, out: [*_run_args(png, out), "--seeds", "0,1"],
-    lambda png, out: ["run", "--experiment", "table2", "--rows", "1", "--out", out],
+    lambda png, out: ["run", "--experiment", "table2", "--rows", "loe4", "--out", out],
     lambda png, out: ["bench", "--models", "siren", "--data", "image", "--steps", "5",
                       "--out", out],
     lambda png, out: ["sweep", ROOT / "conf" / "sweep" / "asmr_lr_bayes.yaml", "--local",

@@ -333,8 +333,10 @@ def cmd_run_experiment(args) -> int:
     out = Path(args.out) if args.out else default_out(exp.name)
     extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
              "trainer.logger": args.logger, **_parallel_flags(args)}
-    for row in rows:  # bad overrides or sections stop here, before anything trains
-        row_config(exp, row, args.overrides, extra)
+    from inrbench.config.machine import check_machine
+
+    for row in rows:  # bad overrides, sections or trainer settings stop here, before training
+        check_machine(row_config(exp, row, args.overrides, extra))
 
     def done(entry):
         if entry["status"] == "ok":
