@@ -281,7 +281,7 @@ def cmd_run_dry(args) -> int:
     from inrbench.config.machine import check_machine
 
     for name, cfg in configs.items():
-        check_machine(cfg)
+        check_machine(cfg, here=False)  # a dry run may be made where the run will not be
         print(f"# {name} (dry run: nothing trained or written)")
         print(OmegaConf.to_yaml(cfg, resolve=True))
     return 0

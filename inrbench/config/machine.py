@@ -39,9 +39,10 @@ def _mps() -> bool:
     return bool(mps and mps.is_available())
 
 
-def check_machine(cfg: DictConfig) -> None:
-    """ConfigError (one line, naming the fix) when ``cfg.trainer``'s strategy or accelerator
-    cannot run here."""
+def check_machine(cfg: DictConfig, here: bool = True) -> None:
+    """ConfigError (one line, naming the fix) when ``cfg.trainer``'s strategy is not one
+    Lightning knows or (``here``) its strategy or accelerator cannot run on this machine; a dry
+    run checks the names only, as it may be run on another machine than the run."""
     trainer = cfg.trainer
     strategy = str(trainer.get("strategy") or "auto")
     accelerator = str(trainer.get("accelerator") or "auto")
@@ -53,6 +54,8 @@ def check_machine(cfg: DictConfig) -> None:
         main = [k for k in known if "_find_unused" not in k]  # the rest are ddp variants
         raise ConfigError(f"unknown strategy {strategy!r}: {hint}Lightning accepts "
                           f"{', '.join(main)} (and ddp*_find_unused_parameters_true/false)")
+    if not here:
+        return
     if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"--strategy {strategy} needs the deepspeed package, which is not "
                           f"installed; pip install deepspeed, or use --strategy ddp")
