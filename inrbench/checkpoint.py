@@ -58,10 +58,35 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         state = plain(checkpoint)
-        atomic_write_with(path, lambda f: torch.save(state, f))
+        atomic_write_with(path, lambda f: _save(state, f))
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return read_checkpoint(path, map_location)
+
+
+def _save(state: dict, f) -> None:
+    """``torch.save`` into ``f``; a write of ``f`` that fails (a full disk) raises its own
+    OSError, which the atomic write reports in one line. torch's zip writer would replace it:
+    closing the archive after the failed write raises a RuntimeError ("unexpected pos")."""
+    try:
+        torch.save(state, f)
+    except RuntimeError as e:
+        cause = _os_error(e)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OSError in ``error``'s chain (the exception it was raised from or while handling),
+    if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def read_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -29,6 +29,7 @@ class Interrupted(BaseException):
     at that step; else the newest one on disk is where a resume starts). A BaseException, as
     KeyboardInterrupt is, so that no ``except Exception`` of a loop over runs swallows it."""
 
-    def __init__(self, signum: int, out, step: int, saved: bool = True):
+    def __init__(self, signum: int, out, step: int, saved: bool = True, rank: int = 0):
         super().__init__(signum, out, step, saved)
         self.signum, self.out, self.step, self.saved = int(signum), out, int(step), saved
+        self.rank = int(rank)  # several processes: rank 0 says how to resume, the rest end quietly

@@ -294,7 +294,10 @@ def cmd_run_dry(args) -> int:
                                                        model=args.model, data=args.data)}
     else:
         configs = {"run": _compose_from(args, extra)}
+    from inrbench.config.machine import check_machine
+
     for name, cfg in configs.items():
+        check_machine(cfg, here=False)  # a dry run may be made where the run will not be
         print(f"# {name} (dry run: nothing trained or written)")
         print(OmegaConf.to_yaml(cfg, resolve=True))
     return 0
@@ -346,8 +349,10 @@ def cmd_run_experiment(args) -> int:
     out = Path(args.out) if args.out else default_out(exp.name)
     extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
              "trainer.logger": args.logger, **_parallel_flags(args)}
-    for row in rows:  # bad overrides or sections stop here, before anything trains
-        row_config(exp, row, args.overrides, extra)
+    from inrbench.config.machine import check_machine
+
+    for row in rows:  # bad overrides, sections or trainer settings stop here, before training
+        check_machine(row_config(exp, row, args.overrides, extra))
 
     def done(entry):
         if entry["status"] == "ok":
@@ -471,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         load_references(_references(args))
+        if getattr(args, "out", None):  # a results or report folder, or a file's folder
+            from inrbench.run.folder import check_folder
+
+            check_folder(Path(args.out), file=args.command in _FILE_OUT)
         return {"run": cmd_run, "profile": cmd_profile, "list": cmd_list, "report": cmd_report,
                 "compare": cmd_compare, "sweep": cmd_sweep,
                 "agent-run": cmd_agent_run, **_compression_commands()}[args.command](args)
@@ -478,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inrbench: error: {e}", file=sys.stderr)
         return getattr(e, "exit_status", 2)  # 1 for a run that failed (Diverged)
     except Interrupted as e:
-        print(f"inrbench: {_resume_line(e, sys.argv[1:] if argv is None else argv)}",
-              file=sys.stderr)
+        if e.rank == 0:
+            print(f"inrbench: {_resume_line(e, sys.argv[1:] if argv is None else argv)}",
+                  file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:  # outside training: nothing to checkpoint
         print("inrbench: interrupted (SIGINT)", file=sys.stderr)
@@ -507,6 +517,7 @@ def _references(args) -> dict:
             "task": split(getattr(args, "task", None))}
 
 
+_FILE_OUT = ("compress", "decompress")  # their --out names a file, not a folder
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 

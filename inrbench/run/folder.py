@@ -65,6 +65,7 @@ class RunLock:
             return {}  # unreadable: written by something else; treated as held
 
     def acquire(self) -> RunLock:
+        check_folder(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": _start_time(os.getpid()), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -110,6 +111,18 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def check_folder(path: Path, what: str = "--out", file: bool = False) -> None:
+    """ConfigError when the folder ``path`` (``file``: the folder of the file ``path``) cannot
+    be one: it, or a folder above it, is an existing file. Checked before anything is written,
+    so the refusal is one line instead of mkdir's FileExistsError or NotADirectoryError."""
+    path = Path(path)
+    for p in ([] if file else [path]) + list(path.parents):
+        if p.exists() and not p.is_dir():
+            where = "is a file" if p == path else f"lies under {p}, which is a file"
+            fix = "a path in a folder" if file else "a folder that is new or a directory"
+            raise ConfigError(f"{what} {path} {where}; give {fix}")
 
 
 def holds_results(out: Path) -> bool:

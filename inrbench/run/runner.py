@@ -14,24 +14,22 @@ checkpoint a resume starts from.
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from inrbench.blocks import configure_blocks
 from inrbench.build import build_datamodule, build_model, build_task, check_output_shape
 from inrbench.checkpoint import SafeCheckpointIO, checkpoints_newest_first, resume_checkpoint
+from inrbench.config.machine import check_machine
 from inrbench.console import StepProgressBar, note, quiet_libraries
 from inrbench.data.base import SignalSpec
 from inrbench.data.provenance import check_same_data, data_record
-from inrbench.errors import ConfigError, Interrupted, StorageError
+from inrbench.errors import ConfigError, StorageError
 from inrbench.io import atomic_write_json, atomic_write_text
 from inrbench.profiling.memory import PeakMemory
 from inrbench.run.callbacks import (
@@ -53,6 +51,7 @@ from inrbench.run.records import (
     time_to_targets,
     write_metrics_csv,
 )
+from inrbench.run.stopping import StopOnSignal, close_process_group
 from inrbench.sysinfo import git_sha
 from inrbench.tasks import TASKS  # noqa: F401  (importing the package registers the tasks)
 
@@ -66,6 +65,7 @@ def run(cfg: DictConfig, resume: bool = False, callbacks: list | None = None) ->
         f"{cfg.model.name}-{cfg.data.name}")
     cfg.trainer.out = str(out)
     quiet_libraries(bool(cfg.trainer.get("verbose", False)))
+    check_machine(cfg)  # strategy, accelerator and GPUs, before the folder is made
     if rank_zero_only.rank != 0:  # multi-process: rank 0 holds the lock and writes
         return _run(cfg, resume, callbacks)
     made = [p for p in [out, *out.parents] if not p.exists()]  # folders this run creates
@@ -235,20 +235,17 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
                        [*replan, budget, stop, *(callbacks or [])])
     memory = PeakMemory(trainer.strategy.root_device)
     memory.start()
-    with stop:
-        try:
-            # a task may iterate other data than the run's module (meta-learning: image batches)
-            trainer.fit(task, datamodule=getattr(task, "train_data", None) or dm,
-                        ckpt_path=str(start.path) if start.path else None, weights_only=True)
-        except SIGTERMException:  # Lightning's own handling (several processes): no new checkpoint
-            raise Interrupted(signal.SIGTERM, out, trainer.global_step, saved=False) from None
+    with stop:  # SIGTERM/SIGINT: every process stops at one step (inrbench.run.stopping)
+        # a task may iterate other data than the run's module (meta-learning: image batches)
+        trainer.fit(task, datamodule=getattr(task, "train_data", None) or dm,
+                    ckpt_path=str(start.path) if start.path else None, weights_only=True)
     wall_s, train_s, eval_s = clock.elapsed(), clock.train_elapsed(), clock.eval_elapsed()
     train_memory = memory.stop()  # training, its evaluations and the latency renders
     # the last checkpoint holds the final state, so a resume of a finished run is a no-op
     trainer.save_checkpoint(last, weights_only=False)
     if not trainer.is_global_zero:  # rank 0 evaluates and writes; the others get its summary
         done = trainer.strategy.broadcast(None, src=0)
-        _close_process_group()
+        close_process_group()
         return done
     memory.start()
     final = _final_scores(task, model, dm, spec, out, int(trainer.global_step))
@@ -266,65 +263,5 @@ def _run(cfg: DictConfig, resume: bool, callbacks: list | None) -> dict:
     atomic_write_json(out / "metrics.json", done)
     if trainer.world_size > 1:
         trainer.strategy.broadcast(done, src=0)
-        _close_process_group()
+        close_process_group()
     return done
-
-
-class StopOnSignal(L.Callback):
-    """SIGTERM and SIGINT during ``trainer.fit``: the signal is noted, the optimizer step under
-    way ends, ``last.ckpt`` is written at it and :class:`Interrupted` stops the run.
-
-    A context manager around ``fit`` installs the handler; ``on_train_start`` installs it again
-    over the one Lightning's SignalConnector sets (which would end the epoch and exit with
-    status 0). With several processes Lightning's handler stays (it agrees on the signal
-    across ranks) and the run stops at its newest checkpoint. A second SIGINT stops at once."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self, last: Path):
-        self.last, self.signum, self._before = last, None, {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._before = {s: signal.signal(s, self._note) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self._before.items():
-            signal.signal(s, handler)
-        self._before = {}
-
-    def _note(self, signum, frame):
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def on_train_start(self, trainer, pl_module):
-        if not self._before:
-            return
-        if trainer.world_size == 1:
-            for s in self.SIGNALS:
-                signal.signal(s, self._note)
-        else:  # Ctrl+C as Lightning handles it; SIGTERM through Lightning's handler
-            signal.signal(signal.SIGINT, self._before[signal.SIGINT])
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        # mid-accumulation the step is not complete yet: stop at the next optimizer step
-        accumulating = getattr(trainer.fit_loop, "_should_accumulate", lambda: False)()
-        if self.signum is None or trainer.world_size > 1 or accumulating:
-            return
-        trainer.save_checkpoint(self.last, weights_only=False)
-        raise Interrupted(self.signum, self.last.parent.parent, trainer.global_step)
-
-
-def _close_process_group() -> None:
-    """Shut gloo/NCCL down before the interpreter exits.
-
-    Lightning leaves the process group open; its threads, torn down by interpreter exit
-    instead, sometimes abort the process ("terminate called without an active exception",
-    exit -6) after the results were written."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
