@@ -35,12 +35,15 @@ from typing import Any
 import yaml
 
 from inrbench.config import compose, row_config
+from inrbench.config.campaign import campaign_folder
 from inrbench.config.experiment import get_row, load_experiment
 from inrbench.config.files import yaml_problem
+from inrbench.config.validation import check_buildable
 from inrbench.console import held_warnings, note
 from inrbench.errors import ConfigError, InrbenchError
 from inrbench.io import append_lines, atomic_write_json, atomic_write_text, flatten, safe_name
 from inrbench.run import run
+from inrbench.run.folder import holds_results
 
 SPECIAL = ("experiment", "row")
 DEFAULT_COMMAND = ["inrbench", "agent-run"]
@@ -308,8 +311,6 @@ def check_trials(path, cfg: dict, limit: int | None, extra: dict, cli_overrides)
     """Compose and check the config of every planned trial (every value of every parameter,
     :func:`planned_configs`) before the first one trains: a typo'd key, an unknown model or
     a bad value stops the sweep in one line, with nothing trained or written."""
-    from inrbench.config.validation import check_buildable
-
     for config in planned_configs(cfg, limit):
         try:
             run_cfg, _ = compose_trial(config, extra, cli_overrides)
@@ -357,9 +358,6 @@ def run_local(path, trials: int | None = None, out=None, seed: int = 0,
     failed ones; another plan is refused naming the difference, and ``new`` starts in
     ``OUT-2`` instead."""
     import numpy as np
-
-    from inrbench.config.campaign import campaign_folder
-    from inrbench.run.folder import holds_results
 
     sweeps = _sweeps()
     cfg = load_sweep(path)

@@ -70,6 +70,8 @@ def fake_run(monkeypatch):
     (["--models", "siren", "data.nosuch=3"], "unknown key(s) data.nosuch"),
     (["--models", "siren", "task.lrr=1"], "unknown key task.lrr"),
     (["--models", "siren", "task.name=nosuch"], "unknown task 'nosuch'"),
+    (["--models", "siren", "trainer.strategy=dpp"], "did you mean --strategy ddp?"),
+    (["--models", "siren", "trainer.accelerator=mps"], "trainer.accelerator=mps"),
 ])
 def test_bench_refuses_a_bad_name_or_key_before_anything_trains(small_png, tmp_path, capsys,
                                                                 args, names):

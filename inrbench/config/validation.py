@@ -41,6 +41,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from inrbench.config.machine import check_machine
 from inrbench.errors import ConfigError
 from inrbench.registry import TASKS, check_kwargs, keyword_parameters
 
@@ -472,8 +473,10 @@ def validate(cfg: DictConfig, base: DictConfig | None = None) -> DictConfig:
 def check_buildable(cfg: DictConfig) -> None:
     """Refuse, in one line, what :func:`validate` leaves to the moment a run builds: a model,
     data module or task that is not registered, and a ``model.*``/``data.*`` key its
-    constructor does not take. Commands that run many things (bench, sweep) call it for
-    every planned config, so a typo stops them before the first run trains."""
+    constructor does not take, and a strategy or accelerator this machine lacks
+    (:func:`inrbench.config.machine.check_machine`). Commands that run many things (bench,
+    sweep) call it for every planned config, so a typo stops them before the first run
+    trains."""
     plain = to_plain(cfg)
     for section, registry in _builders().items():
         values = dict(plain.get(section) or {})
@@ -485,6 +488,7 @@ def check_buildable(cfg: DictConfig) -> None:
     task = (plain.get("task") or {}).get("name")
     if TASKS.names() and isinstance(task, str):  # registered once inrbench.tasks is imported
         TASKS.get(task)
+    check_machine(cfg)
 
 
 def _cross_checks(plain: dict) -> None:
