@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
 
 from inrbench.errors import ConfigError
 
@@ -66,3 +69,22 @@ def check_sizes(in_features, out_features, hidden_dim, n_layers) -> None:
         check_int(key, v)
     if check_int("n_layers", n_layers, minimum=1) < 2:
         raise ConfigError(f"model.n_layers must be >= 2 (one hidden layer), got {n_layers}")
+
+
+def cuda_extension(load: Callable, asked: str, package: str, fallback: str,
+                   limit: str | None = None):
+    """What ``load()`` returns (an optional CUDA package's objects) when ``package`` imports, a
+    CUDA device exists and ``limit`` (a reason this model can't use it) is None; else None,
+    after one note on stderr naming the reason and the ``fallback`` that runs instead."""
+    why, loaded = None, None
+    try:
+        loaded = load()
+    except Exception as e:  # ImportError, or a CUDA error raised while importing
+        why = f"{package} is not importable ({type(e).__name__}: {e})"
+    if why is None and not torch.cuda.is_available():
+        why = "no CUDA device"
+    why = why or limit
+    if why is not None:
+        print(f"{asked} asked but {why}; using {fallback}", file=sys.stderr)
+        return None
+    return loaded

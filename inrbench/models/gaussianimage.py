@@ -51,7 +51,6 @@ that binning's per-pair arithmetic on shapes alone.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 
 import torch
@@ -59,7 +58,7 @@ from torch import nn
 
 from inrbench.errors import ConfigError
 from inrbench.models.base import INR, make_grid
-from inrbench.models.checks import check_choice, check_int, signal_shape_of
+from inrbench.models.checks import check_choice, check_int, cuda_extension, signal_shape_of
 from inrbench.models.registry import register_model
 from inrbench.models.splat2d import (
     TILE,
@@ -106,20 +105,18 @@ class GaussianImage(INR):
 
     def _load_gsplat(self):
         """The CUDA rasteriser's two functions, or None (with a note) when it cannot run."""
-        why = None
-        try:
+        def load():
             from gsplat.project_gaussians_2d import project_gaussians_2d  # noqa: PLC0415
             from gsplat.rasterize_sum import rasterize_gaussians_sum  # noqa: PLC0415
-        except Exception as e:  # ImportError, or a CUDA error raised while importing
-            why = f"gsplat's 2-D rasteriser is not importable ({type(e).__name__}: {e})"
-        if why is None and not torch.cuda.is_available():
-            why = "no CUDA device"
-        if why is not None:
-            print(f"GaussianImage: implementation 'gsplat' asked but {why}; using the torch "
-                  f"rasteriser", file=sys.stderr)
+
+            return project_gaussians_2d, rasterize_gaussians_sum
+
+        functions = cuda_extension(load, "GaussianImage: implementation 'gsplat'",
+                                   "gsplat's 2-D rasteriser", "the torch rasteriser")
+        if functions is None:
             return None
         self.backend = "gsplat"
-        return project_gaussians_2d, rasterize_gaussians_sum
+        return functions
 
     # -- the Gaussians in pixel units --------------------------------------------------
 

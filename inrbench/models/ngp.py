@@ -39,7 +39,6 @@ interpolation are not MACs of weights (paper footnote 1). Table 4: 1,025 (1.0K),
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 
 import torch
@@ -47,7 +46,7 @@ from torch import nn
 
 from inrbench.errors import ConfigError
 from inrbench.models.base import INR, mlp_macs
-from inrbench.models.checks import check_choice, check_int, check_number, per_axis
+from inrbench.models.checks import check_choice, check_int, check_number, cuda_extension, per_axis
 from inrbench.models.encoding import relu_mlp
 from inrbench.models.registry import register_model
 
@@ -186,19 +185,18 @@ class InstantNGP(INR):
 
     def _tcnn_encoding(self):
         """tiny-cuda-nn's HashGrid, or ``None`` (with a note) when it cannot run here."""
-        why = None
-        try:
-            import tinycudann as tcnn  # noqa: PLC0415
-        except Exception as e:  # ImportError, or a CUDA error raised while importing
-            why = f"tinycudann is not importable ({type(e).__name__}: {e})"
-        if why is None and not torch.cuda.is_available():
-            why = "no CUDA device"
-        if why is None and (len(set(self.base_resolution)) > 1
-                            or len(set(round(s, 9) for s in self.per_level_scale)) > 1):
-            why = "tcnn needs the same base resolution and scale on every axis"
-        if why is not None:
-            print(f"InstantNGP: implementation 'tcnn' asked but {why}; using the torch hash "
-                  f"grid", file=sys.stderr)
+        def load():
+            import tinycudann  # noqa: PLC0415  (optional: CUDA machines only)
+
+            return tinycudann
+
+        limit = None
+        if len(set(self.base_resolution)) > 1 \
+                or len(set(round(s, 9) for s in self.per_level_scale)) > 1:
+            limit = "tcnn needs the same base resolution and scale on every axis"
+        tcnn = cuda_extension(load, "InstantNGP: implementation 'tcnn'", "tinycudann",
+                              "the torch hash grid", limit)
+        if tcnn is None:
             return None
         self.backend = "tcnn"
         config = {"otype": "HashGrid", "n_levels": self.n_levels,
