@@ -225,7 +225,26 @@ def test_refused_dimensions_skip_and_crashes_fail_with_their_type(registered):
                if c.dim != 2 and c.name not in ("construct", "yaml_keys"))
 
 
-def test_a_model_without_matrix_products_fails_the_measured_macs(registered):
+class _NoWork(INR):
+    """A constant: its render is a view of one parameter, no arithmetic at all."""
+
+    def __init__(self, in_features: int = 2, out_features: int = 1):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.value = nn.Parameter(torch.zeros(out_features))
+
+    def forward(self, coords):
+        return self.value.expand(*coords.shape[:-1], self.out_features).clone()
+
+
+def test_a_model_without_matrix_products_is_costed_by_the_rule(registered):
     checks = check_model(registered(_NoMatmul, "_contract_nomatmul"), fit_steps=3)
-    assert all(c.status == "fail" and "no matrix product" in c.reason
+    assert all(c.status == "pass" and "no matrix product" in c.reason and "FLOPs" in c.reason
+               for c in _by(checks, "macs_measured"))
+
+
+def test_a_model_without_arithmetic_fails_the_cost_check(registered):
+    checks = check_model(registered(_NoWork, "_contract_nowork"), fit_steps=3)
+    assert _by(checks, "macs_measured")
+    assert all(c.status == "fail" and "no arithmetic" in c.reason
                for c in _by(checks, "macs_measured"))

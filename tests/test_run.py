@@ -104,7 +104,9 @@ def test_profile_json_has_exact_keys(capsys):
     assert main(["profile", "--model", "asmr", "--data", "cameraman", "--json",
                  "model.bases=[[4,4,4,8],[4,4,4,8]]"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert set(stats) == {"params", "macs", "macs_measured", "macs_source"}
+    assert set(stats) == {"params", "macs", "macs_measured", "macs_source", "flops",
+                          "flops_by_class", "cost_rule", "flops_unclassified"}
+    assert stats["cost_rule"] == "inrbench-flops-1" and stats["flops_unclassified"] == []
     assert stats["macs_source"] == "paper convention"
     assert stats["params"] == 134_145 and round(stats["macs"], 1) == 1353.8
 
