@@ -120,28 +120,60 @@ class GlobalLoss(L.Callback):
 
 
 class FiniteLoss(L.Callback):
-    """Stops the run at the first non-finite loss, before its backward pass, so no update is
-    made from it and no result is written: :class:`inrbench.errors.Diverged` names the step
-    and what the folder keeps (the step checkpoints written before it, if any). Every task
-    returns its loss from ``training_step``, so this one check covers them all."""
+    """Stops the run at a non-finite loss with :class:`inrbench.errors.Diverged`, which names
+    the first step whose loss was not finite and what the folder keeps (the step checkpoints
+    written before it, if any); no result is written. Every task returns its loss from
+    ``training_step``, so this one check covers them all.
+
+    Reading the loss back to the host each step would stall an accelerator once a step, so
+    the first non-finite step and its loss are kept on the device and read at the trainer's
+    logging interval, before every checkpoint (no checkpoint holds weights updated from a
+    non-finite loss) and when training ends."""
 
     def __init__(self, checkpoints: Path):
         self.checkpoints = Path(checkpoints)
+        self._first = self._loss = None  # device: the first non-finite step (-1: none yet)
 
     def on_before_backward(self, trainer, pl_module, loss):
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        if trainer.world_size > 1:  # every process stops together
-            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-        if not bad:
+        loss = loss.detach()
+        if self._first is None:
+            self._first = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self._loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        new = ~torch.isfinite(loss).all() & (self._first < 0)
+        self._first = torch.where(new, int(trainer.global_step), self._first)
+        self._loss = torch.where(new, loss.sum(), self._loss)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if int(trainer.global_step) % max(int(trainer.log_every_n_steps), 1) == 0:
+            self.check(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        self.check(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self.check(trainer)
+
+    def check(self, trainer) -> None:
+        """Raises :class:`Diverged` if a loss so far was not finite (one host read)."""
+        if self._first is None:
             return
-        step = int(trainer.global_step)
+        first = self._first
+        if trainer.world_size > 1:  # every process stops together, at the earliest step
+            never = torch.iinfo(torch.long).max
+            first = trainer.strategy.reduce(torch.where(first < 0, never, first),
+                                            reduce_op="min")
+            first = torch.where(first == never, -1, first)
+        step = int(first)
+        if step < 0:
+            return
         kept = [p for p in checkpoints_newest_first(self.checkpoints) if p.name != "last.ckpt"]
         left = (f"the folder keeps the checkpoints written before it (newest: {kept[0]}), "
                 f"and no metrics.json" if kept else
                 "no checkpoint had been written, so the run leaves no results")
-        raise Diverged(f"the training loss at step {step} is {float(loss.detach().sum())}: "
-                       f"training diverged (a lower task.lr, or a model whose output is "
-                       f"finite, may help); {left}")
+        value = float(self._loss) if int(self._first) == step else "not finite"
+        raise Diverged(f"the training loss at step {step} is {value}: training diverged "
+                       f"(a lower task.lr, or a model whose output is finite, may help); "
+                       f"{left}")
 
 
 class WallClock(L.Callback):

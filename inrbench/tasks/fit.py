@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from inrbench.data.base import SignalSpec
-from inrbench.metrics import evaluate, prediction_to_signal, psnr
+from torchmetrics.functional import peak_signal_noise_ratio
+
+from inrbench.metrics import evaluate, prediction_to_signal
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.registry import register_task
 from inrbench.tasks.optim import check_optimizer, fit_optimizer
@@ -31,12 +33,47 @@ from inrbench.tasks.optim import check_optimizer, fit_optimizer
 class RunHistory:
     """The records a task keeps across a resume: the best PSNR, one row per training step
     and one per evaluation, saved in (and restored from) every checkpoint, so a resumed run's
-    metrics.csv is complete."""
+    metrics.csv is complete.
+
+    A training row may hold its values as tensors on the device: reading one back to the
+    host would stall an accelerator once a step. :meth:`flush_history` turns the rows since
+    the last flush into floats with one read, at the trainer's logging interval, before an
+    evaluation or a checkpoint, and when training ends."""
 
     #: the step whose validation the final evaluation stands for (see skip_final_validation)
     final_validation: int | None = None
+    #: how many leading rows of ``history`` hold floats only
+    _flushed: int = 0
+
+    def flush_history(self) -> None:
+        """The tensors in the unflushed training rows as floats (one host read for them
+        all), and the best PSNR among them, in step order."""
+        rows = self.history[self._flushed:]
+        cells = [(row, k) for row in rows for k, v in row.items() if torch.is_tensor(v)]
+        if cells:  # float64 holds every float32 exactly: the same floats as float(tensor)
+            values = torch.stack([row[k].detach().reshape(()).to(torch.float64)
+                                  for row, k in cells]).tolist()
+            for (row, k), v in zip(cells, values):
+                row[k] = v
+        for row in rows:
+            if "psnr" in row and row["psnr"] > self.best["psnr"]:
+                self.best = {"psnr": row["psnr"], "step": row["step"]}
+        self._flushed = len(self.history)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        step, every = int(self.global_step), max(int(self.trainer.log_every_n_steps), 1)
+        if step % every == 0 and step != getattr(self, "_flushed_at", None):
+            self._flushed_at = step
+            self.flush_history()
+
+    def on_validation_start(self):
+        self.flush_history()
+
+    def on_train_end(self):
+        self.flush_history()
 
     def on_save_checkpoint(self, checkpoint):
+        self.flush_history()
         checkpoint["inrbench"] = {"best": self.best, "history": self.history,
                                   "evals": self.evals, "final_validation": self.final_validation}
 
@@ -44,6 +81,7 @@ class RunHistory:
         state = checkpoint.get("inrbench", {})
         self.best = state.get("best", self.best)
         self.history = state.get("history", [])
+        self._flushed = len(self.history)
         self.evals = state.get("evals", [])
         self.final_validation = state.get("final_validation")
 
@@ -79,6 +117,14 @@ class RunHistory:
         if row["val_psnr"] > self.best["psnr"]:
             self.best = {"psnr": row["val_psnr"], "step": row["step"]}
         return row
+
+
+def psnr_tensor(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> torch.Tensor:
+    """:func:`inrbench.metrics.psnr` as a tensor on the device, with no host read: the
+    signal's lower bound (``-R/2`` for a signed signal, else 0) is chosen on the device."""
+    lo = torch.where(target.min() < 0, -data_range / 2, 0.0).to(pred.dtype)
+    return peak_signal_noise_ratio(pred.clamp(lo, lo + data_range), target,
+                                   data_range=data_range)
 
 
 class FitTask(RunHistory, L.LightningModule):
@@ -125,12 +171,12 @@ class FitTask(RunHistory, L.LightningModule):
     def training_step(self, batch, batch_idx):
         pred = self._predict(batch)
         loss = self._loss(pred, batch["values"])
-        row = {"step": int(self.global_step), "loss": float(loss.detach()),
+        # values stay on the device until flush_history (no host read per step)
+        row = {"step": int(self.global_step), "loss": loss.detach(),
                "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if "coords" not in batch and "cells" not in batch:  # the whole signal: its PSNR
-            row["psnr"] = psnr(prediction_to_signal(pred.detach(), self.spec), batch["values"],
-                               self.spec.data_range)
-            self._update_best(row["psnr"])
+            row["psnr"] = psnr_tensor(prediction_to_signal(pred.detach(), self.spec),
+                                      batch["values"], self.spec.data_range)
             self.log("train/psnr", row["psnr"], prog_bar=True)
         self.history.append(row)
         self.log("train/loss", loss, prog_bar=True)
