@@ -20,10 +20,9 @@ import math
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from inrbench.data.base import SignalSpec
-from torchmetrics.functional import peak_signal_noise_ratio
-
 from inrbench.metrics import evaluate, prediction_to_signal
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.registry import register_task
