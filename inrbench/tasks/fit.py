@@ -59,7 +59,18 @@ class RunHistory:
                 self.best = {"psnr": row["psnr"], "step": row["step"]}
         self._flushed = len(self.history)
 
+    def log_step(self, **values: torch.Tensor) -> None:
+        """This batch's training values for the loggers and the progress bar (``train/<key>``),
+        handed to ``self.log`` in ``on_train_batch_end`` only on the batches whose values
+        Lightning passes on: ``self.log`` costs more than a small model's step, and a value
+        logged on another batch is overwritten unread."""
+        self._step_log = {f"train/{k}": v.detach() for k, v in values.items()}
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
+        values, self._step_log = getattr(self, "_step_log", None), None
+        # Lightning's own test of whether this batch's logged values reach the loggers
+        if values and getattr(self.trainer._logger_connector, "should_update_logs", True):
+            self.log_dict(values, prog_bar=True)
         step, every = int(self.global_step), max(int(self.trainer.log_every_n_steps), 1)
         if step % every == 0 and step != getattr(self, "_flushed_at", None):
             self._flushed_at = step
@@ -176,9 +187,8 @@ class FitTask(RunHistory, L.LightningModule):
         if "coords" not in batch and "cells" not in batch:  # the whole signal: its PSNR
             row["psnr"] = psnr_tensor(prediction_to_signal(pred.detach(), self.spec),
                                       batch["values"], self.spec.data_range)
-            self.log("train/psnr", row["psnr"], prog_bar=True)
         self.history.append(row)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_step(**({"psnr": row["psnr"]} if "psnr" in row else {}), loss=loss)
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -106,7 +106,7 @@ class OFATask(FitTask):
             row["subnet_psnr"] = psnr_tensor(pred.detach(), batch["values"],
                                              self.spec.data_range)
         self.history.append(row)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_step(loss=loss)
         return loss
 
     def summary(self, datamodule, out) -> dict:
