@@ -126,22 +126,16 @@ class FiniteLoss(L.Callback):
     ``training_step``, so this one check covers them all.
 
     Reading the loss back to the host each step would stall an accelerator once a step, so
-    the first non-finite step and its loss are kept on the device and read at the trainer's
-    logging interval, before every checkpoint (no checkpoint holds weights updated from a
-    non-finite loss) and when training ends."""
+    the losses since the last check are kept (on the device, no work per step) and tested
+    together at the trainer's logging interval, before every checkpoint (so none holds
+    weights updated from a non-finite loss) and when training ends."""
 
     def __init__(self, checkpoints: Path):
         self.checkpoints = Path(checkpoints)
-        self._first = self._loss = None  # device: the first non-finite step (-1: none yet)
+        self._losses: list[tuple[int, torch.Tensor]] = []  # (step, loss) since the last check
 
     def on_before_backward(self, trainer, pl_module, loss):
-        loss = loss.detach()
-        if self._first is None:
-            self._first = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self._loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
-        new = ~torch.isfinite(loss).all() & (self._first < 0)
-        self._first = torch.where(new, int(trainer.global_step), self._first)
-        self._loss = torch.where(new, loss.sum(), self._loss)
+        self._losses.append((int(trainer.global_step), loss.detach()))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if int(trainer.global_step) % max(int(trainer.log_every_n_steps), 1) == 0:
@@ -154,23 +148,26 @@ class FiniteLoss(L.Callback):
         self.check(trainer)
 
     def check(self, trainer) -> None:
-        """Raises :class:`Diverged` if a loss so far was not finite (one host read)."""
-        if self._first is None:
+        """Raises :class:`Diverged` if a loss since the last check was not finite (one host
+        read for them all)."""
+        seen, self._losses = self._losses, []
+        if not seen:
             return
-        first = self._first
+        losses = torch.stack([loss if loss.dim() == 0 else loss.sum() for _, loss in seen])
+        steps = torch.tensor([float(s) for s, _ in seen], dtype=torch.float64,
+                             device=losses.device)
+        first = torch.where(torch.isfinite(losses), math.inf, steps).min()
         if trainer.world_size > 1:  # every process stops together, at the earliest step
-            never = torch.iinfo(torch.long).max
-            first = trainer.strategy.reduce(torch.where(first < 0, never, first),
-                                            reduce_op="min")
-            first = torch.where(first == never, -1, first)
-        step = int(first)
-        if step < 0:
+            first = trainer.strategy.reduce(first, reduce_op="min")
+        if math.isinf(first := float(first)):
             return
+        step = int(first)
+        value = next((v for (s, _), v in zip(seen, losses.tolist())
+                      if s == step and not math.isfinite(v)), "not finite")
         kept = [p for p in checkpoints_newest_first(self.checkpoints) if p.name != "last.ckpt"]
         left = (f"the folder keeps the checkpoints written before it (newest: {kept[0]}), "
                 f"and no metrics.json" if kept else
                 "no checkpoint had been written, so the run leaves no results")
-        value = float(self._loss) if int(self._first) == step else "not finite"
         raise Diverged(f"the training loss at step {step} is {value}: training diverged "
                        f"(a lower task.lr, or a model whose output is finite, may help); "
                        f"{left}")
