@@ -44,6 +44,15 @@ class RunHistory:
     #: how many leading rows of ``history`` hold floats only
     _flushed: int = 0
 
+    def __setattr__(self, name, value):
+        # Lightning sets this plain string around each of the dozens of hook calls a step
+        # makes; nn.Module's __setattr__ (parameter, module and buffer checks) would cost a
+        # small model's step a few per cent
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def flush_history(self) -> None:
         """The tensors in the unflushed training rows as floats (one host read for them
         all), and the best PSNR among them, in step order."""
