@@ -10,6 +10,12 @@ timed steps. A suite step is the time between two consecutive training batches' 
 (Lightning's loop, data loader, hooks, callbacks, schedule and logging included). Medians
 over the steps after ``--warmup`` of every repeat; the ratio is suite / plain.
 
+Two measurements in each repeat: ``runs``, a plain loop then a suite run, one after the
+other; ``alternating``, one suite run whose timing callback makes one plain step (of the
+plain loop's own model) at each batch start, outside the timed suite interval, so both see
+the same load step by step on a shared machine (the suite interval then leaves out the
+few microseconds of the other callbacks' batch-start hooks, no-ops, that run before it).
+
     OMP_NUM_THREADS=1 python benchmarks/step_overhead.py [--model asmr] [--crop 64]
         [--steps 300] [--repeats 5] [--record reports/step-overhead-cpu/asmr.json]
         [--profile 300]  # cProfile of one suite run: the 25 costliest functions
@@ -47,46 +53,64 @@ def config(model: str, crop: int, steps: int, out: Path, extra=()):
                           "trainer.logger": "csv"})
 
 
-def plain_step_ms(cfg, steps: int) -> list[float]:
-    """Per-step milliseconds of the bare loop on the run's model and signal."""
-    L.seed_everything(int(cfg.trainer.seed), workers=True, verbose=False)
-    dm = build_datamodule(cfg)
-    spec = dm.spec()
-    model = build_model(cfg, spec)
-    dm.setup("fit")
-    target = dm.signal
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.task.lr))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps,
-                                                       eta_min=float(cfg.task.lr_min))
-    times = []
-    for _ in range(steps):
+class PlainLoop:
+    """The bare loop on the run's model and signal, one step at a time."""
+
+    def __init__(self, cfg, steps: int):
+        L.seed_everything(int(cfg.trainer.seed), workers=True, verbose=False)
+        dm = build_datamodule(cfg)
+        self.shape = dm.spec().shape
+        self.model = build_model(cfg, dm.spec())
+        dm.setup("fit")
+        self.target = dm.signal
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=float(cfg.task.lr))
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.opt, T_max=steps, eta_min=float(cfg.task.lr_min))
+
+    def step_ms(self) -> float:
         t0 = time.perf_counter()
-        loss = F.mse_loss(model.render(spec.shape), target)
-        opt.zero_grad()
+        loss = F.mse_loss(self.model.render(self.shape), self.target)
+        self.opt.zero_grad()
         loss.backward()
-        opt.step()
-        sched.step()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
+        self.opt.step()
+        self.sched.step()
+        return (time.perf_counter() - t0) * 1e3
+
+
+def plain_step_ms(cfg, steps: int) -> list[float]:
+    """Per-step milliseconds of the bare loop, ``steps`` steps."""
+    loop = PlainLoop(cfg, steps)
+    return [loop.step_ms() for _ in range(steps)]
 
 
 class StepTimes(L.Callback):
-    """Milliseconds between consecutive training batches' starts."""
+    """Milliseconds between consecutive training batches' starts; with ``plain``, a step of
+    the bare loop runs (and is timed) at each batch start, outside the suite's interval, so
+    the two alternate step by step under the same load."""
 
-    def __init__(self):
-        self.times, self._t = [], None
+    def __init__(self, plain: PlainLoop | None = None):
+        self.times, self.plain_times, self._t, self.plain = [], [], None, plain
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         now = time.perf_counter()
         if self._t is not None:
             self.times.append((now - self._t) * 1e3)
-        self._t = now
+        if self.plain is not None:
+            self.plain_times.append(self.plain.step_ms())
+        self._t = time.perf_counter()
 
 
 def suite_step_ms(cfg) -> list[float]:
     timer = StepTimes()
     run(cfg, callbacks=[timer])
     return timer.times
+
+
+def paired_step_ms(cfg, steps: int) -> tuple[list[float], list[float]]:
+    """(plain, suite) per-step milliseconds, the steps alternating within one run."""
+    timer = StepTimes(PlainLoop(cfg, steps))
+    run(cfg, callbacks=[timer])
+    return timer.plain_times[1:], timer.times
 
 
 def main() -> None:
@@ -102,6 +126,7 @@ def main() -> None:
     quiet_libraries()
     torch.set_num_threads(1)
     plain, suite = [], []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         if args.profile:
             prof = cProfile.Profile()
@@ -110,17 +135,26 @@ def main() -> None:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
             return
+        paired_plain, paired_suite = [], []
         for r in range(args.repeats):  # interleaved, so drifting load hits both alike
             cfg = config(args.model, args.crop, args.steps, Path(tmp) / f"r{r}")
             plain += plain_step_ms(cfg, args.steps)[args.warmup:]
             suite += suite_step_ms(cfg)[args.warmup:]
+            cfg = config(args.model, args.crop, args.steps, Path(tmp) / f"p{r}")
+            a, b = paired_step_ms(cfg, args.steps)
+            paired_plain += a[args.warmup:]
+            paired_suite += b[args.warmup:]
+    med = statistics.median
     row = {"model": args.model, "signal": f"cameraman {args.crop}x{args.crop}",
            "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
-           "plain_ms": round(statistics.median(plain), 3),
-           "suite_ms": round(statistics.median(suite), 3),
-           "machine": machine(), "load_avg": os.getloadavg(),
+           "runs": {"plain_ms": round(med(plain), 3), "suite_ms": round(med(suite), 3),
+                    "ratio": round(med(suite) / med(plain), 3)},
+           "alternating": {"plain_ms": round(med(paired_plain), 3),
+                           "suite_ms": round(med(paired_suite), 3),
+                           "ratio": round(med(paired_suite) / med(paired_plain), 3)},
+           "machine": machine(), "load_avg_before": load_before,
+           "load_avg_after": os.getloadavg(),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    row["ratio"] = round(row["suite_ms"] / row["plain_ms"], 3)
     print(json.dumps(row))
     if args.record:
         args.record.parent.mkdir(parents=True, exist_ok=True)
