@@ -8,7 +8,9 @@ same config through :func:`inrbench.run.run` -- the fit task, the Trainer and th
 callbacks, with a CSV logger, no progress bar and no evaluation or checkpoint within the
 timed steps. A suite step is the time between two consecutive training batches' starts
 (Lightning's loop, data loader, hooks, callbacks, schedule and logging included). Medians
-over the steps after ``--warmup`` of every repeat; the ratio is suite / plain.
+over the steps after ``--warmup`` of every repeat; the ratio is suite / plain. Each step is
+timed by two clocks: ``wall`` (``perf_counter``) and ``cpu`` (``thread_time``, this thread's
+CPU time, which other processes time-slicing a shared machine do not inflate).
 
 Two measurements in each repeat: ``runs``, a plain loop then a suite run, one after the
 other; ``alternating``, one suite run whose timing callback makes one plain step (of the
@@ -67,37 +69,38 @@ class PlainLoop:
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.opt, T_max=steps, eta_min=float(cfg.task.lr_min))
 
-    def step_ms(self) -> float:
-        t0 = time.perf_counter()
+    def step_ms(self) -> tuple[float, float]:
+        """(wall, CPU) milliseconds of one step."""
+        t0, c0 = time.perf_counter(), time.thread_time()
         loss = F.mse_loss(self.model.render(self.shape), self.target)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
         self.sched.step()
-        return (time.perf_counter() - t0) * 1e3
+        return (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3
 
 
-def plain_step_ms(cfg, steps: int) -> list[float]:
-    """Per-step milliseconds of the bare loop, ``steps`` steps."""
+def plain_step_ms(cfg, steps: int) -> list[tuple[float, float]]:
+    """Per-step (wall, CPU) milliseconds of the bare loop, ``steps`` steps."""
     loop = PlainLoop(cfg, steps)
     return [loop.step_ms() for _ in range(steps)]
 
 
 class StepTimes(L.Callback):
-    """Milliseconds between consecutive training batches' starts; with ``plain``, a step of
-    the bare loop runs (and is timed) at each batch start, outside the suite's interval, so
-    the two alternate step by step under the same load."""
+    """(wall, CPU) milliseconds between consecutive training batches' starts; with
+    ``plain``, a step of the bare loop runs (and is timed) at each batch start, outside the
+    suite's interval, so the two alternate step by step under the same load."""
 
     def __init__(self, plain: PlainLoop | None = None):
         self.times, self.plain_times, self._t, self.plain = [], [], None, plain
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        now = time.perf_counter()
+        now = (time.perf_counter(), time.thread_time())
         if self._t is not None:
-            self.times.append((now - self._t) * 1e3)
+            self.times.append(((now[0] - self._t[0]) * 1e3, (now[1] - self._t[1]) * 1e3))
         if self.plain is not None:
             self.plain_times.append(self.plain.step_ms())
-        self._t = time.perf_counter()
+        self._t = (time.perf_counter(), time.thread_time())
 
 
 def suite_step_ms(cfg) -> list[float]:
@@ -144,14 +147,18 @@ def main() -> None:
             a, b = paired_step_ms(cfg, args.steps)
             paired_plain += a[args.warmup:]
             paired_suite += b[args.warmup:]
-    med = statistics.median
+    def pair(plain_ms, suite_ms):
+        out = {}
+        for i, clock in enumerate(("wall", "cpu")):
+            p_ms = statistics.median(t[i] for t in plain_ms)
+            s_ms = statistics.median(t[i] for t in suite_ms)
+            out[clock] = {"plain_ms": round(p_ms, 3), "suite_ms": round(s_ms, 3),
+                          "ratio": round(s_ms / p_ms, 3)}
+        return out
+
     row = {"model": args.model, "signal": f"cameraman {args.crop}x{args.crop}",
            "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
-           "runs": {"plain_ms": round(med(plain), 3), "suite_ms": round(med(suite), 3),
-                    "ratio": round(med(suite) / med(plain), 3)},
-           "alternating": {"plain_ms": round(med(paired_plain), 3),
-                           "suite_ms": round(med(paired_suite), 3),
-                           "ratio": round(med(paired_suite) / med(paired_plain), 3)},
+           "runs": pair(plain, suite), "alternating": pair(paired_plain, paired_suite),
            "machine": machine(), "load_avg_before": load_before,
            "load_avg_after": os.getloadavg(),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}

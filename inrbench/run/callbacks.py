@@ -116,7 +116,8 @@ class GlobalLoss(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.world_size > 1 and pl_module.history and isinstance(outputs, dict):
             loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
-            pl_module.history[-1]["loss"] = float(loss)
+            row = pl_module.history[-1]  # a tensor stays on the device until the task's flush
+            row["loss"] = loss if hasattr(pl_module, "flush_history") else float(loss)
 
 
 class FiniteLoss(L.Callback):
