@@ -134,12 +134,16 @@ class FiniteLoss(L.Callback):
     def __init__(self, checkpoints: Path):
         self.checkpoints = Path(checkpoints)
         self._losses: list[tuple[int, torch.Tensor]] = []  # (step, loss) since the last check
+        self._checked_at: int | None = None
 
     def on_before_backward(self, trainer, pl_module, loss):
         self._losses.append((int(trainer.global_step), loss.detach()))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if int(trainer.global_step) % max(int(trainer.log_every_n_steps), 1) == 0:
+        step = int(trainer.global_step)
+        # once per logging step (its micro-batches under accumulation see the same step)
+        if step % max(int(trainer.log_every_n_steps), 1) == 0 and step != self._checked_at:
+            self._checked_at = step
             self.check(trainer)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
