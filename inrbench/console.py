@@ -79,13 +79,16 @@ class StepProgressBar(ProgressBar):
             return
         step = int(trainer.global_step)
         if step - self.bar.n >= self.refresh or step >= self.bar.total:
-            metrics = trainer.progress_bar_metrics
-            post = {k.split("/")[-1] if k.startswith("train/") else k: _fmt(v)
-                    for k, v in metrics.items() if k in ("train/loss", "train/psnr")}
-            epochs = _epochs(trainer)
-            if epochs:
-                post["epoch"] = f"{min(int(trainer.current_epoch) + 1, epochs)}/{epochs}"
-            self.bar.set_postfix(post, refresh=False)
+            # the loss and PSNR are tensors on the device: read them at the logging
+            # interval only, so the bar adds no host synchronisation between logging steps
+            if step % max(int(trainer.log_every_n_steps), 1) == 0 or step >= self.bar.total:
+                metrics = trainer.progress_bar_metrics
+                post = {k.split("/")[-1] if k.startswith("train/") else k: _fmt(v)
+                        for k, v in metrics.items() if k in ("train/loss", "train/psnr")}
+                epochs = _epochs(trainer)
+                if epochs:
+                    post["epoch"] = f"{min(int(trainer.current_epoch) + 1, epochs)}/{epochs}"
+                self.bar.set_postfix(post, refresh=False)
             self.bar.update(step - self.bar.n)
 
     def on_validation_end(self, trainer, pl_module):

@@ -116,32 +116,66 @@ class GlobalLoss(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.world_size > 1 and pl_module.history and isinstance(outputs, dict):
             loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
-            pl_module.history[-1]["loss"] = float(loss)
+            row = pl_module.history[-1]  # a tensor stays on the device until the task's flush
+            row["loss"] = loss if hasattr(pl_module, "flush_history") else float(loss)
 
 
 class FiniteLoss(L.Callback):
-    """Stops the run at the first non-finite loss, before its backward pass, so no update is
-    made from it and no result is written: :class:`inrbench.errors.Diverged` names the step
-    and what the folder keeps (the step checkpoints written before it, if any). Every task
-    returns its loss from ``training_step``, so this one check covers them all."""
+    """Stops the run at a non-finite loss with :class:`inrbench.errors.Diverged`, which names
+    the first step whose loss was not finite and what the folder keeps (the step checkpoints
+    written before it, if any); no result is written. Every task returns its loss from
+    ``training_step``, so this one check covers them all.
+
+    Reading the loss back to the host each step would stall an accelerator once a step, so
+    the losses since the last check are kept (on the device, no work per step) and tested
+    together at the trainer's logging interval, before every checkpoint (so none holds
+    weights updated from a non-finite loss) and when training ends."""
 
     def __init__(self, checkpoints: Path):
         self.checkpoints = Path(checkpoints)
+        self._losses: list[tuple[int, torch.Tensor]] = []  # (step, loss) since the last check
+        self._checked_at: int | None = None
 
     def on_before_backward(self, trainer, pl_module, loss):
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        if trainer.world_size > 1:  # every process stops together
-            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-        if not bad:
-            return
+        self._losses.append((int(trainer.global_step), loss.detach()))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = int(trainer.global_step)
+        # once per logging step (its micro-batches under accumulation see the same step)
+        if step % max(int(trainer.log_every_n_steps), 1) == 0 and step != self._checked_at:
+            self._checked_at = step
+            self.check(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        self.check(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self.check(trainer)
+
+    def check(self, trainer) -> None:
+        """Raises :class:`Diverged` if a loss since the last check was not finite (one host
+        read for them all)."""
+        seen, self._losses = self._losses, []
+        if not seen:
+            return
+        losses = torch.stack([loss if loss.dim() == 0 else loss.sum() for _, loss in seen])
+        steps = torch.tensor([float(s) for s, _ in seen], dtype=torch.float64,
+                             device=losses.device)
+        first = torch.where(torch.isfinite(losses), math.inf, steps).min()
+        if trainer.world_size > 1:  # every process stops together, at the earliest step
+            first = trainer.strategy.reduce(first, reduce_op="min")
+        if math.isinf(first := float(first)):
+            return
+        step = int(first)
+        value = next((v for (s, _), v in zip(seen, losses.tolist())
+                      if s == step and not math.isfinite(v)), "not finite")
         kept = [p for p in checkpoints_newest_first(self.checkpoints) if p.name != "last.ckpt"]
         left = (f"the folder keeps the checkpoints written before it (newest: {kept[0]}), "
                 f"and no metrics.json" if kept else
                 "no checkpoint had been written, so the run leaves no results")
-        raise Diverged(f"the training loss at step {step} is {float(loss.detach().sum())}: "
-                       f"training diverged (a lower task.lr, or a model whose output is "
-                       f"finite, may help); {left}")
+        raise Diverged(f"the training loss at step {step} is {value}: training diverged "
+                       f"(a lower task.lr, or a model whose output is finite, may help); "
+                       f"{left}")
 
 
 class WallClock(L.Callback):

@@ -15,6 +15,7 @@ for shapes) whose first crossing the run's record lists (time to quality).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import lightning as L
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from inrbench.data.base import SignalSpec
-from inrbench.metrics import evaluate, prediction_to_signal, psnr
+from inrbench.metrics import evaluate, prediction_to_signal
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.registry import register_task
 from inrbench.tasks.optim import check_optimizer, fit_optimizer
@@ -31,12 +32,67 @@ from inrbench.tasks.optim import check_optimizer, fit_optimizer
 class RunHistory:
     """The records a task keeps across a resume: the best PSNR, one row per training step
     and one per evaluation, saved in (and restored from) every checkpoint, so a resumed run's
-    metrics.csv is complete."""
+    metrics.csv is complete.
+
+    A training row may hold its values as tensors on the device: reading one back to the
+    host would stall an accelerator once a step. :meth:`flush_history` turns the rows since
+    the last flush into floats with one read, at the trainer's logging interval, before an
+    evaluation or a checkpoint, and when training ends."""
 
     #: the step whose validation the final evaluation stands for (see skip_final_validation)
     final_validation: int | None = None
+    #: how many leading rows of ``history`` hold floats only
+    _flushed: int = 0
+
+    def __setattr__(self, name, value):
+        # Lightning sets this plain string around each of the dozens of hook calls a step
+        # makes; nn.Module's __setattr__ (parameter, module and buffer checks) would cost a
+        # small model's step a few per cent
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def flush_history(self) -> None:
+        """The tensors in the unflushed training rows as floats (one host read for them
+        all), and the best PSNR among them, in step order."""
+        rows = self.history[self._flushed:]
+        cells = [(row, k) for row in rows for k, v in row.items() if torch.is_tensor(v)]
+        if cells:  # float64 holds every float32 exactly: the same floats as float(tensor)
+            values = torch.stack([row[k].detach().reshape(()).to(torch.float64)
+                                  for row, k in cells]).tolist()
+            for (row, k), v in zip(cells, values):
+                row[k] = v
+        for row in rows:
+            if "psnr" in row and row["psnr"] > self.best["psnr"]:
+                self.best = {"psnr": row["psnr"], "step": row["step"]}
+        self._flushed = len(self.history)
+
+    def log_step(self, **values: torch.Tensor) -> None:
+        """This batch's training values for the loggers and the progress bar (``train/<key>``),
+        handed to ``self.log`` in ``on_train_batch_end`` only on the batches whose values
+        Lightning passes on: ``self.log`` costs more than a small model's step, and a value
+        logged on another batch is overwritten unread."""
+        self._step_log = {f"train/{k}": v.detach() for k, v in values.items()}
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        values, self._step_log = getattr(self, "_step_log", None), None
+        # Lightning's own test of whether this batch's logged values reach the loggers
+        if values and getattr(self.trainer._logger_connector, "should_update_logs", True):
+            self.log_dict(values, prog_bar=True)
+        step, every = int(self.global_step), max(int(self.trainer.log_every_n_steps), 1)
+        if step % every == 0 and step != getattr(self, "_flushed_at", None):
+            self._flushed_at = step
+            self.flush_history()
+
+    def on_validation_start(self):
+        self.flush_history()
+
+    def on_train_end(self):
+        self.flush_history()
 
     def on_save_checkpoint(self, checkpoint):
+        self.flush_history()
         checkpoint["inrbench"] = {"best": self.best, "history": self.history,
                                   "evals": self.evals, "final_validation": self.final_validation}
 
@@ -44,6 +100,7 @@ class RunHistory:
         state = checkpoint.get("inrbench", {})
         self.best = state.get("best", self.best)
         self.history = state.get("history", [])
+        self._flushed = len(self.history)
         self.evals = state.get("evals", [])
         self.final_validation = state.get("final_validation")
 
@@ -79,6 +136,25 @@ class RunHistory:
         if row["val_psnr"] > self.best["psnr"]:
             self.best = {"psnr": row["val_psnr"], "step": row["step"]}
         return row
+
+
+def psnr_tensor(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> torch.Tensor:
+    """:func:`inrbench.metrics.psnr` as a tensor on the device, with no host read: the
+    signal's lower bound (``-R/2`` for a signed signal, else 0) is chosen on the device, and
+    torchmetrics' ``peak_signal_noise_ratio`` is written out op for op (the same float32
+    rounding) without its per-call checks, which cost more than a small model's step."""
+    lo = torch.where(target.min() < 0, -data_range / 2, 0.0).to(pred.dtype)
+    pred = pred.clamp(lo, lo + data_range)
+    sse = torch.sum(torch.pow(pred - target, 2))
+    n = torch.tensor(target.numel(), device=target.device)
+    log_r2, to_db = _psnr_constants(float(data_range))
+    return (log_r2 - torch.log(sse / n)) * to_db
+
+
+@functools.lru_cache(maxsize=8)
+def _psnr_constants(data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchmetrics' ``2 ln R`` and ``10 / ln 10``, as the float32 CPU tensors it makes."""
+    return 2 * torch.log(torch.tensor(data_range)), 10 / torch.log(torch.tensor(10.0))
 
 
 class FitTask(RunHistory, L.LightningModule):
@@ -125,15 +201,14 @@ class FitTask(RunHistory, L.LightningModule):
     def training_step(self, batch, batch_idx):
         pred = self._predict(batch)
         loss = self._loss(pred, batch["values"])
-        row = {"step": int(self.global_step), "loss": float(loss.detach()),
+        # values stay on the device until flush_history (no host read per step)
+        row = {"step": int(self.global_step), "loss": loss.detach(),
                "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if "coords" not in batch and "cells" not in batch:  # the whole signal: its PSNR
-            row["psnr"] = psnr(prediction_to_signal(pred.detach(), self.spec), batch["values"],
-                               self.spec.data_range)
-            self._update_best(row["psnr"])
-            self.log("train/psnr", row["psnr"], prog_bar=True)
+            row["psnr"] = psnr_tensor(prediction_to_signal(pred.detach(), self.spec),
+                                      batch["values"], self.spec.data_range)
         self.history.append(row)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_step(**({"psnr": row["psnr"]} if "psnr" in row else {}), loss=loss)
         return loss
 
     def validation_step(self, batch, batch_idx):

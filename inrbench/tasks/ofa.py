@@ -36,11 +36,11 @@ from inrbench.compression.ofa import (
 )
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_text, write_png
-from inrbench.metrics import evaluate, psnr
+from inrbench.metrics import evaluate
 from inrbench.models.base import EVAL_CHUNK, make_grid
 from inrbench.registry import register_task
 from inrbench.tasks.evalset import FULL_EVAL_STEPS
-from inrbench.tasks.fit import FitTask
+from inrbench.tasks.fit import FitTask, psnr_tensor
 
 
 class OFATask(FitTask):
@@ -100,12 +100,13 @@ class OFATask(FitTask):
         else:
             pred = self.subnet_render(w, d)
         loss = F.mse_loss(pred, batch["values"])
-        row = {"step": int(self.global_step), "loss": float(loss.detach()),
+        row = {"step": int(self.global_step), "loss": loss.detach(),
                "lr": self.trainer.optimizers[0].param_groups[0]["lr"], "width": w, "depth": d}
         if "coords" not in batch:
-            row["subnet_psnr"] = psnr(pred.detach(), batch["values"], self.spec.data_range)
+            row["subnet_psnr"] = psnr_tensor(pred.detach(), batch["values"],
+                                             self.spec.data_range)
         self.history.append(row)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_step(loss=loss)
         return loss
 
     def summary(self, datamodule, out) -> dict:
