@@ -66,9 +66,10 @@ def safe(name: str) -> str:
 
 
 def _values(text: str) -> list[str]:
-    """``1-3,7`` -> 1,2,3,7; anything else split on commas."""
+    """``1-3,7`` -> 1,2,3,7; anything else split on commas outside brackets (so
+    ``[0,0],[64,96]`` is two values)."""
     out = []
-    for part in (p.strip() for p in text.split(",")):
+    for part in (p.strip() for p in re.split(r",(?![^\[]*\])", text)):
         m = re.fullmatch(r"(\d+)-(\d+)", part)
         out += [str(i) for i in range(int(m[1]), int(m[2]) + 1)] if m else [part] if part else []
     return out

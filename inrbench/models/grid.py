@@ -81,7 +81,7 @@ class Grid(INR):
     #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
     #: the integer range it searches
     size_knob = "finest_resolution"
-    size_knob_range = (2, 8192)
+    size_knob_range = (16, 8192)
 
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] | None = None, levels: int = 8,
