@@ -139,3 +139,31 @@ def test_cli_refuses_a_bad_ladder(capsys):
     assert main(["bench", "--models", "siren", "--data", "cameraman", "--steps", "1",
                  "--ladder", "depth=3"]) == 2
     assert "--ladder takes AXIS=" in capsys.readouterr().err
+
+
+def _rec(model, q, family=None, **costs):
+    base = {"macs": 1.0, "latency_ms": 1.0, "params": 1.0, "peak_rss_mb": 500.0, "train_s": 1.0}
+    base.update(costs)
+    return {"model": model, "family": family or model, "quality": {"mean": q},
+            "time_to": {"30.0": {"mean": None}}, **{k: {"mean": v} for k, v in base.items()}}
+
+
+def test_answers_say_only_x_and_leave_memory_noise_unranked():
+    from inrbench.reports.frontier import answers
+
+    one = [_rec("asmr @ params=1e4", 31.0, "asmr"), _rec("siren @ params=1e4", 20.0, "siren")]
+    assert answers(one, 30.0, "dB") == ["only asmr reaches 30 dB (asmr @ params=1e4)"]
+    two = [_rec("a", 31.0, peak_rss_mb=500.0), _rec("b", 33.0, peak_rss_mb=510.0)]
+    lines = answers(two, 30.0, "dB")
+    assert any("not ranked" in ln for ln in lines)
+    assert not any(ln.startswith("least training memory") for ln in lines)
+
+
+def test_family_styles_are_stable_and_named():
+    from inrbench.reports.frontier_figure import label, style
+
+    assert label("ngp") == "Instant-NGP" and label("finer_inr:FINER") == "FINER"
+    builtins = [style(label(m)) for m in ("asmr", "siren", "ffn", "ngp", "kilonerf", "grid",
+                                          "gaussianimage")]
+    assert len(set(builtins)) == len(builtins)  # distinct colour and marker pairs
+    assert style("FINER") == style("FINER")  # a plugin's style is a function of its name
