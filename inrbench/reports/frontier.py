@@ -321,7 +321,12 @@ def _table(recs: list[dict], metric: str, unit: str, targets: list[float]) -> li
                                                           for _, lab, u in COSTS),
             "steps", "stopped by", *(f"s to {t:g}" for t in targets)]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(recs, key=lambda r: -(r["quality"]["mean"] or float("-inf"))):
+    def order(r):  # a ladder's rungs together, by budget; else best quality first
+        if r.get("budget"):
+            return (0, r["family"], float(r["budget"].split("=")[1]), 0.0)
+        return (1, "", 0.0, -(r["quality"]["mean"] or float("-inf")))
+
+    for r in sorted(recs, key=order):
         name = f"**{r['model']}**" if r["frontier"] else r["model"]
         cells = [name, fmt_mean_std(r["quality"]["mean"], r["quality"]["std"],
                                     2 if metric == "psnr" else 4),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import textwrap
 
 import matplotlib
 
@@ -140,7 +141,7 @@ def frontier_png(records: list[dict], metric: str, unit: str, title: str,
                               label="non-dominated envelope"))
         flat[-1].legend(handles=handles, loc="center", frameon=False,
                         title="family (curve: its ladder;\nband: ± std over signals)")
-        fig.suptitle(f"Quality-cost frontier: {title}", fontsize=12)
+        fig.suptitle(textwrap.fill(f"Quality-cost frontier: {title}", 150), fontsize=12)
         if note:
             fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=10)
         fig.tight_layout(rect=(0, 0.03, 1, 0.97))
