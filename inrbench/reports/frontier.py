@@ -279,8 +279,8 @@ def markdown(result: dict, figure: str | None = None) -> str:
     bound = (f"{b['max_time']:g} s of training (evaluations excluded)" if b["max_time"]
              else f"{b['steps']} steps")
     every = result.get("eval_every")
-    evals = (f"evaluated every {every} steps and at the end" if every and b["steps"]
-             and every < b["steps"] else "evaluated at the end only (times to a target are "
+    evals = (f"evaluated every {every} steps and at the end" if every
+             and every < _most_steps(result) else "evaluated at the end only (times to a target are "
              "then upper bounds, marked ≤)")
     lines = [f"# Quality-cost frontier: {', '.join(result['signals'])}", "",
              f"Signals: {result.get('described') or ', '.join(result['signals'])}; "
@@ -345,10 +345,15 @@ def _table(recs: list[dict], metric: str, unit: str, targets: list[float]) -> li
     return rows
 
 
+def _most_steps(result: dict) -> float:
+    """The most steps any model trained (a time budget plans an unbounded step count)."""
+    return max((r["steps"]["mean"] or 0 for r in result["summary"]), default=0)
+
+
 def _figure_note(result: dict) -> str:
     b, every = result["budget"], result.get("eval_every")
     bound = f"{b['max_time']:g} s" if b["max_time"] else f"{b['steps']} steps"
-    ev = (f"eval every {every} steps" if every and b["steps"] and every < b["steps"]
+    ev = (f"eval every {every} steps" if every and every < _most_steps(result)
           else "final evaluation only")
     n = len(result["signals"])
     return (f"{bound} per run, {ev}; mean over {n} signal(s) and seeds "
