@@ -116,7 +116,9 @@ def _rungs(model: str, sig: Signal, overrides: list[str], extra: dict, ladder, s
     axis, budgets = ladder
     cfg = compose(model=model, data=sig.data, overrides=[*sig.overrides, *overrides],
                   extra=extra)
-    spec = signal_spec(cfg)
+    if ("spec", sig.label) not in sized:  # reading the signal once per signal, not per model
+        sized[("spec", sig.label)] = signal_spec(cfg)
+    spec = sized[("spec", sig.label)]
     rungs = []
     for budget in budgets:
         key = (model, tuple(spec.shape), spec.channels, axis, budget)

@@ -73,7 +73,7 @@ def model_record(model: str, runs: list[Run], targets: list[float]) -> dict:
         rec[key] = {"mean": mean, "std": std, "n": n}
     rec["time_to"] = {}
     for t in targets:
-        times = [_reached(r, t) for r in runs]  # noqa: B007
+        times = [_reached(r, t) for r in runs]
         mean, std, n = mean_std(times)
         rec["time_to"][str(t)] = {"mean": mean if n == len(runs) else None, "std": std,
                                   "reached": n, "of": len(runs)}
@@ -279,9 +279,9 @@ def markdown(result: dict, figure: str | None = None) -> str:
     bound = (f"{b['max_time']:g} s of training (evaluations excluded)" if b["max_time"]
              else f"{b['steps']} steps")
     every = result.get("eval_every")
-    evals = (f"evaluated every {every} steps and at the end" if every
-             and every < _most_steps(result) else "evaluated at the end only (times to a target are "
-             "then upper bounds, marked ≤)")
+    evals = (f"evaluated every {every} steps and at the end"
+             if every and every < _most_steps(result)
+             else "evaluated at the end only (times to a target are then upper bounds, marked ≤)")
     lines = [f"# Quality-cost frontier: {', '.join(result['signals'])}", "",
              f"Signals: {result.get('described') or ', '.join(result['signals'])}; "
              f"seeds: {', '.join(map(str, result.get('seeds') or [])) or '—'}.", "",
