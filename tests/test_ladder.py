@@ -122,7 +122,12 @@ def test_ladder_bench_of_a_builtin_and_a_plugin(plugins, small_png, tmp_path):
         bench(["siren", "knobnet"], sigs, root, steps=3, overrides=over, isolate=False,
               ladder=("params", [300.0, 2000.0]))
     md = (root / "frontier.md").read_text()
-    assert "siren" in md and "knobnet" in md
+    assert "siren @ params=300" in md and "knobnet @ params=1000" in md
+    assert "FLOPs / sample, inrbench-flops-1" in md and "2 signal(s)" in md
+    from PIL import Image
+
+    with Image.open(root / "frontier.png") as im:  # a grid about 1400 px wide, not a strip
+        assert 1200 <= im.width <= 1600 and im.height >= 0.4 * im.width
 
 
 def test_a_model_without_a_knob_is_benched_at_its_own_size(plugins, small_png, tmp_path):
