@@ -43,6 +43,7 @@ from inrbench.config.validation import check_buildable, parse_duration
 from inrbench.console import held_warnings, note
 from inrbench.errors import ConfigError, InrbenchError
 from inrbench.io import append_lines, atomic_write_json, safe_name
+from inrbench.ladder import budget_label, choose, signal_spec
 from inrbench.reports.frontier import write_report
 from inrbench.run import run
 from inrbench.run.folder import holds_results
@@ -65,9 +66,10 @@ def safe(name: str) -> str:
 
 
 def _values(text: str) -> list[str]:
-    """``1-3,7`` -> 1,2,3,7; anything else split on commas."""
+    """``1-3,7`` -> 1,2,3,7; anything else split on commas outside brackets (so
+    ``[0,0],[64,96]`` is two values)."""
     out = []
-    for part in (p.strip() for p in text.split(",")):
+    for part in (p.strip() for p in re.split(r",(?![^\[]*\])", text)):
         m = re.fullmatch(r"(\d+)-(\d+)", part)
         out += [str(i) for i in range(int(m[1]), int(m[2]) + 1)] if m else [part] if part else []
     return out
@@ -105,28 +107,58 @@ def budget_extra(budget: str | None, steps: int | None) -> dict:
             "task.steps": steps if steps is not None else UNBOUNDED_STEPS}
 
 
+def _rungs(model: str, sig: Signal, overrides: list[str], extra: dict, ladder, sized: dict):
+    """``[(folder part, extra keys)]``: one rung per ladder budget, the knob value chosen by
+    :func:`inrbench.ladder.choose` (cached in ``sized`` by model, signal shape and budget);
+    without a ladder one rung at the model's own size."""
+    if ladder is None:
+        return [((), {})]
+    axis, budgets = ladder
+    cfg = compose(model=model, data=sig.data, overrides=[*sig.overrides, *overrides],
+                  extra=extra)
+    if ("spec", sig.label) not in sized:  # reading the signal once per signal, not per model
+        sized[("spec", sig.label)] = signal_spec(cfg)
+    spec = sized[("spec", sig.label)]
+    rungs = []
+    for budget in budgets:
+        key = (model, tuple(spec.shape), spec.channels, axis, budget)
+        if key not in sized:
+            sized[key] = choose(cfg, spec, axis, budget)
+        got = sized[key]
+        keys = {f"ladder.{k}": got[k] for k in ("axis", "budget", "knob", "value", "count",
+                                                 "within")}
+        if got["knob"] is not None:
+            keys[f"model.{got['knob']}"] = got["value"]
+        rungs.append(((budget_label(axis, budget),), keys))
+    return rungs
+
+
 def plan(models: list[str], sigs: list[Signal], seeds: list[int], root: Path,
-         overrides: list[str], extra: dict, quality: float | None = None) -> list[dict]:
+         overrides: list[str], extra: dict, quality: float | None = None,
+         ladder: tuple[str, list[float]] | None = None) -> list[dict]:
     """Every run's folder and config, composed (so bad names or keys stop here, before
-    anything trains); ``quality`` joins ``task.targets`` so its time to quality is recorded."""
+    anything trains); ``quality`` joins ``task.targets`` so its time to quality is recorded.
+    With ``ladder=(axis, budgets)`` every model is sized to every budget (its knob chosen on
+    meta tensors) into ``ROOT/<signal>/<model>/<axis>-<budget>/seed<N>/``."""
     if not models:
         raise ConfigError("--models needs at least one model, e.g. --models asmr,siren")
-    entries = []
+    entries, sized = [], {}
     for sig in sigs:
         for model in models:
-            for seed in seeds:
-                out = root / sig.label / safe(model) / f"seed{seed}"
-                ex = {**extra, "trainer.seed": seed, "trainer.out": str(out)}
-                cfg = compose(model=model, data=sig.data, overrides=[*sig.overrides,
-                                                                     *overrides], extra=ex)
-                check_buildable(cfg)
-                targets = [float(t) for t in cfg.task.get("targets") or []]
-                if quality is not None and "targets" in cfg.task and quality not in targets:
-                    ex["task.targets"] = sorted([*targets, float(quality)])
-                    cfg.task.targets = ex["task.targets"]
-                entries.append({"signal": sig.label, "data": sig.data, "model": model,
-                                "seed": seed, "out": out, "cfg": cfg, "extra": ex,
-                                "overrides": [*sig.overrides, *overrides]})
+            for part, keys in _rungs(model, sig, overrides, extra, ladder, sized):
+                for seed in seeds:
+                    out = root.joinpath(sig.label, safe(model), *part, f"seed{seed}")
+                    ex = {**extra, **keys, "trainer.seed": seed, "trainer.out": str(out)}
+                    cfg = compose(model=model, data=sig.data, overrides=[*sig.overrides,
+                                                                         *overrides], extra=ex)
+                    check_buildable(cfg)
+                    targets = [float(t) for t in cfg.task.get("targets") or []]
+                    if quality is not None and "targets" in cfg.task and quality not in targets:
+                        ex["task.targets"] = sorted([*targets, float(quality)])
+                        cfg.task.targets = ex["task.targets"]
+                    entries.append({"signal": sig.label, "data": sig.data, "model": model,
+                                    "seed": seed, "out": out, "cfg": cfg, "extra": ex,
+                                    "overrides": [*sig.overrides, *overrides]})
     return entries
 
 
@@ -201,41 +233,47 @@ def _check_folders(entries: list[dict]) -> None:
                                   f"add --new to start a new bench folder")
 
 
-def bench_plan(models, sigs, seeds, extra: dict, overrides, experiment, rows) -> dict:
+def bench_plan(models, sigs, seeds, extra: dict, overrides, experiment, rows,
+               ladder=None) -> dict:
     """What ``bench.json`` records and a rerun into the folder must repeat (``--quality``
     may change: it is the report's question, asked again of the same runs)."""
     return {"task.steps": extra["task.steps"], "trainer.max_time": extra["trainer.max_time"],
             "models": list(models), "seeds": list(seeds), "overrides": list(overrides),
             "signals": [" ".join([s.data, *s.overrides]) for s in sigs],
-            "experiment": experiment, "rows": list(rows) if rows else None}
+            "experiment": experiment, "rows": list(rows) if rows else None,
+            "ladder": {"axis": ladder[0], "budgets": list(ladder[1])} if ladder else None}
 
 
 def _prepare(models, sigs, root: Path, budget, steps, seeds, overrides, quality, experiment,
-             rows, new):
+             rows, new, ladder=None):
     """Every run planned and checked, the folder chosen (refused when it holds another
     plan) and the plan recorded in it: ``(root, entries)``."""
     extra = {**budget_extra(budget, steps), "trainer.logger": "none"}
-    plan_args = (list(seeds), list(overrides), extra, quality)
+    plan_args = (list(seeds), list(overrides), extra, quality, ladder)
     if experiment:
+        if ladder is not None:
+            raise ConfigError("--ladder sizes --models; a paper table's rows have their sizes")
         entries = plan_rows(experiment, rows, list(seeds), Path(root), list(overrides), extra,
                             quality)
         models = [e["model"] for e in entries if e["seed"] == seeds[0]]
         sigs = [Signal(d, [], d) for d in dict.fromkeys(e["signal"] for e in entries)]
     else:
-        entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality)
-    record = bench_plan(models, sigs, seeds, extra, overrides, experiment, rows)
+        entries = plan(models, sigs, list(seeds), Path(root), list(overrides), extra, quality,
+                       ladder)
+    record = bench_plan(models, sigs, seeds, extra, overrides, experiment, rows, ladder)
     chosen, _ = campaign_folder(Path(root), "bench.json", record, new, what="bench")
     if chosen != Path(root):  # --new: the same runs, planned under the new folder
         note(f"{root} holds a bench; this one goes to {chosen}")
         root = chosen
-        entries = (plan_rows(experiment, rows, plan_args[0], root, *plan_args[1:])
+        entries = (plan_rows(experiment, rows, plan_args[0], root, *plan_args[1:-1])
                    if experiment else plan(models, sigs, plan_args[0], root, *plan_args[1:]))
     _check_folders(entries)
     Path(root).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(root) / "bench.json", {
         "models": models, "signals": [s.__dict__ for s in sigs], "seeds": list(seeds),
         "budget": {"max_time": extra["trainer.max_time"], "steps": steps},
-        "experiment": experiment, "overrides": list(overrides), "plan": record})
+        "experiment": experiment, "overrides": list(overrides), "plan": record,
+        "ladder": record["ladder"]})
     return Path(root), entries
 
 
@@ -243,16 +281,18 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
           steps: int | None = None, seeds: tuple[int, ...] = (0,), overrides=(),
           quality: float | None = None, on_run=None, isolate: bool = True,
           experiment: str | None = None, rows: list[str] | None = None,
-          new: bool = False) -> dict:
+          new: bool = False, ladder: tuple[str, list[float]] | None = None) -> dict:
     """Train every model on every signal under the budget, then write the frontier report
     into ``root``. Returns ``{"root", "runs": [...], "report": ...}``; a run that fails is
     recorded (``status: failed``, its error) and the others go on. With ``experiment`` the
     runs are that table's ``rows`` (default all) and ``models``/``sigs`` are unused. Every
     run is composed and checked first; a ``root`` holding another plan is refused, and
-    ``new`` puts the bench in ``ROOT-2`` (``ROOT-3``...) when ``root`` is taken."""
+    ``new`` puts the bench in ``ROOT-2`` (``ROOT-3``...) when ``root`` is taken. ``ladder``
+    (``(axis, budgets)``, :func:`inrbench.ladder.parse_ladder`) trains every model at every
+    budget, sized by its knob."""
     with held_warnings() as held:  # a refusal is the one line printed; the rest is logged
         root, entries = _prepare(models, sigs, Path(root), budget, steps, seeds, overrides,
-                                 quality, experiment, rows, new)
+                                 quality, experiment, rows, new, ladder)
     append_lines(root / "warnings.log", held)
     done = []
     for entry in entries:
@@ -262,6 +302,7 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
         except (InrbenchError, RuntimeError, ValueError) as e:
             status, error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
         rec = {k: entry[k] for k in ("signal", "model", "seed")}
+        rec["budget"] = entry["extra"].get("ladder.budget")
         rec.update(out=str(entry["out"]), status=status, error=error,
                    seconds=time.perf_counter() - t0)
         done.append(rec)

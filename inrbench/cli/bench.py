@@ -45,6 +45,10 @@ def add_command(sub) -> None:
     b.add_argument("--budget", help="training wall time per run, evaluations excluded "
                    "(trainer.max_time): seconds or 90s, 10m, 1h30m")
     b.add_argument("--steps", type=int, help="optimizer steps per run (task.steps)")
+    b.add_argument("--ladder", metavar="AXIS=B1,B2", help="train every model at every "
+                   "budget, sized by its knob (width, table size, points...): params=1e4,3e4 "
+                   "or macs=... or flops=... (counted on meta tensors; within 5%% or the "
+                   "nearest reachable)")
     b.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     b.add_argument("--out", help="bench folder (default runs/bench-<timestamp>); rerun "
                    "with the same --out and the same arguments to finish an interrupted "
@@ -86,6 +90,7 @@ def with_out(argv: list[str], folder: Path) -> list[str]:
 
 def cmd_bench(args) -> int:
     from inrbench.bench import bench, signals
+    from inrbench.ladder import parse_ladder
     from inrbench.reports.frontier import write_report
     from inrbench.run import default_out
 
@@ -110,17 +115,20 @@ def cmd_bench(args) -> int:
 
     def line(rec):
         tail = f": {rec['error']}" if rec["error"] else ""
-        print(f"[{rec['signal']} {rec['model']} seed{rec['seed']}] {rec['status']} "
+        rung = f" {rec['budget']:g}" if rec.get("budget") is not None else ""
+        print(f"[{rec['signal']} {rec['model']}{rung} seed{rec['seed']}] {rec['status']} "
               f"({rec['seconds']:.0f} s){tail}", flush=True)
 
     sigs = signals(args.data, args.vary) if not args.experiment else []
+    ladder = parse_ladder(args.ladder) if args.ladder else None
     try:
         done = bench(models, sigs, root, budget=args.budget,
                      steps=args.steps, seeds=parse_seeds(args.seeds), overrides=args.overrides,
                      quality=args.quality, on_run=line, isolate=not args.in_process,
-                     experiment=args.experiment, rows=rows, new=args.new)
+                     experiment=args.experiment, rows=rows, new=args.new, ladder=ladder)
     except Interrupted as e:  # --in-process: the same command continues the bench
-        folder = Path(e.out).parents[2]  # ROOT/<signal>/<model>/seed<N>, ROOT/<data>/seed<N>/<row>
+        # ROOT/<signal>/<model>[/<budget>]/seed<N>, ROOT/<data>/seed<N>/<row>
+        folder = Path(e.out).parents[3 if ladder else 2]
         argv = shlex.join(["inrbench", *with_out(getattr(args, "argv", sys.argv[1:]), folder)])
         print(f"inrbench: stopped by {signal.Signals(e.signum).name} at step {e.step} of "
               f"{e.out}; continue the bench with: {argv}", file=sys.stderr)

@@ -69,7 +69,7 @@ def _owner(section: str, key: str) -> str:
 
 
 #: sections the runner adds to a run's config.yaml: records, not configuration
-RECORDS = ("data_record", "paper_row")
+RECORDS = ("data_record", "paper_row", "ladder")
 
 
 def _task_of(cli: DictConfig, extra: dict | None, row_cfg: DictConfig) -> str:

@@ -77,6 +77,11 @@ class ASMR(INR):
     a balanced factorisation with the large bases last is chosen (appendix K) and printed.
     """
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "hidden_dim"
+    size_knob_range = (1, 4096)
+
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] = (512, 512), bases=None, hidden_dim: int = 256,
                  n_layers: int = 4, omega0: float = 30.0, first_omega0: float = 30.0,

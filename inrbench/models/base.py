@@ -66,6 +66,11 @@ class INR(nn.Module):
     out_features: int
     #: the backend that actually runs (e.g. "torch" or "tcnn"); recorded in results.
     backend: str = "torch"
+    #: the integer constructor argument that sets the model's size (``hidden_dim`` for an MLP,
+    #: ``log2_hashmap_size`` for a hash grid): ``inrbench bench --ladder`` varies it to match
+    #: each budget, searching ``size_knob_range``. None: the model is benched at its own size.
+    size_knob: str | None = None
+    size_knob_range: tuple[int, int] = (1, 4096)
 
     def render(self, shape: Sequence[int], chunk: int | None = None) -> torch.Tensor:
         """The whole signal, ``(*shape, out_features)``; ``chunk`` bounds memory without grad."""
@@ -92,8 +97,9 @@ class CoordinateModule(INR):
     ``render(shape)`` is the module's forward on ``make_grid(shape)``, reshaped to
     ``(*shape, out_features)`` (``(*shape, -1)`` when the width is not known beforehand).
     ``out_features`` is the given one, else the module's own attribute when it has one.
-    There is no paper convention for its MACs: ``macs_per_sample`` raises
-    NotImplementedError, so profiles report the measured MACs only.
+    ``macs_per_sample`` is the module's own when it has one (a plugin's paper convention
+    reaches its records); otherwise it raises NotImplementedError, so profiles report the
+    measured MACs only.
     """
 
     def __init__(self, module: nn.Module, out_features: int | None = None):
@@ -121,5 +127,8 @@ class CoordinateModule(INR):
             out = torch.cat([self(part) for part in grid.split(chunk)])
         return out.reshape(*shape, getattr(self, "out_features", -1))
 
-    def macs_per_sample(self) -> float:
-        raise NotImplementedError("no paper convention for a wrapped module: measured only")
+    def macs_per_sample(self, *args, **kwargs) -> float:
+        own = getattr(self.module, "macs_per_sample", None)
+        if not callable(own):
+            raise NotImplementedError("no paper convention for a wrapped module: measured only")
+        return own(*args, **kwargs)

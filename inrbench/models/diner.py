@@ -40,6 +40,11 @@ from inrbench.models.siren import SIREN
 class DINER(INR):
     """A per-sample table of ``table_dim``-dim coordinates decoded by a SIREN."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "hidden_dim"
+    size_knob_range = (1, 4096)
+
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] = (512, 512), table_dim: int | None = None,
                  hidden_dim: int = 64, n_layers: int = 4, omega0: float = 30.0,

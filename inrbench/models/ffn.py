@@ -28,6 +28,11 @@ from inrbench.models.registry import register_model
 class FFN(INR):
     """Fourier-feature ReLU MLP with ``n_layers`` linear layers of width ``hidden_dim``."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "hidden_dim"
+    size_knob_range = (1, 4096)
+
     def __init__(self, in_features: int = 2, out_features: int = 1, embedding_size: int = 128,
                  sigma: float = 10.0, hidden_dim: int = 256, n_layers: int = 3,
                  macs_bias: bool = False):

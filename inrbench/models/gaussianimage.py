@@ -77,6 +77,11 @@ FORM_MACS = 3
 class GaussianImage(INR):
     """``num_points`` 2-D Gaussians (Cholesky parametrisation) summed over an image."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "num_points"
+    size_knob_range = (1, 2000000)
+
     def __init__(self, in_features: int = 2, out_features: int = 3,
                  signal_shape: Sequence[int] = (512, 512), num_points: int = 70_000,
                  implementation: str = "torch"):

@@ -78,6 +78,11 @@ class Grid(INR):
     """``levels`` dense grids from ``base_resolution`` to ``finest_resolution`` vertices per
     axis (``null``: the signal's sample counts), interpolated and summed (module docstring)."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "finest_resolution"
+    size_knob_range = (16, 8192)
+
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] | None = None, levels: int = 8,
                  base_resolution: int | list[int] = 16,

@@ -55,6 +55,11 @@ ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.2}
 class KiloNeRF(INR):
     """``prod(grid)`` independent MLPs of ``n_layers`` linear layers, width ``hidden_dim``."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "hidden_dim"
+    size_knob_range = (1, 1024)
+
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] = (512, 512), grid=(16, 16), hidden_dim: int = 16,
                  n_layers: int = 3, n_freqs: int = 10, activation: str = "leaky_relu",

@@ -81,6 +81,11 @@ def validate_tiles(tiles, shape: Sequence[int]) -> list[list[int]]:
 class LoE(INR):
     """LoE with ``len(tiles[0])`` tiled layers of width ``hidden_dim`` and a linear output."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "hidden_dim"
+    size_knob_range = (1, 1024)
+
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] = (512, 512), tiles=None, hidden_dim: int = 24,
                  n_layers: int | None = None, n_freqs: int = 8,

@@ -72,6 +72,11 @@ class GaborFilter(nn.Module):
 class MFN(INR):
     """FourierNet (``filter="fourier"``) or GaborNet (``filter="gabor"``)."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "hidden_dim"
+    size_knob_range = (1, 4096)
+
     def __init__(self, in_features: int = 2, out_features: int = 1, hidden_dim: int = 256,
                  n_layers: int = 4, filter: str = "fourier", input_scale: float = 256.0,
                  weight_scale: float = 1.0, alpha: float = 6.0, beta: float = 1.0,

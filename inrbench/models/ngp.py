@@ -129,6 +129,11 @@ class HashGrid(nn.Module):
 class InstantNGP(INR):
     """Hash encoding (``n_levels`` x ``n_features_per_level``) + ReLU MLP."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "log2_hashmap_size"
+    size_knob_range = (2, 24)
+
     def __init__(self, in_features: int = 2, out_features: int = 1, n_levels: int = 16,
                  n_features_per_level: int = 2, log2_hashmap_size: int = 16,
                  base_resolution=16, finest_resolution=4096, per_level_scale: float | None = None,

@@ -51,6 +51,11 @@ def siren_uniform_(linear: nn.Linear, omega: float, is_first: bool) -> None:
 class SIREN(INR):
     """SIREN with ``n_layers`` linear layers of width ``hidden_dim``."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "hidden_dim"
+    size_knob_range = (1, 4096)
+
     def __init__(self, in_features: int = 2, out_features: int = 1, hidden_dim: int = 256,
                  n_layers: int = 3, omega0: float = 30.0, first_omega0: float = 30.0,
                  coord_scale: float = 1.0):

@@ -75,6 +75,11 @@ class GaborLayer(nn.Module):
 class WIRE(INR):
     """``n_layers`` complex Gabor layers of width ``hidden_dim`` and a complex linear output."""
 
+    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
+    #: the integer range it searches
+    size_knob = "hidden_dim"
+    size_knob_range = (1, 4096)
+
     def __init__(self, in_features: int = 2, out_features: int = 1, hidden_dim: int = 212,
                  n_layers: int = 4, omega0: float = 20.0, s0: float = 20.0,
                  first_omega0: float | None = None, trainable_scales: bool = False,

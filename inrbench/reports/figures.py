@@ -25,7 +25,7 @@ from inrbench.reports.tables import SCALE  # noqa: E402
 
 FAMILY_LABEL = {"siren": "SIREN", "asmr": "ASMR", "asmr_big": "ASMR", "kilonerf": "KiloNeRF",
                 "loe": "LoE", "ngp": "Instant-NGP", "ffn": "FFN", "mfn": "MFN", "wire": "WIRE",
-                "diner": "DINER"}
+                "diner": "DINER", "grid": "Grid", "gaussianimage": "GaussianImage"}
 
 
 def _png(fig) -> bytes:

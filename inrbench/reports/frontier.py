@@ -19,13 +19,18 @@ from pathlib import Path
 from inrbench.errors import InrbenchError
 from inrbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
 from inrbench.reports.frontier_figure import COSTS, frontier_png
-from inrbench.reports.frontier_stats import family_tables
+from inrbench.reports.frontier_stats import family_tables, ladder_budget
 from inrbench.reports.runs import Run, find_runs, fmt_mean_std, mean_std
 
 #: what the one-line answers call the cheapest model on each cost
-ANSWER = {"macs": "fewest MACs/sample", "latency_ms": "cheapest to render",
+ANSWER = {"macs": "fewest MACs/sample (paper convention)",
+          "macs_measured": "fewest measured matmul MACs/sample",
+          "flops": "fewest FLOPs/sample (inrbench-flops-1)", "latency_ms": "cheapest to render",
           "params": "fewest parameters", "peak_rss_mb": "least training memory",
           "train_s": "fastest to train"}
+#: peak-memory differences within this band (relative, or MiB, whichever is larger) are noise
+#: of the process baseline (allocator, imported libraries), not a ranking
+MEMORY_BAND = (0.05, 32.0)
 
 
 def _macs(run: Run) -> float | None:
@@ -54,7 +59,15 @@ def model_record(model: str, runs: list[Run], targets: list[float]) -> dict:
     rec = {"model": model, "metric": metric, "seeds": [r.seed for r in runs],
            "paths": [str(r.path) for r in runs],
            "stopped_by": sorted({str(r.summary.get("stopped_by")) for r in runs}),
-           "macs_source": "paper" if runs[0].value("macs") is not None else "measured"}
+           "macs_source": "paper" if runs[0].value("macs") is not None else "measured",
+           "cost_rule": runs[0].summary.get("cost_rule"),
+           "eval_every": (runs[0].config.get("task") or {}).get("eval_every")}
+    lad = runs[0].summary.get("ladder") or {}
+    rec["own_size"] = bool(lad) and not lad.get("knob")
+    rec["knob"] = {lad["knob"]: lad.get("value")} if lad.get("knob") else None
+    steps = [r.value("steps") or 0 for r in runs]
+    # only the final evaluation: a time to target is the whole run, an upper bound
+    rec["time_bound"] = rec["eval_every"] is None or all(rec["eval_every"] >= n for n in steps)
     for key, vals in values.items():
         mean, std, n = mean_std(vals)
         rec[key] = {"mean": mean, "std": std, "n": n}
@@ -94,21 +107,36 @@ def answers(records: list[dict], quality: float, unit: str) -> list[str]:
         best = max(records, key=lambda r: r["quality"]["mean"] or float("-inf"))
         return [f"no model reached {quality:g} {unit} (best: {best['model']} at "
                 f"{fmt_mean_std(best['quality']['mean'], None)} {unit})"]
+    families = sorted({r.get("family", r["model"]) for r in ok})
+    if len(families) == 1 and len(records) > 1:  # one name in every line says nothing more
+        rungs = ", ".join(r["model"] for r in ok)
+        return [f"only {families[0]} reaches {quality:g} {unit}" +
+                (f" ({rungs})" if rungs != families[0] else "")]
     lines = []
     timed = all(r.get("stopped_by") == ["max_time"] for r in records)
     for key, _, cost_unit in COSTS:
         if key == "train_s" and timed:
             continue  # every run trained for the same time: "first to reach" says more
-        have = [r for r in ok if r[key]["mean"] is not None]
+        have = [r for r in ok if (r.get(key) or {}).get("mean") is not None]
         if have:
             r = min(have, key=lambda r: r[key]["mean"])
+            if key == "peak_rss_mb":
+                band = max(MEMORY_BAND[0] * r[key]["mean"], MEMORY_BAND[1])
+                tied = [o for o in have if o[key]["mean"] - r[key]["mean"] <= band]
+                if len(tied) > 1:
+                    lines.append(f"training memory at >= {quality:g} {unit}: {len(tied)} "
+                                 f"models within {MEMORY_BAND[1]:g} MiB / "
+                                 f"{MEMORY_BAND[0]:.0%} of the least (noise band): not ranked")
+                    continue
             lines.append(f"{ANSWER[key]} at >= {quality:g} {unit}: {r['model']} "
                          f"({_num(r[key]['mean'])}{' ' + cost_unit if cost_unit else ''})")
     first = [r for r in records if (r["time_to"].get(str(quality)) or {}).get("mean") is not None]
     if first:
         r = min(first, key=lambda r: r["time_to"][str(quality)]["mean"])
+        bound = "at most " if r.get("time_bound") else ""
         lines.append(f"first to reach {quality:g} {unit}: {r['model']} after "
-                     f"{_num(r['time_to'][str(quality)]['mean'])} s of training")
+                     f"{bound}{_num(r['time_to'][str(quality)]['mean'])} s of training"
+                     + (" (only the final evaluation: a bound)" if bound else ""))
     return lines
 
 
@@ -151,6 +179,21 @@ def _mark(records: list[dict]) -> None:
         r["frontier"] = r["model"] in joint
 
 
+def _rung_records(family: str, runs: list[Run], targets: list[float]) -> list[dict]:
+    """One record per ladder budget of a family (one for a family benched at one size), in
+    budget order: ``model`` is ``family @ axis=budget``, ``family`` and ``budget`` beside it."""
+    rungs: dict = {}
+    for r in runs:
+        rungs.setdefault(ladder_budget(r), []).append(r)
+    out = []
+    for budget in sorted(rungs, key=lambda b: (b is not None, float(b.split("=")[1]) if b else 0)):
+        rec = model_record(family if budget is None else f"{family} @ {budget}", rungs[budget],
+                           targets)
+        rec["family"], rec["budget"] = family, budget
+        out.append(rec)
+    return out
+
+
 def _across(per_signal: dict[str, list[dict]]) -> list[dict]:
     """Each model's mean over signals of its per-signal means (± std over signals)."""
     models = list(dict.fromkeys(r["model"] for recs in per_signal.values() for r in recs))
@@ -159,6 +202,9 @@ def _across(per_signal: dict[str, list[dict]]) -> list[dict]:
         recs = [r for recs in per_signal.values() for r in recs if r["model"] == m]
         rec = {"model": m, "metric": recs[0]["metric"], "signals": len(recs),
                "macs_source": recs[0]["macs_source"],
+               **{k: recs[0].get(k) for k in ("family", "budget", "own_size", "knob",
+                                               "cost_rule", "eval_every")},
+               "time_bound": any(r.get("time_bound") for r in recs),
                "stopped_by": sorted({s for r in recs for s in r["stopped_by"]})}
         for key in ("quality", "psnr_8bit", "ssim", "steps", "gpu_mb",
                     *(k for k, _, _ in COSTS)):
@@ -187,17 +233,38 @@ def frontier(root: Path, quality: float | None = None, targets: list[float] | No
     unit = "dB" if metric == "psnr" else metric
     per_signal = {}
     for name, models in signals.items():
-        recs = [model_record(m, runs, targets) for m, runs in models.items()]
+        recs = [rec for m, runs in models.items() for rec in _rung_records(m, runs, targets)]
         _mark(recs)
         per_signal[name] = recs
     summary = per_signal[next(iter(per_signal))] if len(per_signal) == 1 else _across(per_signal)
     if len(per_signal) > 1:
         _mark(summary)
     return {"root": str(root), "metric": metric, "unit": unit, "quality": quality,
+            "described": _described(root, first), "eval_every": _eval_every(first),
+            "seeds": sorted({s for recs in per_signal.values() for r in recs
+                             for s in r["seeds"] if s is not None}),
             "targets": targets, "shown": f"{metric} of the float output (psnr_8bit beside it)",
             "signals": list(per_signal), "per_signal": per_signal, "summary": summary,
             "answers": answers(summary, quality, unit),
             "machine": first.machine, "budget": _budget(first)}
+
+
+def _described(root: Path, run: Run) -> str:
+    """The signals in words: the data module, file and crop of each (from ``bench.json``),
+    else the first run's recorded data description."""
+    try:
+        sigs = json.loads((root / "bench.json").read_text())["plan"]["signals"]
+        over = json.loads((root / "bench.json").read_text()).get("overrides") or []
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(run.summary.get("data_description") or run.data)
+    shared = " ".join(o for o in over if o.startswith("data."))
+    return f"{len(sigs)} signal(s): " + "; ".join(sigs) + (f" (each with {shared})" if shared
+                                                           else "")
+
+
+def _eval_every(run: Run) -> int | None:
+    every = (run.config.get("task") or {}).get("eval_every")
+    return int(every) if every is not None else None
 
 
 def _budget(run: Run) -> dict:
@@ -211,10 +278,25 @@ def markdown(result: dict, figure: str | None = None) -> str:
     b = result["budget"]
     bound = (f"{b['max_time']:g} s of training (evaluations excluded)" if b["max_time"]
              else f"{b['steps']} steps")
+    every = result.get("eval_every")
+    evals = (f"evaluated every {every} steps and at the end"
+             if every and every < _most_steps(result)
+             else "evaluated at the end only (times to a target are then upper bounds, marked ≤)")
     lines = [f"# Quality-cost frontier: {', '.join(result['signals'])}", "",
-             f"Budget per model: {bound}; machine: {result['machine']}. Quality: "
+             f"Signals: {result.get('described') or ', '.join(result['signals'])}; "
+             f"seeds: {', '.join(map(str, result.get('seeds') or [])) or '—'}.", "",
+             f"Budget per model: {bound}, {evals}; machine: {result['machine']}. Quality: "
              f"{result['shown']}. Non-dominated on all costs: **bold**; a cost's column is "
-             f"starred (*) for the models non-dominated on that cost alone.", ""]
+             f"starred (*) for the models non-dominated on that cost alone.", "",
+             "Costs: *MACs (paper)* is each model's paper convention (the measured matmul "
+             "MACs where a model has none, marked †); *matmul MACs* are measured on a full "
+             "render (matrix products only); *FLOPs* count every op class of one render by "
+             f"the rule {_rule(result)} (docs/cost-rule.md). Peak RSS differences within "
+             f"{MEMORY_BAND[1]:g} MiB or {MEMORY_BAND[0]:.0%} are not ranked.", ""]
+    own = sorted({r["family"] for r in result["summary"] if r.get("own_size")})
+    if own:
+        lines += [f"Benched at their own size (no size knob declared, or the knob does not "
+                  f"move this count): {', '.join(own)}.", ""]
     lines += [f"- {a}" for a in result["answers"]] + [""]
     if figure:
         lines += [f"![frontier]({figure})", ""]
@@ -229,26 +311,54 @@ def markdown(result: dict, figure: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _rule(result: dict) -> str:
+    rules = sorted({r.get("cost_rule") for r in result["summary"] if r.get("cost_rule")})
+    return ", ".join(rules) or "—"
+
+
 def _table(recs: list[dict], metric: str, unit: str, targets: list[float]) -> list[str]:
     head = ["model", f"{metric} ({unit})", "psnr_8bit", *(f"{lab}{' (' + u + ')' if u else ''}"
                                                           for _, lab, u in COSTS),
             "steps", "stopped by", *(f"s to {t:g}" for t in targets)]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(recs, key=lambda r: -(r["quality"]["mean"] or float("-inf"))):
+    def order(r):  # a ladder's rungs together, by budget; else best quality first
+        if r.get("budget"):
+            return (0, r["family"], float(r["budget"].split("=")[1]), 0.0)
+        return (1, "", 0.0, -(r["quality"]["mean"] or float("-inf")))
+
+    for r in sorted(recs, key=order):
         name = f"**{r['model']}**" if r["frontier"] else r["model"]
         cells = [name, fmt_mean_std(r["quality"]["mean"], r["quality"]["std"],
                                     2 if metric == "psnr" else 4),
                  fmt_mean_std(r["psnr_8bit"]["mean"], r["psnr_8bit"]["std"])]
         for key, _, _ in COSTS:
             star = "*" if key in r["non_dominated_on"] else ""
-            cells.append(_num(r[key]["mean"]) + star)
+            dagger = "†" if key == "macs" and r.get("macs_source") == "measured" else ""
+            cells.append(_num(r[key]["mean"]) + dagger + star)
         cells += [_num(r["steps"]["mean"]), ",".join(r["stopped_by"])]
         for t in targets:
             hit = r["time_to"][str(t)]
-            cells.append(_num(hit["mean"]) if hit["mean"] is not None
+            bound = "≤ " if r.get("time_bound") else ""
+            cells.append(bound + _num(hit["mean"]) if hit["mean"] is not None
                          else f"— ({hit['reached']}/{hit['of']})")
         rows.append("| " + " | ".join(cells) + " |")
     return rows
+
+
+def _most_steps(result: dict) -> float:
+    """The most steps any model trained (a time budget plans an unbounded step count)."""
+    return max((r["steps"]["mean"] or 0 for r in result["summary"]), default=0)
+
+
+def _figure_note(result: dict) -> str:
+    b, every = result["budget"], result.get("eval_every")
+    bound = f"{b['max_time']:g} s" if b["max_time"] else f"{b['steps']} steps"
+    ev = (f"eval every {every} steps" if every and every < _most_steps(result)
+          else "final evaluation only")
+    n = len(result["signals"])
+    return (f"{bound} per run, {ev}; mean over {n} signal(s) and seeds "
+            f"{', '.join(map(str, result.get('seeds') or []))}" + (", band ± std over signals"
+                                                                   if n > 1 else ""))
 
 
 def write_report(root: Path, quality: float | None = None,
@@ -259,7 +369,8 @@ def write_report(root: Path, quality: float | None = None,
     result = frontier(root, quality, targets)
     files = []
     png = frontier_png(result["summary"], result["metric"], result["unit"],
-                       ", ".join(result["signals"]))
+                       result.get("described") or ", ".join(result["signals"]),
+                       note=_figure_note(result))
     if png:
         atomic_write_bytes(root / "frontier.png", png)
         files.append(root / "frontier.png")

@@ -133,6 +133,8 @@ def summary(cfg: DictConfig, task, model, dm, spec: SignalSpec, final: dict, res
         "devices": run_info["devices"],
         "num_nodes": int(cfg.trainer.get("num_nodes") or 1), "strategy": run_info["strategy"],
         "paper_row": OmegaConf.to_container(cfg.paper_row) if "paper_row" in cfg else None,
+        # the ladder budget the bench sized this run for (``inrbench bench --ladder``)
+        "ladder": OmegaConf.to_container(cfg.ladder) if "ladder" in cfg else None,
         "machine": machine(trainer.strategy.root_device),
         "versions": versions(), "git_sha": run_info["git_sha"], "out": str(cfg.trainer.out),
         "finished_at": datetime.now().isoformat(timespec="seconds"),
