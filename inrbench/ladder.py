@@ -16,6 +16,7 @@ A model without a knob is benched at its own size (``knob: null``) and the repor
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -51,11 +52,20 @@ def budget_label(axis: str, budget: float) -> str:
     return f"{axis}-{budget:.3g}".replace("+", "")
 
 
-def size_knob(model: str) -> tuple[str | None, tuple[int, int]]:
-    """The model's declared knob and search range (``(None, ...)`` for a model without one)."""
+def size_knob(model: str, axis: str = "params") -> tuple[str | None, tuple[int, int]]:
+    """The model's knob for a ladder on ``axis`` and its search range (``(None, ...)`` for a
+    model without one). ``size_knob`` is a name, or a mapping from cost axis to name for a
+    family whose size grows along different knobs on different axes (KiloNeRF: tiles add
+    parameters at equal MACs, width adds both); ``size_knob_range`` is a pair, or a mapping
+    from knob name to pair."""
     builder = MODELS.get(model)
     knob = getattr(builder, "size_knob", None)
-    lo, hi = getattr(builder, "size_knob_range", None) or (1, 4096)
+    if isinstance(knob, dict):
+        knob = knob.get(axis)
+    span = getattr(builder, "size_knob_range", None) or (1, 4096)
+    if isinstance(span, dict):
+        span = span.get(knob) or (1, 4096)
+    lo, hi = span
     return (str(knob) if knob else None), (int(lo), int(hi))
 
 
@@ -83,7 +93,7 @@ def count(model, axis: str, shape) -> float:
 def choose(cfg: DictConfig, spec, axis: str, budget: float) -> dict:
     """The knob value of ``cfg.model`` whose cost on ``axis`` is nearest ``budget``:
     ``{axis, budget, knob, value, count, within}``."""
-    knob, (lo, hi) = size_knob(str(cfg.model.name))
+    knob, (lo, hi) = size_knob(str(cfg.model.name), axis)
     if knob is None:
         got = count(_build(cfg, spec, None, None), axis, spec.shape)
         return {"axis": axis, "budget": budget, "knob": None, "value": None, "count": got,
@@ -95,7 +105,10 @@ def choose(cfg: DictConfig, spec, axis: str, budget: float) -> dict:
             try:
                 cache[v] = count(_build(cfg, spec, knob, v), axis, spec.shape)
             except InrbenchError as e:
-                raise ConfigError(f"{cfg.model.name} with model.{knob}={v}: {e}") from None
+                if v == lo:
+                    raise ConfigError(f"{cfg.model.name} with model.{knob}={v}: {e}") from None
+                # past what this signal allows (e.g. more tiles than samples): unreachable
+                cache[v] = math.inf
         return cache[v]
 
     if cost(hi) <= cost(lo):  # the knob does not move this count: the model's own size

@@ -66,6 +66,10 @@ def test_builtin_knobs_are_declared():
     assert size_knob("ngp")[0] == "log2_hashmap_size"
     assert size_knob("gaussianimage")[0] == "num_points"
     assert size_knob("grid")[0] == "finest_resolution"
+    # KiloNeRF: tiles for parameters, width for the per-sample costs tiles leave unchanged
+    assert size_knob("kilonerf", "params") == ("grid", (1, 64))
+    assert size_knob("kilonerf", "macs") == ("hidden_dim", (1, 1024))
+    assert size_knob("kilonerf", "flops")[0] == "hidden_dim"
 
 
 @pytest.mark.parametrize("model,axis,budget", [("siren", "params", 3000.0),

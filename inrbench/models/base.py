@@ -69,8 +69,10 @@ class INR(nn.Module):
     #: the integer constructor argument that sets the model's size (``hidden_dim`` for an MLP,
     #: ``log2_hashmap_size`` for a hash grid): ``inrbench bench --ladder`` varies it to match
     #: each budget, searching ``size_knob_range``. None: the model is benched at its own size.
-    size_knob: str | None = None
-    size_knob_range: tuple[int, int] = (1, 4096)
+    #: A mapping from cost axis (params, macs, flops) to knob, with ``size_knob_range`` a
+    #: mapping from knob to range, sizes a family along the knob that moves each cost.
+    size_knob: str | dict[str, str] | None = None
+    size_knob_range: tuple[int, int] | dict[str, tuple[int, int]] = (1, 4096)
 
     def render(self, shape: Sequence[int], chunk: int | None = None) -> torch.Tensor:
         """The whole signal, ``(*shape, out_features)``; ``chunk`` bounds memory without grad."""

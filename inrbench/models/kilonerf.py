@@ -55,10 +55,11 @@ ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.2}
 class KiloNeRF(INR):
     """``prod(grid)`` independent MLPs of ``n_layers`` linear layers, width ``hidden_dim``."""
 
-    #: the constructor argument ``inrbench bench --ladder`` varies to match a budget, and
-    #: the integer range it searches
-    size_knob = "hidden_dim"
-    size_knob_range = (1, 1024)
+    #: what ``inrbench bench --ladder`` varies to match a budget: the tiles per axis for
+    #: parameters (KiloNeRF's size grows by cells at a cell's fixed cost per sample), the
+    #: width for MACs and FLOPs per sample (which the tile count leaves unchanged)
+    size_knob = {"params": "grid", "macs": "hidden_dim", "flops": "hidden_dim"}
+    size_knob_range = {"grid": (1, 64), "hidden_dim": (1, 1024)}
 
     def __init__(self, in_features: int = 2, out_features: int = 1,
                  signal_shape: Sequence[int] = (512, 512), grid=(16, 16), hidden_dim: int = 16,
