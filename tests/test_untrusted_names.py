@@ -8,6 +8,7 @@ A plain-PyTorch plugin (an ``nn.Module`` with only ``forward``, installed by ent
 through every tool as a built-in does: fit, QAT, compress, decompress, bench, sweep, compare,
 and the refusals of meta and hypernet name it as the user does."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,6 +74,20 @@ def one_line_error(capsys) -> str:
     return err[0]
 
 
+
+@contextlib.contextmanager
+def _plugins_loaded():
+    """The installed plugins loaded for one test; the registries as they were afterwards."""
+    before = dict(MODELS._entries)
+    plugins.load_plugins(reload=True)
+    try:
+        yield
+    finally:
+        MODELS._entries.clear()
+        MODELS._entries.update(before)
+        plugins.PROBLEMS.clear()
+        plugins._state.clear()
+
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """``plain`` (PlainNet) and ``oned`` installed by entry point, with a conf folder giving
@@ -92,13 +107,8 @@ def plugin(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site),
                                                       os.environ.get("PYTHONPATH", "")]))
-    before = dict(MODELS._entries)
-    plugins.load_plugins(reload=True)
-    yield site
-    MODELS._entries.clear()
-    MODELS._entries.update(before)
-    plugins.PROBLEMS.clear()
-    plugins._state.clear()
+    with _plugins_loaded():
+        yield site
 
 
 @pytest.fixture(scope="module")
@@ -469,13 +479,8 @@ def example(tmp_path, monkeypatch):
         "[inrbench.conf]\ninrbench_example = inrbench_example\n")
     for path in (site, src):
         monkeypatch.syspath_prepend(str(path))
-    before = dict(MODELS._entries)
-    plugins.load_plugins(reload=True)
-    yield site
-    MODELS._entries.clear()
-    MODELS._entries.update(before)
-    plugins.PROBLEMS.clear()
-    plugins._state.clear()
+    with _plugins_loaded():
+        yield site
 
 
 def test_the_example_plugin_through_qat_compress_decompress_meta_and_bench(
