@@ -36,6 +36,7 @@ tests in ``tests/test_metric_spec.py`` check them against scikit-image on fixed 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -92,6 +93,25 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> f
     lo = -data_range / 2 if target.min() < 0 else 0.0
     pred = pred.clamp(lo, lo + data_range)
     return float(peak_signal_noise_ratio(pred, target, data_range=data_range))
+
+
+def psnr_tensor(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> torch.Tensor:
+    """:func:`psnr` as a tensor on the device, with no host read: the
+    signal's lower bound (``-R/2`` for a signed signal, else 0) is chosen on the device, and
+    torchmetrics' ``peak_signal_noise_ratio`` is written out op for op (the same float32
+    rounding) without its per-call checks, which cost more than a small model's step."""
+    lo = torch.where(target.min() < 0, -data_range / 2, 0.0).to(pred.dtype)
+    pred = pred.clamp(lo, lo + data_range)
+    sse = torch.sum(torch.pow(pred - target, 2))
+    n = torch.tensor(target.numel(), device=target.device)
+    log_r2, to_db = _psnr_constants(float(data_range))
+    return (log_r2 - torch.log(sse / n)) * to_db
+
+
+@functools.lru_cache(maxsize=8)
+def _psnr_constants(data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchmetrics' ``2 ln R`` and ``10 / ln 10``, as the float32 CPU tensors it makes."""
+    return 2 * torch.log(torch.tensor(data_range)), 10 / torch.log(torch.tensor(10.0))
 
 
 def to_8bit(pred: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

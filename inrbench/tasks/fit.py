@@ -15,7 +15,6 @@ for shapes) whose first crossing the run's record lists (time to quality).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import lightning as L
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from inrbench.data.base import SignalSpec
-from inrbench.metrics import evaluate, prediction_to_signal
+from inrbench.metrics import evaluate, prediction_to_signal, psnr_tensor
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.registry import register_task
 from inrbench.tasks.optim import check_optimizer, fit_optimizer
@@ -136,25 +135,6 @@ class RunHistory:
         if row["val_psnr"] > self.best["psnr"]:
             self.best = {"psnr": row["val_psnr"], "step": row["step"]}
         return row
-
-
-def psnr_tensor(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> torch.Tensor:
-    """:func:`inrbench.metrics.psnr` as a tensor on the device, with no host read: the
-    signal's lower bound (``-R/2`` for a signed signal, else 0) is chosen on the device, and
-    torchmetrics' ``peak_signal_noise_ratio`` is written out op for op (the same float32
-    rounding) without its per-call checks, which cost more than a small model's step."""
-    lo = torch.where(target.min() < 0, -data_range / 2, 0.0).to(pred.dtype)
-    pred = pred.clamp(lo, lo + data_range)
-    sse = torch.sum(torch.pow(pred - target, 2))
-    n = torch.tensor(target.numel(), device=target.device)
-    log_r2, to_db = _psnr_constants(float(data_range))
-    return (log_r2 - torch.log(sse / n)) * to_db
-
-
-@functools.lru_cache(maxsize=8)
-def _psnr_constants(data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """torchmetrics' ``2 ln R`` and ``10 / ln 10``, as the float32 CPU tensors it makes."""
-    return 2 * torch.log(torch.tensor(data_range)), 10 / torch.log(torch.tensor(10.0))
 
 
 class FitTask(RunHistory, L.LightningModule):

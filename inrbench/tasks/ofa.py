@@ -36,11 +36,11 @@ from inrbench.compression.ofa import (
 )
 from inrbench.errors import ConfigError
 from inrbench.io import atomic_write_text, write_png
-from inrbench.metrics import evaluate
+from inrbench.metrics import evaluate, psnr_tensor
 from inrbench.models.base import EVAL_CHUNK, make_grid
 from inrbench.registry import register_task
 from inrbench.tasks.evalset import FULL_EVAL_STEPS
-from inrbench.tasks.fit import FitTask, psnr_tensor
+from inrbench.tasks.fit import FitTask
 
 
 class OFATask(FitTask):
