@@ -167,8 +167,17 @@ def _build(cfg: DictConfig, resume: bool, devices: int):
 
 
 def _trainer(cfg: DictConfig, task, out: Path, spec: SignalSpec, steps: int, devices: int,
-             strategy: str, results: dict, clock: WallClock, extra: list) -> L.Trainer:
+             strategy: str, results: dict, clock: WallClock, extra: list,
+             stacked=None) -> L.Trainer:
+    """The run's Trainer; ``stacked`` (a stack's checkpoint IO, :mod:`inrbench.run.stacked`)
+    replaces the checkpoint IO, the logger and the profile and latency callbacks, which the
+    stack runs per member."""
     every, epochs = int(cfg.task.eval_every), cfg.trainer.get("max_epochs")
+    per_run = [] if stacked is not None else [
+        ProfileCallback(spec.shape, results),
+        LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
+                        int(cfg.trainer.latency_warmup),
+                        float(cfg.trainer.get("latency_budget_s", 60.0)), clock)]
     # the task's micro-batches per step: a data-set task's short run may use fewer than
     # task.accumulate (inrbench.tasks.stepimages)
     accumulate = int(getattr(task, "accumulate", None) or cfg.task.accumulate)
@@ -177,19 +186,15 @@ def _trainer(cfg: DictConfig, task, out: Path, spec: SignalSpec, steps: int, dev
         accelerator=cfg.trainer.accelerator, devices=devices,
         num_nodes=int(cfg.trainer.get("num_nodes") or 1),  # SLURM/torchrun set the ranks
         strategy=strategy, use_distributed_sampler=False,  # data modules shard (data/base.py)
-        logger=make_logger(cfg, out),
+        logger=make_logger(cfg, out) if stacked is None else False,
         callbacks=[
             KeepCheckpoints(out / "checkpoints", int(cfg.trainer.checkpoint_every),
                             int(cfg.trainer.get("keep_checkpoints", 3))),
-            ProfileCallback(spec.shape, results),
-            LatencyCallback(spec.shape, results, int(cfg.trainer.latency_repeats),
-                            int(cfg.trainer.latency_warmup),
-                            float(cfg.trainer.get("latency_budget_s", 60.0)), clock),
-            clock, GlobalLoss(), FiniteLoss(out / "checkpoints"),
+            *per_run, clock, GlobalLoss(), FiniteLoss(out / "checkpoints"),
             *([StepProgressBar(refresh=10)] if cfg.trainer.progress_bar else []),
             *extra,
         ],
-        plugins=[SafeCheckpointIO()],
+        plugins=[stacked if stacked is not None else SafeCheckpointIO()],
         # eval_every counts optimizer steps; Lightning's interval counts (micro-)batches
         accumulate_grad_batches=accumulate,
         val_check_interval=min(every, steps) * accumulate,

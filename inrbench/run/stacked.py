@@ -1,0 +1,328 @@
+"""Runs that share a model config, signal shape, task and step budget, trained in one process
+as one stacked model (:mod:`inrbench.models.stack`), each into its own results folder.
+
+A member's folder is an ordinary run's: ``config.yaml``, ``metrics.csv``, ``metrics.json``,
+the reconstruction and ``checkpoints/`` (a fit-task checkpoint of that member alone, so it
+resumes stacked or by itself). Its final scores come from its own model, unstacked, through
+the code a separate run uses. ``metrics.json`` adds ``stack``: member ``i`` of ``n`` and the
+other members' folders; its ``wall_s``/``train_s``/``memory`` are the whole stack's (the
+member trained while the others did), its ``latency_ms`` one member's render.
+
+Stacking is an execution detail: a stack that cannot train (a model ``vmap`` cannot batch, a
+member diverging) trains its members one by one instead (:func:`train_runs`), from the
+checkpoints they have.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from inrbench.checkpoint import SafeCheckpointIO, checkpoints_newest_first, read_checkpoint
+from inrbench.config.machine import check_machine
+from inrbench.console import note, quiet_libraries
+from inrbench.data.stacked import StackedData
+from inrbench.errors import Diverged, Interrupted
+from inrbench.io import atomic_write_json, atomic_write_text
+from inrbench.models.stack import NotStackable, StackedModel, stack_refusal
+from inrbench.profiling import latency_budget, macs_counts, profile, render_latency_ms
+from inrbench.profiling.memory import PeakMemory
+from inrbench.run.callbacks import Budget, ReplanSchedule, WallClock
+from inrbench.run.folder import RunLock, holds_results, remove_unfinished, snapshot
+from inrbench.run.records import make_logger, summary, time_to_targets, write_metrics_csv
+from inrbench.run.runner import _build, _final_scores, _starting_point, _trainer, run
+from inrbench.run.stopping import StopOnSignal
+from inrbench.sysinfo import git_sha
+from inrbench.tasks.fit import FitTask
+from inrbench.tasks.stacked import StackedFitTask
+
+#: data keys that shape a member's batches: members of one stack agree on them
+BATCH_KEYS = ("name", "sampling", "batch_size", "tile", "block", "block_cost", "block_cells",
+              "steps_per_epoch")
+
+
+def stack_key(cfg: DictConfig) -> str | None:
+    """What the members of one stack share: the config without the seed, the folder and the
+    data keys that choose the signal. None for a run that trains alone: a task other than
+    fit, a wall-clock budget (members would share the clock), several processes."""
+    if (cfg.task.get("name") or "fit") != "fit" or cfg.trainer.get("max_time") is not None:
+        return None
+    if int(cfg.trainer.get("devices") or 1) * int(cfg.trainer.get("num_nodes") or 1) > 1:
+        return None
+    c = OmegaConf.to_container(cfg, resolve=True)
+    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("seed", "out")}
+    c["data"] = {k: v for k, v in c["data"].items() if k in BATCH_KEYS}
+    c.pop("data_record", None)
+    return OmegaConf.to_yaml(OmegaConf.create(c))
+
+
+def _paths(obj, old: str, new: str):
+    """``obj`` with the folder prefix ``old`` of every string (and key) replaced by ``new``."""
+    if isinstance(obj, str):
+        return new + obj[len(old):] if obj.startswith(old) else obj
+    if isinstance(obj, dict):
+        return {_paths(k, old, new): _paths(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_paths(v, old, new) for v in obj)
+    return obj
+
+
+def _is_stacked(key, value, shape) -> bool:
+    return torch.is_tensor(value) and key != "step" and tuple(value.shape) == tuple(shape)
+
+
+class MemberCheckpoints(SafeCheckpointIO):
+    """Checkpoint files of a stack, one per member: saving ``<dir>/NAME`` writes each
+    member's ``checkpoints/NAME`` (a fit-task checkpoint of that member alone), loading
+    stacks the members' files of that name, removing removes them all."""
+
+    def __init__(self, outs: list[Path], model: StackedModel, persistent: set[str], keep: int):
+        super().__init__()
+        self.outs, self.model, self.persistent, self.keep = outs, model, persistent, keep
+        self.first = str(outs[0] / "checkpoints")
+
+    def split(self, ckpt: dict, i: int) -> dict:
+        out = {k: v for k, v in ckpt.items()
+               if k not in ("state_dict", "optimizer_states", "inrbench_members", "callbacks")}
+        sd, m = ckpt["state_dict"], self.model
+        state = {f"model.{k}": sd[f"model.params.{j}"][i].clone() for j, k in enumerate(m.names)}
+        state.update({f"model.{k}": sd[f"model.buffer{j}"][i].clone()
+                      for j, k in enumerate(m.buffer_names) if f"model.{k}" in self.persistent})
+        out["state_dict"] = state
+        shapes = [p.shape for p in m.params]
+        out["optimizer_states"] = [
+            {"state": {idx: {k: v[i].clone() if _is_stacked(k, v, shapes[idx]) else v
+                             for k, v in s.items()} for idx, s in opt["state"].items()},
+             "param_groups": opt["param_groups"]} for opt in ckpt["optimizer_states"]]
+        out["inrbench"] = ckpt["inrbench_members"][i]
+        out["callbacks"] = _paths(ckpt.get("callbacks", {}), self.first,
+                                  str(self.outs[i] / "checkpoints"))
+        return out
+
+    def join(self, parts: list[dict]) -> dict:
+        first, m = parts[0], self.model
+        out = {k: v for k, v in first.items()
+               if k not in ("state_dict", "optimizer_states", "inrbench", "callbacks")}
+        sd = {f"model.params.{j}": torch.stack([p["state_dict"][f"model.{k}"] for p in parts])
+              for j, k in enumerate(m.names)}
+        for j, k in enumerate(m.buffer_names):
+            key = f"model.{k}"
+            sd[f"model.buffer{j}"] = (torch.stack([p["state_dict"][key] for p in parts])
+                                      if key in first["state_dict"] else
+                                      getattr(m, f"buffer{j}").detach().clone())
+        out["state_dict"] = sd
+        shapes = [p.shape[1:] for p in m.params]
+        out["optimizer_states"] = [
+            {"state": {idx: {k: torch.stack([p["optimizer_states"][o]["state"][idx][k]
+                                             for p in parts])
+                             if _is_stacked(k, v, shapes[idx]) else v for k, v in s.items()}
+                       for idx, s in opt["state"].items()},
+             "param_groups": opt["param_groups"]}
+            for o, opt in enumerate(first["optimizer_states"])]
+        out["inrbench_members"] = [p.get("inrbench", {}) for p in parts]
+        out["callbacks"] = _paths(first.get("callbacks", {}), str(self.outs[0] / "checkpoints"),
+                                  self.first)
+        return out
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        name = Path(path).name
+        for i, out in enumerate(self.outs):
+            super().save_checkpoint(self.split(checkpoint, i), out / "checkpoints" / name)
+            steps = [p for p in checkpoints_newest_first(out / "checkpoints")
+                     if p.name != "last.ckpt"]
+            for old in steps[self.keep:]:
+                old.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        name = Path(path).name
+        return self.join([read_checkpoint(out / "checkpoints" / name, map_location)
+                          for out in self.outs])
+
+    def remove_checkpoint(self, path):
+        for out in self.outs:
+            (out / "checkpoints" / Path(path).name).unlink(missing_ok=True)
+
+
+def _replay_logs(cfg: DictConfig, out: Path, task, results: dict, every: int) -> None:
+    """The member's logger (W&B offline, CSV) given what a separate run logs: the profile,
+    the training loss and PSNR every ``every`` steps, each evaluation, the latency."""
+    logger = make_logger(cfg, out)
+    if not logger:
+        return
+    scalars = {f"model/{k}": v for k, v in results.items() if isinstance(v, (int, float))}
+    logger.log_metrics(scalars, step=0)
+    for row in task.history:
+        if (row["step"] + 1) % every == 0:
+            logger.log_metrics({f"train/{k}": row[k] for k in ("loss", "psnr") if k in row},
+                               step=row["step"])
+    for row in task.evals:
+        logger.log_metrics({f"val/{k[4:]}": v for k, v in row.items()
+                            if k.startswith("val_") and isinstance(v, (int, float))},
+                           step=row["step"])
+    logger.save()
+    logger.finalize("success")
+    if cfg.trainer.logger == "wandb":
+        logger.experiment.finish()
+
+
+def run_stack(cfgs: list[DictConfig], resume: bool = False,
+              callbacks: list | None = None) -> list[dict]:
+    """Train ``cfgs`` (one :func:`stack_key`) as one stacked model, each into its
+    ``trainer.out``; returns each member's metrics.json. Raises :class:`NotStackable` before
+    anything is written when they cannot stack."""
+    outs = [Path(c.trainer.out) for c in cfgs]
+    if len(set(outs)) != len(outs):
+        raise NotStackable("two members share a results folder")
+    for cfg in cfgs:
+        quiet_libraries(bool(cfg.trainer.get("verbose", False)))
+        check_machine(cfg)
+    made = [[p for p in [o, *o.parents] if not p.exists()] for o in outs]
+    before = [None if m or resume else snapshot(o) for m, o in zip(made, outs)]
+    with ExitStack() as locks:
+        for out in outs:
+            locks.enter_context(RunLock(out))
+        try:
+            return _run_stack(cfgs, outs, resume, callbacks or [])
+        except BaseException:
+            if not resume:
+                for out, m, b in zip(outs, made, before):
+                    remove_unfinished(out, bool(m), m[1:], b)
+            raise
+
+
+def _members(cfgs, outs, resume: bool):
+    """Each member built as a separate run builds it (so its initialisation is that run's),
+    checked to stack; returns ``(start, built)``."""
+    steps = int(cfgs[0].task.steps)
+    starts = [_starting_point(o / "checkpoints", resume, steps) for o in outs]
+    at = {(s.step, s.path.name if s.path else None, s.planned) for s in starts}
+    if len(at) > 1:
+        raise NotStackable("the members' checkpoints are at different steps")
+    built = [_build(cfg, resume, 1) for cfg in cfgs]
+    model = built[0][2]
+    why = stack_refusal(model)
+    if why:
+        raise NotStackable(why)
+    if any(type(b[3]) is not FitTask for b in built):
+        raise NotStackable("only the fitting task stacks")
+    specs = {(tuple(b[1].shape), b[1].channels, b[1].modality) for b in built}
+    if len(specs) > 1:
+        raise NotStackable("the members' signals differ in shape")
+    return starts[0], built
+
+
+def _run_stack(cfgs, outs: list[Path], resume: bool, callbacks: list) -> list[dict]:
+    start, built = _members(cfgs, outs, resume)
+    steps = int(cfgs[0].task.steps)
+    dms, specs, models, tasks = ([b[k] for b in built] for k in range(4))
+    stacked = StackedModel(models)
+    task = StackedFitTask(tasks, stacked)
+    sha = git_sha()
+    for cfg, out in zip(cfgs, outs):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    results = profile(models[0], specs[0].shape)
+    results["macs_counts"] = macs_counts(models[0])
+    cfg = cfgs[0]
+    clock = WallClock()
+    epochs = cfg.trainer.get("max_epochs")
+    budget = Budget(clock, None, None if epochs is None else int(epochs))
+    replan = [ReplanSchedule(steps)] if start.planned not in (None, steps) else []
+    last = outs[0] / "checkpoints" / "last.ckpt"
+    stop = StopOnSignal(last)
+    io = MemberCheckpoints(outs, stacked, set(tasks[0].state_dict()),
+                           int(cfg.trainer.get("keep_checkpoints", 3)))
+    if cfg.trainer.progress_bar:
+        print(f"{cfg.model.name} on {cfg.data.name}, {len(cfgs)} runs stacked, {steps} steps "
+              f"-> {outs[0].parent}", flush=True)
+    trainer = _trainer(cfg, task, outs[0], specs[0], steps, 1, "auto", results, clock,
+                       [*replan, budget, stop, *callbacks], stacked=io)
+    memory = PeakMemory(trainer.strategy.root_device)
+    memory.start()
+    with stop:
+        trainer.fit(task, datamodule=StackedData(dms),
+                    ckpt_path=str(outs[0] / "checkpoints" / start.path.name) if start.path
+                    else None, weights_only=True)
+    for i, model in enumerate(models):
+        stacked.load_member(i, model)
+    fit_s = clock.elapsed()
+    results.update(render_latency_ms(models[0], specs[0].shape, int(cfg.trainer.latency_repeats),
+                                     int(cfg.trainer.latency_warmup), latency_budget(
+                                         float(cfg.trainer.get("latency_budget_s", 60.0)),
+                                         fit_s)))
+    wall_s, train_s, eval_s = clock.elapsed(), clock.train_elapsed(), clock.eval_elapsed()
+    train_memory = memory.stop()
+    trainer.save_checkpoint(last, weights_only=False)
+    done = []
+    for i, (c, out, dm, spec, model, member) in enumerate(zip(cfgs, outs, dms, specs, models,
+                                                               tasks)):
+        memory.start()
+        final = _final_scores(member, model, dm, spec, out, int(trainer.global_step))
+        eval_memory = memory.stop()
+        write_metrics_csv(out / "metrics.csv", member)
+        info = {"blocks": built[i][4], "devices": 1, "strategy": "auto", "git_sha": sha,
+                "wall_s": wall_s, "train_s": train_s, "eval_s": eval_s,
+                "stopped_by": budget.stopped_by(trainer, steps), "max_time": None,
+                "max_epochs": budget.max_epochs,
+                "memory": {"train": train_memory, "eval_render": eval_memory},
+                "time_to_targets": time_to_targets(member, final, spec,
+                                                   int(trainer.global_step), train_s)}
+        record = summary(c, member, model, dm, spec, final, results, trainer, info)
+        record["stack"] = {"member": i, "of": len(cfgs), "runs": [str(o) for o in outs],
+                           "shared": ["wall_s", "train_s", "eval_s", "memory", "peak_rss_mb",
+                                      "time_to_targets"]}
+        atomic_write_json(out / "metrics.json", record)
+        _replay_logs(c, out, member, results, min(50, steps))
+        done.append(record)
+    return done
+
+
+def train_runs(cfgs: list[DictConfig], stack: bool = True, resume: list[bool] | None = None,
+               on_done=None) -> list[dict | Exception]:
+    """Train every config into its ``trainer.out``: runs of one :func:`stack_key` (and the
+    same resume state) together as a stack when ``stack``, the others one by one. A stack
+    that cannot train stacked (:class:`NotStackable`, a member diverging) trains its
+    members one by one from the checkpoints they have. A finished run (its metrics.json
+    exists) is not trained again; an interrupted one resumes. Returns each run's metrics.json or
+    the exception that stopped it, in the order of ``cfgs``; ``on_done(i, result)`` is
+    called as each finishes. An interruption (SIGTERM/SIGINT) propagates."""
+    resume = list(resume) if resume is not None else [False] * len(cfgs)
+    results: list = [None] * len(cfgs)
+    groups: dict = {}
+    for i, cfg in enumerate(cfgs):
+        out = Path(cfg.trainer.out)
+        if (out / "metrics.json").is_file():  # finished: its record stands
+            results[i] = json.loads((out / "metrics.json").read_text())
+            if on_done is not None:
+                on_done(i, results[i])
+            continue
+        resume[i] = resume[i] or holds_results(out)  # interrupted after a checkpoint
+        key = stack_key(cfg) if stack else None
+        groups.setdefault((key, resume[i]) if key is not None else ("alone", i), []).append(i)
+
+    def finish(i, result):
+        results[i] = result
+        if on_done is not None:
+            on_done(i, result)
+
+    for (key, _), idx in groups.items():
+        if key != "alone" and len(idx) > 1:
+            try:
+                for i, rec in zip(idx, run_stack([cfgs[i] for i in idx], resume[idx[0]])):
+                    finish(i, rec)
+                continue
+            except (NotStackable, Diverged) as e:
+                note(f"{len(idx)} runs of {cfgs[idx[0]].model.name} train one by one: {e}")
+        for i in idx:
+            try:
+                finish(i, run(cfgs[i], resume=resume[i]))
+            except Interrupted:
+                raise
+            except Exception as e:  # recorded; the next run goes on
+                finish(i, e)
+    return results
+
