@@ -319,7 +319,9 @@ def train_runs(cfgs: list[DictConfig], stack: bool = True, resume: list[bool] | 
                 note(f"{len(idx)} runs of {cfgs[idx[0]].model.name} train one by one: {e}")
         for i in idx:
             try:
-                finish(i, run(cfgs[i], resume=resume[i]))
+                # a stack that stopped may have left this member a checkpoint to go on from
+                again = resume[i] or holds_results(Path(cfgs[i].trainer.out))
+                finish(i, run(cfgs[i], resume=again))
             except Interrupted:
                 raise
             except Exception as e:  # recorded; the next run goes on
