@@ -6,7 +6,9 @@ The experiment files and their schema are :mod:`inrbench.config.experiment`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import json
 import math
 import re
@@ -345,8 +347,8 @@ def plan_members(exp: Experiment, rows: list[dict], out: Path, overrides: list[s
     ``out/<row id>/<signal>/seed<N>/``: ``[(row, [{signal, seed, folder, out, cfg}])]``.
     Every config is composed and checked here (names, keys, values, the signal's spec), so
     a typo or a value the data cannot take stops the command before anything trains or is
-    written. Without ``seeds`` a row has one seed:
-    ``extra``'s ``trainer.seed``, else the config's."""
+    written. Without ``seeds`` a row has one seed: ``extra``'s ``trainer.seed``, else the
+    config's."""
     out, extra = Path(out), dict(extra or {})
     if vary is not None:
         key, _ = vary_key(vary)
@@ -355,23 +357,32 @@ def plan_members(exp: Experiment, rows: list[dict], out: Path, overrides: list[s
             raise ConfigError(f"{key} is both varied (--vary {vary}) and set ({given[0]}); "
                               f"drop one of them")
     planned = []
-    for row in rows:
-        first = row_config(exp, row, overrides, {**extra, "trainer.out": str(out / row["id"])},
-                           served=True)
-        row_seeds = list(seeds) if seeds else [int(first.trainer.seed)]
-        members = []
-        for sig in signals(str(first.data.name), vary):
-            for seed in row_seeds:
-                folder = Path(row["id"], sig.label, f"seed{seed}")
-                cfg = row_config(exp, row, [*sig.overrides, *overrides],
-                                 {**extra, "trainer.seed": seed,
-                                  "trainer.out": str(out / folder)}, served=True)
-                check_buildable(cfg)
-                build_datamodule(cfg).spec()  # the data's own values (a crop, an index)
-                members.append({"signal": sig.label, "seed": seed, "folder": folder.as_posix(),
-                                "out": out / folder, "cfg": cfg})
-        planned.append((row, members))
+    # a stand-in's note is printed when each member trains, not here once per member: a
+    # refusal is the one line this prints
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        for row in rows:
+            planned.append(_plan_row(exp, row, out, overrides, extra, vary, seeds))
     return planned
+
+
+def _plan_row(exp: Experiment, row: dict, out: Path, overrides, extra: dict, vary, seeds
+              ) -> tuple[dict, list[dict]]:
+    first = row_config(exp, row, overrides, {**extra, "trainer.out": str(out / row["id"])},
+                       served=True)
+    row_seeds = list(seeds) if seeds else [int(first.trainer.seed)]
+    members = []
+    for sig in signals(str(first.data.name), vary):
+        for seed in row_seeds:
+            folder = Path(row["id"], sig.label, f"seed{seed}")
+            cfg = row_config(exp, row, [*sig.overrides, *overrides],
+                             {**extra, "trainer.seed": seed,
+                              "trainer.out": str(out / folder)}, served=True)
+            check_buildable(cfg)
+            build_datamodule(cfg).spec()  # the data's own values (a crop, an index)
+            members.append({"signal": sig.label, "seed": seed, "folder": folder.as_posix(),
+                            "out": out / folder, "cfg": cfg})
+    return row, members
 
 
 def _check_member_folders(planned: list[tuple[dict, list[dict]]]) -> None:

@@ -98,8 +98,8 @@ def _add_report_commands(sub) -> None:
                      "results (several: one report of all their runs)")
     rep.add_argument("--out", help="report folder (default reports/<results folder name>)")
     rep.add_argument("--format", default="md,html,png", help="comma-separated: md,html,png")
-    rep.add_argument("--tables", help="comma-separated tables, e.g. 2,12 or table2 (default: "
-                     "the paper's tables 2-6 and 10-12)")
+    rep.add_argument("--tables", help="comma-separated tables, e.g. 2,12, table2 or "
+                     "ani_table1 (default: the paper's tables 2-6 and 10-12)")
     rep.add_argument("--title", help="report title")
     rep.add_argument("--note", action="append", help="a paragraph for the report's "
                      "introduction (repeatable)")
@@ -136,9 +136,12 @@ def cmd_report(args) -> int:
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     tables = None
-    if args.tables:
-        tables = [t.strip() if t.strip().startswith("table") else f"table{t.strip()}"
-                  for t in args.tables.split(",") if t.strip()]
+    if args.tables:  # 2 is table2; an experiment's own name (ani_table1) is kept
+        from inrbench.config import list_experiments
+
+        named = set(list_experiments())
+        tables = [t if t.startswith("table") or t in named else f"table{t}"
+                  for t in (t.strip() for t in args.tables.split(",")) if t]
     results = [Path(r) for r in args.results]
     out = Path(args.out) if args.out else Path("reports") / (results[0].resolve().name
                                                            or "report")
