@@ -25,11 +25,9 @@ optimizer steps, or both (the first reached ends the run; ``metrics.json`` says 
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -39,10 +37,11 @@ from inrbench.config.campaign import campaign_folder
 from inrbench.config.experiment import load_experiment, select_rows
 from inrbench.config.files import load_yaml
 from inrbench.config.resume import resume_config
+from inrbench.config.signals import Signal, safe, signals  # noqa: F401 (part of bench's API)
 from inrbench.config.validation import check_buildable, parse_duration
 from inrbench.console import held_warnings, note
 from inrbench.errors import ConfigError, InrbenchError
-from inrbench.io import append_lines, atomic_write_json, safe_name
+from inrbench.io import append_lines, atomic_write_json
 from inrbench.ladder import budget_label, choose, signal_spec
 from inrbench.reports.frontier import write_report
 from inrbench.run import run
@@ -50,45 +49,6 @@ from inrbench.run.folder import holds_results
 
 #: ``task.steps`` of a run bounded by time alone: never the bound that ends it
 UNBOUNDED_STEPS = 10**9
-
-
-@dataclass
-class Signal:
-    """One signal: a data module and the overrides that pick it; ``label`` names its folder."""
-
-    data: str
-    overrides: list[str] = field(default_factory=list)
-    label: str = ""
-
-
-def safe(name: str) -> str:
-    return safe_name(name).strip("_") or "x"
-
-
-def _values(text: str) -> list[str]:
-    """``1-3,7`` -> 1,2,3,7; anything else split on commas outside brackets (so
-    ``[0,0],[64,96]`` is two values)."""
-    out = []
-    for part in (p.strip() for p in re.split(r",(?![^\[]*\])", text)):
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        out += [str(i) for i in range(int(m[1]), int(m[2]) + 1)] if m else [part] if part else []
-    return out
-
-
-def signals(data: str, vary: str | None = None) -> list[Signal]:
-    """The signals of ``--data D1,D2`` and ``--vary data.KEY=V1,V2`` (every data module with
-    every value; ``1-24`` is a range): each one run per model and seed."""
-    names = [d.strip() for d in data.split(",") if d.strip()]
-    if not names:
-        raise ConfigError("--data needs a data module name, e.g. --data cameraman")
-    if not vary:
-        return [Signal(n, [], safe(n)) for n in names]
-    key, sep, rest = vary.partition("=")
-    if not sep or not key.startswith("data.") or not _values(rest):
-        raise ConfigError(f"--vary takes data.KEY=V1,V2,... (e.g. data.image=1-24 or "
-                          f"data.path=a.png,b.png), got {vary!r}")
-    return [Signal(n, [f"{key}={v}"], safe(f"{n}-{Path(v).stem if '/' in v or '.' in v else v}"))
-            for n in names for v in _values(rest)]
 
 
 def budget_extra(budget: str | None, steps: int | None) -> dict:

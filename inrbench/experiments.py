@@ -1,13 +1,18 @@
 """Paper experiments beside the paper: each row profiled (params, MACs, bpp against the printed
-figures, with a status) and trained into ``OUT/<row id>/``. The experiment files and their
-schema are :mod:`inrbench.config.experiment`.
+figures, with a status) and trained into ``OUT/<row id>/``, or, over a data set's signals
+and several seeds (the paper's mean ± std row), into ``OUT/<row id>/<signal>/seed<N>/``.
+The experiment files and their schema are :mod:`inrbench.config.experiment`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import json
+import math
 import re
+import statistics
 import sys
 import traceback
 from pathlib import Path
@@ -25,13 +30,17 @@ from inrbench.config.experiment import (
     printed,
     row_units,
 )
+from inrbench.config.files import load_yaml
+from inrbench.config.signals import signals, vary_key
+from inrbench.config.validation import check_buildable, to_plain
 from inrbench.data.base import SignalSpec
 from inrbench.data.registry import DATAMODULES
 from inrbench.errors import ConfigError, DataError, InrbenchError
-from inrbench.io import atomic_write_json
+from inrbench.io import atomic_write_json, flatten
 from inrbench.profiling import macs_counts, profile
 from inrbench.run import default_out as _default_out
 from inrbench.run import run
+from inrbench.run.folder import holds_results
 
 
 def row_signal(exp: Experiment, row: dict, cfg: DictConfig):
@@ -261,6 +270,33 @@ def _earlier_rows(path: Path, exp: Experiment, rerun: set[str]) -> list[dict]:
     return [r for r in earlier.get("rows", []) if r.get("id") not in rerun]
 
 
+def _train_members(cfgs: list[DictConfig], resume: bool) -> list[dict | Exception]:
+    """Train the members of one row (its run configs over signals and seeds, or the row's
+    one run): each result is that run's summary, or the exception that stopped it, while
+    the others still train. ``resume``: every member continues from its last checkpoint."""
+    results: list[dict | Exception] = []
+    for cfg in cfgs:
+        try:
+            results.append(run(cfg, resume=resume))
+        except Exception as e:  # recorded as this member's failure; the next one trains
+            if not isinstance(e, InrbenchError):
+                traceback.print_exc()
+            results.append(e)
+    return results
+
+
+def _record(out: Path, exp: Experiment, results: list[dict]) -> None:
+    """``out/experiment.json``: the rows of this invocation and those an earlier one
+    recorded there (read again at each write: another invocation may have added rows since
+    this one started), in the table's order."""
+    order = {row_id: i for i, row_id in enumerate(exp.row_ids)}
+    kept = _earlier_rows(out / "experiment.json", exp, {e["id"] for e in results})
+    listed = sorted(kept + results, key=lambda e: order.get(e["id"], len(order)))
+    atomic_write_json(out / "experiment.json",
+                      {"experiment": exp.name, "title": exp.title, "source": exp.source,
+                       "rows": listed})
+
+
 def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list[str] = (),
                    extra: dict | None = None, resume: bool = False,
                    on_done=None) -> list[dict]:
@@ -268,9 +304,7 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
     the next one runs. ``out/experiment.json`` lists every row's status, summary and the
     paper's printed figures. Returns that list."""
     out = Path(out)
-    rerun = {row["id"] for row in rows}
-    _earlier_rows(out / "experiment.json", exp, rerun)  # a foreign or corrupt file stops us now
-    order = {row_id: i for i, row_id in enumerate(exp.row_ids)}
+    _earlier_rows(out / "experiment.json", exp, set())  # a foreign or corrupt file stops us now
     results: list[dict] = []
     for row in rows:
         entry = {"id": row["id"], "label": row.get("label", row["id"]),
@@ -279,19 +313,183 @@ def run_experiment(exp: Experiment, rows: list[dict], out: Path, overrides: list
             cfg = row_config(exp, row, overrides,
                              {**(extra or {}), "trainer.out": str(out / row["id"])},
                              served=True)
-            entry.update(status="ok", summary=run(cfg, resume=resume))
-        except Exception as e:  # report and go on with the next row
+            [result] = _train_members([cfg], resume)
+        except Exception as e:  # a row that does not compose: reported like a failed run
             if not isinstance(e, InrbenchError):
                 traceback.print_exc()
-            entry.update(status="failed", error=f"{type(e).__name__}: {e}")
-            print(f"inrbench: row {row['id']} of {exp.name} failed: {e}", file=sys.stderr)
+            result = e
+        if isinstance(result, Exception):
+            entry.update(status="failed", error=f"{type(result).__name__}: {result}")
+            print(f"inrbench: row {row['id']} of {exp.name} failed: {result}", file=sys.stderr)
+        else:
+            entry.update(status="ok", summary=result)
         results.append(entry)
-        # read again at each write: another invocation may have added rows since we started
-        kept = _earlier_rows(out / "experiment.json", exp, {e["id"] for e in results})
-        listed = sorted(kept + results, key=lambda e: order.get(e["id"], len(order)))
-        atomic_write_json(out / "experiment.json",
-                          {"experiment": exp.name, "title": exp.title, "source": exp.source,
-                           "rows": listed})
+        _record(out, exp, results)
+        if on_done is not None:
+            on_done(entry)
+    return results
+
+
+# -- a row over a data set's signals and seeds ---------------------------------------------
+
+#: the numbers of a member's ``metrics.json`` that its row averages (those it records)
+HEADLINE = ("psnr", "best_psnr", "ssim", "lpips", "iou", "bpp", "params", "macs")
+#: what a member's entry in experiment.json keeps of its summary, beside the headline
+KEPT = ("metric", "steps", "seed", "data", "data_source", "wall_s")
+STD = "sample standard deviation (ddof 1), as inrbench report and compare print it"
+
+
+def plan_members(exp: Experiment, rows: list[dict], out: Path, overrides: list[str] = (),
+                 extra: dict | None = None, vary: str | None = None,
+                 seeds: list[int] | None = None) -> list[tuple[dict, list[dict]]]:
+    """Every row's members, one per signal of ``vary`` (``data.KEY=V1,V2`` or a range
+    ``1-24``, :func:`inrbench.config.signals.signals`) and seed, in
+    ``out/<row id>/<signal>/seed<N>/``: ``[(row, [{signal, seed, folder, out, cfg}])]``.
+    Every config is composed and checked here (names, keys, values, the signal's spec), so
+    a typo or a value the data cannot take stops the command before anything trains or is
+    written. Without ``seeds`` a row has one seed: ``extra``'s ``trainer.seed``, else the
+    config's."""
+    out, extra = Path(out), dict(extra or {})
+    if vary is not None:
+        key, _ = vary_key(vary)
+        given = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key]
+        if given:
+            raise ConfigError(f"{key} is both varied (--vary {vary}) and set ({given[0]}); "
+                              f"drop one of them")
+    planned = []
+    # a stand-in's note is printed when each member trains, not here once per member: a
+    # refusal is the one line this prints
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        for row in rows:
+            planned.append(_plan_row(exp, row, out, overrides, extra, vary, seeds))
+    return planned
+
+
+def _plan_row(exp: Experiment, row: dict, out: Path, overrides, extra: dict, vary, seeds
+              ) -> tuple[dict, list[dict]]:
+    first = row_config(exp, row, overrides, {**extra, "trainer.out": str(out / row["id"])},
+                       served=True)
+    row_seeds = list(seeds) if seeds else [int(first.trainer.seed)]
+    members = []
+    for sig in signals(str(first.data.name), vary):
+        for seed in row_seeds:
+            folder = Path(row["id"], sig.label, f"seed{seed}")
+            cfg = row_config(exp, row, [*sig.overrides, *overrides],
+                             {**extra, "trainer.seed": seed,
+                              "trainer.out": str(out / folder)}, served=True)
+            check_buildable(cfg)
+            build_datamodule(cfg).spec()  # the data's own values (a crop, an index)
+            members.append({"signal": sig.label, "seed": seed, "folder": folder.as_posix(),
+                            "out": out / folder, "cfg": cfg})
+    return row, members
+
+
+def _check_member_folders(planned: list[tuple[dict, list[dict]]]) -> None:
+    """A member folder that already holds a run (to be skipped or resumed) must hold the run
+    planned now: a value of its config.yaml that the plan sets otherwise (another step count,
+    learning rate, signal) is refused in one line, so that no row mixes two configurations."""
+    for _, members in planned:
+        for m in members:
+            path = m["out"] / "config.yaml"
+            if not holds_results(m["out"]) or not path.is_file():
+                continue
+            saved = flatten(to_plain(load_yaml(path)))
+            want = flatten(to_plain(m["cfg"]))
+            for key, value in want.items():
+                if (key.split(".")[0] not in ("model", "data", "task")
+                        and key not in ("trainer.seed", "trainer.max_time")):
+                    continue
+                if value is not None and key in saved and saved[key] != value:
+                    raise ConfigError(f"{m['out']} holds a run with {key}={saved[key]!r}, this "
+                                      f"command plans {value!r}; rerun with its arguments to "
+                                      f"continue it, or choose another --out")
+
+
+def _read_summary(out: Path) -> dict | Exception:
+    try:
+        return json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError) as e:
+        return DataError(f"{out / 'metrics.json'} is not readable JSON ({e}); move the folder "
+                         f"away to train it again")
+
+
+def _member_entry(m: dict, status: str, result: dict | Exception) -> dict:
+    entry = {"signal": m["signal"], "seed": m["seed"], "folder": m["folder"],
+             "out": str(m["out"]), "status": status}
+    if isinstance(result, Exception):
+        entry.update(status="failed", error=f"{type(result).__name__}: {result}")
+    else:
+        metric = result.get("metric")
+        keys = [*KEPT, *([metric] if metric else []), *HEADLINE]
+        entry["summary"] = {k: result[k] for k in dict.fromkeys(keys) if k in result}
+    return entry
+
+
+def aggregate(members: list[dict]) -> dict:
+    """Mean, sample standard deviation (ddof 1; None for one value) and count of every
+    headline number the row's finished members record, and the members it is over
+    (``over``, their folders; a figure some of them lack lists its own)."""
+    done = [m for m in members if "summary" in m]
+    metric = next((m["summary"].get("metric") for m in done if m["summary"].get("metric")),
+                  None)
+    figures = {}
+    for key in dict.fromkeys([*([metric] if metric else []), *HEADLINE]):
+        have = [(m["folder"], float(m["summary"][key])) for m in done
+                if isinstance(m["summary"].get(key), (int, float))
+                and not isinstance(m["summary"][key], bool)
+                and not math.isnan(float(m["summary"][key]))]
+        if not have:
+            continue
+        xs = [x for _, x in have]
+        figures[key] = {"mean": statistics.fmean(xs),
+                        "std": statistics.stdev(xs) if len(xs) > 1 else None, "n": len(xs)}
+        if len(have) < len(done):
+            figures[key]["over"] = [f for f, _ in have]
+    return {"n": len(done), "of": len(members), "over": [m["folder"] for m in done],
+            "std": STD, "metric": metric, "figures": figures}
+
+
+def run_members(exp: Experiment, rows: list[dict], out: Path, overrides: list[str] = (),
+                extra: dict | None = None, vary: str | None = None,
+                seeds: list[int] | None = None, on_done=None) -> list[dict]:
+    """Every row on every signal of ``vary`` and every seed (:func:`plan_members`), into
+    ``out/<row id>/<signal>/seed<N>/``; every config is composed and checked before the
+    first trains. A member that finished (its ``metrics.json`` exists) is kept, one
+    interrupted after a checkpoint resumes, a failing one is recorded and the others go on.
+    A row's entry in ``out/experiment.json`` lists its members (status, headline numbers)
+    and their :func:`aggregate`, the paper table's mean ± std. Returns the rows' entries."""
+    out = Path(out)
+    _earlier_rows(out / "experiment.json", exp, set())  # a foreign or corrupt file stops us now
+    planned = plan_members(exp, rows, out, overrides, extra, vary, seeds)
+    _check_member_folders(planned)
+    key, values = vary_key(vary) if vary is not None else (None, None)
+    results: list[dict] = []
+    for row, members in planned:
+        status = {id(m): ("done" if (m["out"] / "metrics.json").is_file() else
+                          "resumed" if holds_results(m["out"]) else "trained") for m in members}
+        result = {id(m): _read_summary(m["out"]) for m in members if status[id(m)] == "done"}
+        for how, resume in (("trained", False), ("resumed", True)):
+            group = [m for m in members if status[id(m)] == how]
+            if group:
+                result.update(zip(map(id, group),
+                                  _train_members([m["cfg"] for m in group], resume)))
+        entries = [_member_entry(m, status[id(m)], result[id(m)]) for m in members]
+        failed = [e for e in entries if e["status"] == "failed"]
+        for e in failed:
+            print(f"inrbench: row {row['id']} of {exp.name}, {e['folder']} failed: "
+                  f"{e['error']}", file=sys.stderr)
+        entry = {"id": row["id"], "label": row.get("label", row["id"]),
+                 "out": str(out / row["id"]), "paper": row.get("paper") or {},
+                 "status": "failed" if failed else "ok",
+                 "vary": None if key is None else {"key": key, "values": values},
+                 "seeds": sorted({m["seed"] for m in members}),
+                 "members": entries, "aggregate": aggregate(entries)}
+        if failed:
+            entry["error"] = (f"{len(failed)} of {len(entries)} members failed; first "
+                              f"({failed[0]['folder']}): {failed[0]['error']}")
+        results.append(entry)
+        _record(out, exp, results)
         if on_done is not None:
             on_done(entry)
     return results

@@ -4,6 +4,7 @@
                  [--logger wandb|csv|none] [--resume] [key=value ...]
     inrbench profile --model M --data D [key=value ...] [--json]
     inrbench run --experiment E [--rows r1,r2] [--steps N] [--out DIR] [key=value ...]
+    inrbench run --experiment E [--vary data.KEY=V1,V2|A-B] [--seeds 0,1,2] [--out DIR]
     inrbench profile --experiment E [--json]
     inrbench list
     inrbench run ... --seeds 0,1,2 [--devices N --strategy ddp]
@@ -51,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", help="with --experiment: comma-separated row ids (default all; "
                      "they run in the table's order)")
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3,4: one run per seed "
-                     "in --out/seed<N>/")
+                     "in --out/seed<N>/ (with --experiment: --out/<row id>/<signal>/seed<N>/)")
+    run.add_argument("--vary", help="with --experiment: every row on every signal, "
+                     "data.KEY=V1,V2 or a range (e.g. data.image=1-24), into "
+                     "--out/<row id>/<signal>/seed<N>/; the rows get mean ± std over them")
     run.add_argument("--devices", type=int, help="processes (CPU) or GPUs to train on "
                      "(trainer.devices; >1 needs data.sampling=random or tile)")
     run.add_argument("--num-nodes", type=int, help="machines, each running --devices processes "
@@ -94,8 +98,8 @@ def _add_report_commands(sub) -> None:
                      "results (several: one report of all their runs)")
     rep.add_argument("--out", help="report folder (default reports/<results folder name>)")
     rep.add_argument("--format", default="md,html,png", help="comma-separated: md,html,png")
-    rep.add_argument("--tables", help="comma-separated tables, e.g. 2,12 or table2 (default: "
-                     "the paper's tables 2-6 and 10-12)")
+    rep.add_argument("--tables", help="comma-separated tables, e.g. 2,12, table2 or "
+                     "ani_table1 (default: the paper's tables 2-6 and 10-12)")
     rep.add_argument("--title", help="report title")
     rep.add_argument("--note", action="append", help="a paragraph for the report's "
                      "introduction (repeatable)")
@@ -132,9 +136,12 @@ def cmd_report(args) -> int:
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     tables = None
-    if args.tables:
-        tables = [t.strip() if t.strip().startswith("table") else f"table{t.strip()}"
-                  for t in args.tables.split(",") if t.strip()]
+    if args.tables:  # 2 is table2; an experiment's own name (ani_table1) is kept
+        from inrbench.config import list_experiments
+
+        named = set(list_experiments())
+        tables = [t if t.startswith("table") or t in named else f"table{t}"
+                  for t in (t.strip() for t in args.tables.split(",")) if t]
     results = [Path(r) for r in args.results]
     out = Path(args.out) if args.out else Path("reports") / (results[0].resolve().name
                                                            or "report")
@@ -245,7 +252,10 @@ def cmd_run(args) -> int:
 
     if args.dry_run:
         return cmd_run_dry(args)
-    if args.seeds is not None:
+    if args.vary is not None and not args.experiment:
+        raise InrbenchError("--vary needs --experiment E (for --model M, 'inrbench bench "
+                            "--models M --data D --vary ...' fits every signal)")
+    if args.seeds is not None and not args.experiment:
         return cmd_run_seeds(args)
     if args.experiment or args.rows:
         return cmd_run_experiment(args)
@@ -285,6 +295,15 @@ def cmd_run_dry(args) -> int:
         extra.pop("trainer.out")
         configs = {f"{exp.name} row {row['id']}": row_config(exp, row, args.overrides, extra)
                    for row in select_rows(exp, ids)}
+        if args.vary is not None or args.seeds is not None:  # one config per member
+            from inrbench.cli.bench import parse_seeds
+            from inrbench.experiments import plan_members
+
+            seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+            planned = plan_members(exp, select_rows(exp, ids), Path(args.out or "OUT"),
+                                   args.overrides, extra, args.vary, seeds)
+            configs = {f"{exp.name} row {row['id']}, {m['folder']}": m["cfg"]
+                       for row, members in planned for m in members}
     elif args.resume:
         if not args.out:
             raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
@@ -334,7 +353,8 @@ def _experiment_only(args) -> None:
 
 def cmd_run_experiment(args) -> int:
     """Train the experiment's rows one after another into ``--out/<row id>/``; a row that
-    fails is reported and the next one runs; exit 1 when any row failed."""
+    fails is reported and the next one runs; exit 1 when any row failed. With ``--vary``
+    or ``--seeds``: every row on every signal and seed (:func:`cmd_run_members`)."""
     from inrbench.config import row_config
     from inrbench.config.experiment import load_experiment, select_rows
     from inrbench.experiments import run_experiment
@@ -349,6 +369,8 @@ def cmd_run_experiment(args) -> int:
     out = Path(args.out) if args.out else default_out(exp.name)
     extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
              "trainer.logger": args.logger, **_parallel_flags(args)}
+    if args.vary is not None or args.seeds is not None:
+        return cmd_run_members(args, exp, rows, out, extra)
     from inrbench.config.machine import check_machine
 
     for row in rows:  # bad overrides, sections or trainer settings stop here, before training
@@ -374,6 +396,42 @@ def cmd_run_experiment(args) -> int:
                 line += f" (paper {paper[metric]})"
         else:
             line = f"  {r['id']}: FAILED: {r['error']}"
+        print(line)
+    return 1 if failed else 0
+
+
+def cmd_run_members(args, exp, rows, out: Path, extra: dict) -> int:
+    """``--experiment E --vary data.KEY=... --seeds ...``: each row's members trained into
+    ``--out/<row id>/<signal>/seed<N>/`` (finished ones kept, interrupted ones resumed), then
+    per row the mean ± sample std over its members beside the paper's figure."""
+    from inrbench.cli.bench import parse_seeds
+    from inrbench.experiments import run_members
+
+    if args.seeds is not None and args.seed is not None:
+        raise InrbenchError("give either --seed S or --seeds S1,S2,..., not both")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+
+    def done(entry):
+        n = entry["aggregate"]["n"]
+        print(f"\n[{entry['id']}] {n} of {len(entry['members'])} members finished")
+
+    results = run_members(exp, rows, out, args.overrides, extra, args.vary, seeds,
+                          on_done=done)
+    failed = [r for r in results if r["status"] != "ok"]
+    print(f"\n{exp.name}: {len(results) - len(failed)} of {len(results)} rows complete; "
+          f"results: {out}")
+    for r in results:
+        agg, paper = r["aggregate"], r["paper"]
+        line = f"  {r['id']}: {agg['n']} of {agg['of']} members"
+        for key in dict.fromkeys([k for k in ("best_psnr", agg["metric"]) if k]):
+            fig = agg["figures"].get(key)
+            if fig is not None:
+                std = "" if fig["std"] is None else f" ± {fig['std']:.2f}"
+                line += f", {key} {fig['mean']:.2f}{std}"
+        if agg["metric"] and paper.get(agg["metric"]):
+            line += f" (paper {paper[agg['metric']]})"
+        if r["status"] != "ok":
+            line += f"; FAILED: {r['error']}"
         print(line)
     return 1 if failed else 0
 
@@ -528,8 +586,12 @@ def _resume_line(e: Interrupted, argv: list[str]) -> str:
     argv = [str(a) for a in argv]
     if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
         folder = Path(e.out)
-        grouped = any(a.split("=")[0] in ("--experiment", "--seeds") for a in argv)
-        argv += ["--out", str(folder.parent if grouped else folder)]
+        flags = {a.split("=")[0] for a in argv}
+        if "--experiment" in flags and flags & {"--vary", "--seeds"}:
+            folder = folder.parents[2]  # OUT/<row id>/<signal>/seed<N>/
+        elif flags & {"--experiment", "--seeds"}:
+            folder = folder.parent
+        argv += ["--out", str(folder)]
     if "--resume" not in argv:
         argv.append("--resume")
     at = (f"checkpoint at step {e.step} written to {Path(e.out) / 'checkpoints' / 'last.ckpt'}"

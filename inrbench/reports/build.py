@@ -398,7 +398,8 @@ def _intro(named: str, runs: list[Run]) -> list[str]:
         "printed precision. Only runs on the paper's data set at the paper's training length "
         "fill *ours* and get a Δ; runs on a stand-in data set or with fewer steps are listed "
         "apart under each table. A row without a run shows —. Several seeds of one configuration "
-        "show mean ± sample std. Latency is ours, on the machine that ran the run.",
+        "show mean ± sample std, and so does a row trained over a data set's signals "
+        "(`--vary`), over its members. Latency is ours, on the machine that ran the run.",
         "Training length of the runs found (wall time per step measured on the machine that "
         "ran them): " + _lengths(runs) + ".",
     ]

@@ -21,7 +21,7 @@ from pathlib import Path
 from inrbench.config import row_config
 from inrbench.data.provenance import run_source
 from inrbench.data.registry import DATAMODULES
-from inrbench.reports.runs import Run, fmt_mean_std, mean_std
+from inrbench.reports.runs import Run, fmt_mean_std, mean_std, seeds_text
 from inrbench.reports.sections import Cell
 
 
@@ -112,7 +112,7 @@ def apart_cells(table):
             Cell(res.label), Cell(why),
             Cell(", ".join(sorted({f"{r.steps:,}" for r in runs if r.steps is not None}))
                  or "—", link),
-            Cell(", ".join(str(r.seed) for r in runs)),
+            Cell(seeds_text(runs)),
             Cell(fmt_mean_std(psnr, std), link if psnr is not None else None),
             Cell(f"{int(params):,}" if params is not None else "—"),
             Cell(f"{macs:,.1f}" if macs is not None else "—"),

@@ -34,6 +34,9 @@ class Run:
     config: dict
     summary: dict
     _curve: pd.DataFrame | None = field(default=None, repr=False)
+    #: ``(experiment, row id, data key)`` of each row over a data set's signals that lists
+    #: this run as a member (an ``experiment.json`` under the folders searched)
+    member_of: tuple = ()
 
     @property
     def seed(self) -> int | None:
@@ -124,7 +127,37 @@ def find_runs(*roots: Path) -> list[Run]:
             run_dir = p.parent.resolve()
             if run_dir not in found and not any(part.startswith(".") for part in p.parts[-3:-1]):
                 found[run_dir] = load_run(p.parent)
+    members = experiment_members(*roots)
+    for run_dir, run in found.items():
+        run.member_of = tuple(sorted(members.get(run_dir, ())))
     return [found[k] for k in sorted(found)]
+
+
+def experiment_members(*roots: Path) -> dict[Path, set[tuple[str, str, str]]]:
+    """``{run folder: {(experiment, row id, data key)}}`` from every ``experiment.json``
+    under ``roots`` whose rows were trained over a data set's signals (``inrbench run
+    --experiment E --vary data.KEY=...``): the runs each such row averages. A file that
+    cannot be read lists nothing (its runs still match rows by their configs)."""
+    members: dict[Path, set[tuple[str, str, str]]] = {}
+    for root in map(Path, roots):
+        paths = [root / "experiment.json"] if (root / "experiment.json").is_file() else []
+        for path in dict.fromkeys([*paths, *sorted(root.rglob("experiment.json"))]):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            rows = record.get("rows") if isinstance(record, dict) else None
+            for row in rows if isinstance(rows, list) else []:
+                vary = row.get("vary") if isinstance(row, dict) else None
+                key = vary.get("key") if isinstance(vary, dict) else None
+                if not isinstance(key, str) or not key.startswith("data."):
+                    continue
+                for m in row.get("members") or []:
+                    if isinstance(m, dict) and isinstance(m.get("folder"), str):
+                        folder = (path.parent / m["folder"]).resolve()
+                        members.setdefault(folder, set()).add(
+                            (str(record.get("experiment")), str(row.get("id")), key[5:]))
+    return members
 
 
 # -- grouping repeats of one configuration -----------------------------------------------
@@ -175,3 +208,14 @@ def fmt_mean_std(mean: float | None, std: float | None, decimals: int = 2) -> st
         return "—"
     text = f"{mean:,.{decimals}f}"
     return text if not std else f"{text} ± {std:,.{decimals}f}"
+
+
+def seeds_text(runs: list[Run]) -> str:
+    """The seeds a row's figures average; over several signals of a data set (a row trained
+    with ``--vary``), each seed once and the number of signals: ``0, 1 × 24 signals``."""
+    signals = {_normalise({k: v for k, v in (r.config.get("data") or {}).items()
+                           if k not in SAMPLING_KEYS}) for r in runs}
+    if len(signals) < 2:
+        return ", ".join(str(r.seed) for r in runs) or "—"
+    seeds = sorted({r.seed for r in runs}, key=lambda s: (s is None, s))
+    return f"{', '.join(str(s) for s in seeds)} × {len(signals)} signals"

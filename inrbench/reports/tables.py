@@ -3,11 +3,15 @@ figures, with the difference.
 
 A run belongs to a row when it fitted the same thing the row describes: the same ``model``
 section, the same ``data`` (every key except the sampling ones, which only choose how samples
-are drawn) and the same learning-rate schedule (lr, lr_min, scheduler). Only the matching
-runs that saw the paper's data set and trained the row's length fill the paper's column and
-get a Δ (``inrbench/reports/comparable.py``); stand-in data and shorter runs are listed apart,
-with the reason and without Δ. Of the comparable runs, the ones with the most steps are used
-and their seeds averaged (mean ± sample std). A row with no comparable run shows "—".
+are drawn) and the same learning-rate schedule (lr, lr_min, scheduler); a row trained over
+its data set's signals (``inrbench run --experiment E --vary data.KEY=...``, listed in the
+results' ``experiment.json``) also counts the members that differ only in that key and the
+keys derived for their signal's shape, so its figures are the paper's mean ± std row.
+Only the matching runs that saw the paper's data set and trained the row's length fill the
+paper's column and get a Δ (``inrbench/reports/comparable.py``); stand-in data and shorter
+runs are listed apart, with the reason and without Δ. Of the comparable runs, the ones with
+the most steps are used and their seeds (and signals) averaged (mean ± sample std). A row
+with no comparable run shows "—".
 
 Figures and where ours come from:
 
@@ -36,7 +40,7 @@ from omegaconf import OmegaConf
 from inrbench.config import row_config
 from inrbench.config.experiment import Experiment
 from inrbench.reports.comparable import split_runs
-from inrbench.reports.runs import SAMPLING_KEYS, Run, _normalise, mean_std
+from inrbench.reports.runs import SAMPLING_KEYS, Run, _normalise, mean_std, seeds_text
 from inrbench.reports.sections import Cell
 
 REPORT_TABLES = ("table2", "table3", "table4", "table5", "table6", "table10", "table11",
@@ -79,37 +83,67 @@ class TableResult:
 
 # -- matching ------------------------------------------------------------------------------
 
-def _identity(cfg: dict) -> tuple:
-    """What a row fixes: the model, the signal and the optimiser's schedule (not its length)."""
-    data = {k: v for k, v in (cfg.get("data") or {}).items() if k not in SAMPLING_KEYS}
+def _identity(cfg: dict, signal_key: str | None = None) -> tuple:
+    """What a row fixes: the model, the signal and the optimiser's schedule (not its length).
+    ``signal_key``: the data key that picks one signal of the row's data set, left out."""
+    data = {k: v for k, v in (cfg.get("data") or {}).items()
+            if k not in SAMPLING_KEYS and k != signal_key}
     task = cfg.get("task") or {}
     return _normalise({"model": cfg.get("model") or {}, "data": data,
                        **{k: task.get(k) for k in ("lr", "lr_min", "scheduler")}})
 
 
-def row_identity(exp, row, errors: list[str] | None = None) -> tuple | None:
-    """What the row fixes; None (with the reason added to ``errors``) when the row does not
-    compose, so it cannot have runs."""
+def _row_cfg(exp, row, errors: list[str] | None = None) -> dict | None:
     try:
-        cfg = OmegaConf.to_container(row_config(exp, row), resolve=True)
+        return OmegaConf.to_container(row_config(exp, row), resolve=True)
     except Exception as e:  # marked in the report, never silently empty
         if errors is not None:
             errors.append(f"row {row.get('id')} does not compose, so no run can match it: "
                           f"{type(e).__name__}: {e}")
         return None
-    return _identity(cfg)
+
+
+def row_identity(exp, row, errors: list[str] | None = None) -> tuple | None:
+    """What the row fixes; None (with the reason added to ``errors``) when the row does not
+    compose, so it cannot have runs."""
+    cfg = _row_cfg(exp, row, errors)
+    return None if cfg is None else _identity(cfg)
+
+
+def _as_paper_row(config: dict) -> dict:
+    """A run's config with the row's shape-bound model keys that were derived for its
+    signal's shape (``paper_row.paper_keys``: ASMR's bases on a portrait Kodak image) put
+    back to the paper's values."""
+    keys = (config.get("paper_row") or {}).get("paper_keys") or {}
+    model = dict(config.get("model") or {})
+    for key, value in keys.items():
+        if key.startswith("model."):
+            model[key[6:]] = value
+    return {**config, "model": model}
 
 
 def match_runs(exp, row, runs: list[Run], identity: tuple | None = None,
                errors: list[str] | None = None) -> list[Run]:
+    """The runs that fitted what the row describes: the same identity, or a member of the
+    row trained over its data set's signals (listed in an experiment.json, see
+    :func:`inrbench.reports.runs.experiment_members`) whose identity is the row's but for
+    the data key that picks the signal and the keys derived for that signal's shape."""
     identity = row_identity(exp, row, errors) if identity is None else identity
     if identity is None:
         return []
-    found = []
+    found, loose = [], {}
     for r in runs:
         try:
             if _identity(r.config) == identity:
                 found.append(r)
+                continue
+            for key in (k for e, rid, k in r.member_of if (e, rid) == (exp.name, row["id"])):
+                if key not in loose:
+                    cfg = _row_cfg(exp, row)
+                    loose[key] = None if cfg is None else _identity(cfg, key)
+                if _identity(_as_paper_row(r.config), key) == loose[key]:
+                    found.append(r)
+                    break
         except Exception as e:  # a run whose config.yaml is malformed: named, not skipped
             if errors is not None:
                 errors.append(f"run {r.path} could not be matched: {type(e).__name__}: {e}")
@@ -289,10 +323,11 @@ def table_cells(table: TableResult) -> tuple[list[str], list[list[Cell]]]:
                 cells.append(Cell("—"))
         steps = sorted({r.steps for r in res.runs if r.steps is not None})
         cells.append(Cell(", ".join(f"{s:,}" for s in steps) or "—", link))
-        cells.append(Cell(", ".join(str(r.seed) for r in res.runs) or "—", link))
+        cells.append(Cell(seeds_text(res.runs), link))
         lat, lat_std, _ = mean_std([r.value("latency_ms") for r in res.runs])
         lat_text = fmt_number(lat, 1) + (f" ± {fmt_number(lat_std, 1)}" if lat_std else "")
         cells.append(Cell(lat_text, link if lat is not None else None))
         cells += [Cell(paper.get(k) or "—") for k in table.paper_only]
         body.append(cells)
     return header, body
+

@@ -158,9 +158,11 @@ class HypernetTask(RunHistory, L.LightningModule):
                                  self.trainable())
         opt = self.optimizers()
         lr = opt.param_groups[0]["lr"] if hasattr(opt, "param_groups") else self.lr
-        self.history.append({"step": int(self.global_step), "loss": float(loss.detach()),
-                             "psnr": float(mse_to_psnr(mse, 2.0).mean()), "lr": lr})
-        self.log("train/loss", loss, prog_bar=True)
+        # on the device until the logging interval (RunHistory.flush_history): no host read
+        # per step
+        self.history.append({"step": int(self.global_step), "loss": loss.detach(),
+                             "psnr": mse_to_psnr(mse, 2.0).mean().detach(), "lr": lr})
+        self.log_step(loss=loss)
         return loss
 
     def on_before_optimizer_step(self, optimizer):

@@ -137,11 +137,12 @@ class MetaTask(RunHistory, L.LightningModule):
         images = batch["images"]
         loss, mse = chunked_mean(lambda x: self.per_image_mse(self.encode(x)[0], x), images,
                                  self.image_chunk, list(self.parameters()))
-        psnr = float(mse_to_psnr(mse).mean())
-        self.history.append({"step": int(self.global_step), "loss": float(loss.detach()),
-                             "psnr": psnr, "lr": self.outer_lr})
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/psnr", psnr, prog_bar=True)
+        psnr = mse_to_psnr(mse).mean()
+        # on the device until the logging interval (RunHistory.flush_history): no host read
+        # per step
+        self.history.append({"step": int(self.global_step), "loss": loss.detach(),
+                             "psnr": psnr.detach(), "lr": self.outer_lr})
+        self.log_step(loss=loss, psnr=psnr)
         return loss
 
     def validation_step(self, batch, batch_idx):
