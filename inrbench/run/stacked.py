@@ -16,17 +16,19 @@ checkpoints they have.
 from __future__ import annotations
 
 import json
+import math
 from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from inrbench.build import build_datamodule
 from inrbench.checkpoint import SafeCheckpointIO, checkpoints_newest_first, read_checkpoint
 from inrbench.config.machine import check_machine
 from inrbench.console import note, quiet_libraries
 from inrbench.data.stacked import StackedData
-from inrbench.errors import Diverged, Interrupted
+from inrbench.errors import Interrupted
 from inrbench.io import atomic_write_json, atomic_write_text
 from inrbench.models.stack import NotStackable, StackedModel, stack_refusal
 from inrbench.profiling import latency_budget, macs_counts, profile, render_latency_ms
@@ -281,15 +283,42 @@ def _run_stack(cfgs, outs: list[Path], resume: bool, callbacks: list) -> list[di
     return done
 
 
+#: samples one stacked step may hold, all members together, unless ``max_members`` says
+#: otherwise: 64 members of a 64x64 crop, 4 of 256x256, a 512x512 image alone (its own
+#: step already fills a device)
+STACK_SAMPLES = 2**18
+
+
+def samples_per_step(cfg: DictConfig) -> int:
+    """Samples one training step of ``cfg`` evaluates: the whole signal, a random batch, a
+    tile."""
+    data = cfg.data
+    sampling = data.get("sampling", "full")
+    if sampling in ("random", "blocks") and data.get("batch_size"):
+        return int(data.batch_size)
+    if sampling == "tile" and data.get("tile"):
+        return math.prod(int(t) for t in data.tile)
+    return math.prod(build_datamodule(cfg).spec().shape)
+
+
+def _chunks(idx: list[int], cfg: DictConfig, max_members: int | None) -> list[list[int]]:
+    if max_members is None:
+        max_members = max(1, STACK_SAMPLES // max(samples_per_step(cfg), 1))
+    size = max(1, int(max_members))
+    return [idx[i:i + size] for i in range(0, len(idx), size)]
+
+
 def train_runs(cfgs: list[DictConfig], stack: bool = True, resume: list[bool] | None = None,
-               on_done=None) -> list[dict | Exception]:
+               on_done=None, max_members: int | None = None) -> list[dict | Exception]:
     """Train every config into its ``trainer.out``: runs of one :func:`stack_key` (and the
     same resume state) together as a stack when ``stack``, the others one by one. A stack
     that cannot train stacked (:class:`NotStackable`, a member diverging) trains its
     members one by one from the checkpoints they have. A finished run (its metrics.json
     exists) is not trained again; an interrupted one resumes. Returns each run's metrics.json or
     the exception that stopped it, in the order of ``cfgs``; ``on_done(i, result)`` is
-    called as each finishes. An interruption (SIGTERM/SIGINT) propagates."""
+    called as each finishes. An interruption (SIGTERM/SIGINT) propagates. A stack holds at
+    most ``max_members`` runs (default: as many as keep a step within
+    :data:`STACK_SAMPLES` samples)."""
     resume = list(resume) if resume is not None else [False] * len(cfgs)
     results: list = [None] * len(cfgs)
     groups: dict = {}
@@ -309,13 +338,20 @@ def train_runs(cfgs: list[DictConfig], stack: bool = True, resume: list[bool] | 
         if on_done is not None:
             on_done(i, result)
 
+    batches = []
     for (key, _), idx in groups.items():
-        if key != "alone" and len(idx) > 1:
+        alone = key == "alone" or len(idx) == 1
+        batches += [(False, idx)] if alone else [
+            (len(part) > 1, part) for part in _chunks(idx, cfgs[idx[0]], max_members)]
+    for stacked, idx in batches:
+        if stacked:
             try:
                 for i, rec in zip(idx, run_stack([cfgs[i] for i in idx], resume[idx[0]])):
                     finish(i, rec)
                 continue
-            except (NotStackable, Diverged) as e:
+            except Interrupted:
+                raise
+            except Exception as e:  # NotStackable, a member diverging, a folder in use...
                 note(f"{len(idx)} runs of {cfgs[idx[0]].model.name} train one by one: {e}")
         for i in idx:
             try:
