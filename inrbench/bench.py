@@ -13,6 +13,9 @@ every finished run (its ``metrics.json`` exists) and resumes an interrupted one 
 last checkpoint, and a rerun with another plan is refused, naming the difference
 (:mod:`inrbench.config.campaign`); ``new=True`` starts in ``ROOT-2`` instead.
 
+Runs of one config that differ in seed, signal or ladder rung train as one stacked model
+(:mod:`inrbench.bench_stacks`) under a step budget; ``--no-stack`` trains each alone.
+
 Each run is a child process (``inrbench run``) by default, so its peak memory is its own
 (what earlier runs left resident does not count) and one crash stops only that run;
 ``isolate=False`` trains in this process instead (models registered only here, e.g. by a
@@ -32,6 +35,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from inrbench.bench_stacks import run_group, stack_groups
 from inrbench.config import compose, row_config
 from inrbench.config.campaign import campaign_folder
 from inrbench.config.experiment import load_experiment, select_rows
@@ -241,7 +245,8 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
           steps: int | None = None, seeds: tuple[int, ...] = (0,), overrides=(),
           quality: float | None = None, on_run=None, isolate: bool = True,
           experiment: str | None = None, rows: list[str] | None = None,
-          new: bool = False, ladder: tuple[str, list[float]] | None = None) -> dict:
+          new: bool = False, ladder: tuple[str, list[float]] | None = None,
+          stack: bool = True, max_members: int | None = None) -> dict:
     """Train every model on every signal under the budget, then write the frontier report
     into ``root``. Returns ``{"root", "runs": [...], "report": ...}``; a run that fails is
     recorded (``status: failed``, its error) and the others go on. With ``experiment`` the
@@ -249,25 +254,34 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
     run is composed and checked first; a ``root`` holding another plan is refused, and
     ``new`` puts the bench in ``ROOT-2`` (``ROOT-3``...) when ``root`` is taken. ``ladder``
     (``(axis, budgets)``, :func:`inrbench.ladder.parse_ladder`) trains every model at every
-    budget, sized by its knob."""
+    budget, sized by its knob. Runs that can train as one stacked model do
+    (:mod:`inrbench.bench_stacks`; ``stack=False`` trains each alone, ``max_members``
+    bounds a stack); their records are those of runs trained alone. ``seconds`` of a stacked
+    run is its stack's, and ``stacked`` says how many runs the stack held."""
     with held_warnings() as held:  # a refusal is the one line printed; the rest is logged
         root, entries = _prepare(models, sigs, Path(root), budget, steps, seeds, overrides,
                                  quality, experiment, rows, new, ladder)
     append_lines(root / "warnings.log", held)
     done = []
-    for entry in entries:
+    for group in stack_groups(entries, stack, quality):
         t0 = time.perf_counter()
-        try:
-            status, error = run_one(entry, isolate), None
-        except (InrbenchError, RuntimeError, ValueError) as e:
-            status, error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
-        rec = {k: entry[k] for k in ("signal", "model", "seed")}
-        rec["budget"] = entry["extra"].get("ladder.budget")
-        rec.update(out=str(entry["out"]), status=status, error=error,
-                   seconds=time.perf_counter() - t0)
-        done.append(rec)
-        if on_run:
-            on_run(rec)
+        if len(group) > 1:
+            outcomes = run_group(group, Path(root), isolate, max_members)
+        else:
+            try:
+                outcomes = [(run_one(group[0], isolate), None)]
+            except (InrbenchError, RuntimeError, ValueError) as e:
+                outcomes = [("failed", str(e).splitlines()[0] if str(e)
+                             else type(e).__name__)]
+        seconds = time.perf_counter() - t0
+        for entry, (status, error) in zip(group, outcomes):
+            rec = {k: entry[k] for k in ("signal", "model", "seed")}
+            rec["budget"] = entry["extra"].get("ladder.budget")
+            rec.update(out=str(entry["out"]), status=status, error=error, seconds=seconds,
+                       stacked=len(group))
+            done.append(rec)
+            if on_run:
+                on_run(rec)
     if not any(r["status"] != "failed" for r in done):
         raise InrbenchError(f"every run failed; first: {done[0]['error']}")
     return {"root": Path(root), "runs": done, "report": write_report(Path(root), quality)}

@@ -41,6 +41,7 @@ from inrbench.profiling import macs_counts, profile
 from inrbench.run import default_out as _default_out
 from inrbench.run import run
 from inrbench.run.folder import holds_results
+from inrbench.run.stacked import train_runs
 
 
 def row_signal(exp: Experiment, row: dict, cfg: DictConfig):
@@ -270,10 +271,19 @@ def _earlier_rows(path: Path, exp: Experiment, rerun: set[str]) -> list[dict]:
     return [r for r in earlier.get("rows", []) if r.get("id") not in rerun]
 
 
-def _train_members(cfgs: list[DictConfig], resume: bool) -> list[dict | Exception]:
+def _train_members(cfgs: list[DictConfig], resume: bool, stack: bool = True,
+                   max_members: int | None = None) -> list[dict | Exception]:
     """Train the members of one row (its run configs over signals and seeds, or the row's
     one run): each result is that run's summary, or the exception that stopped it, while
-    the others still train. ``resume``: every member continues from its last checkpoint."""
+    the others still train. ``resume``: every member continues from its last checkpoint.
+    With ``stack``, members that can train as one stacked model do
+    (:func:`inrbench.run.stacked.train_runs`; the same records)."""
+    if stack and len(cfgs) > 1:
+        results = train_runs(cfgs, resume=[resume] * len(cfgs), max_members=max_members)
+        for e in results:
+            if isinstance(e, Exception) and not isinstance(e, InrbenchError):
+                traceback.print_exception(e)
+        return results
     results: list[dict | Exception] = []
     for cfg in cfgs:
         try:
@@ -452,13 +462,16 @@ def aggregate(members: list[dict]) -> dict:
 
 def run_members(exp: Experiment, rows: list[dict], out: Path, overrides: list[str] = (),
                 extra: dict | None = None, vary: str | None = None,
-                seeds: list[int] | None = None, on_done=None) -> list[dict]:
+                seeds: list[int] | None = None, on_done=None, stack: bool = True,
+                max_members: int | None = None) -> list[dict]:
     """Every row on every signal of ``vary`` and every seed (:func:`plan_members`), into
     ``out/<row id>/<signal>/seed<N>/``; every config is composed and checked before the
     first trains. A member that finished (its ``metrics.json`` exists) is kept, one
     interrupted after a checkpoint resumes, a failing one is recorded and the others go on.
     A row's entry in ``out/experiment.json`` lists its members (status, headline numbers)
-    and their :func:`aggregate`, the paper table's mean ± std. Returns the rows' entries."""
+    and their :func:`aggregate`, the paper table's mean ± std. A row's members train as
+    stacked models where they can (``stack``; at most ``max_members`` a stack), each into
+    its own folder as if alone. Returns the rows' entries."""
     out = Path(out)
     _earlier_rows(out / "experiment.json", exp, set())  # a foreign or corrupt file stops us now
     planned = plan_members(exp, rows, out, overrides, extra, vary, seeds)
@@ -473,7 +486,8 @@ def run_members(exp: Experiment, rows: list[dict], out: Path, overrides: list[st
             group = [m for m in members if status[id(m)] == how]
             if group:
                 result.update(zip(map(id, group),
-                                  _train_members([m["cfg"] for m in group], resume)))
+                                  _train_members([m["cfg"] for m in group], resume,
+                                                 stack, max_members)))
         entries = [_member_entry(m, status[id(m)], result[id(m)]) for m in members]
         failed = [e for e in entries if e["status"] == "failed"]
         for e in failed:

@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--vary", help="with --experiment: every row on every signal, "
                      "data.KEY=V1,V2 or a range (e.g. data.image=1-24), into "
                      "--out/<row id>/<signal>/seed<N>/; the rows get mean ± std over them")
+    run.add_argument("--no-stack", dest="stack", action="store_false",
+                     help="with --seeds or --vary: train the runs one by one instead of as "
+                     "stacked models (the same records; stacking is only faster)")
+    run.add_argument("--stack-size", type=int, metavar="N",
+                     help="at most N runs in one stacked model (default: as many as keep a "
+                     "step within 2^18 samples)")
     run.add_argument("--devices", type=int, help="processes (CPU) or GPUs to train on "
                      "(trainer.devices; >1 needs data.sampling=random or tile)")
     run.add_argument("--num-nodes", type=int, help="machines, each running --devices processes "
@@ -229,15 +235,50 @@ def cmd_run_seeds(args) -> int:
         cfg = _compose_from(args)
         base = default_out(f"{cfg.model.name}-{cfg.data.name}")
     status = 0
-    for seed in seeds:
-        one = copy.copy(args)
-        one.seeds, one.seed, one.out = None, seed, str(base / f"seed{seed}")
-        print(f"\n== seed {seed}: {one.out}")
-        status = max(status, cmd_run(one))
+    if args.stack and not args.resume and not args.experiment:
+        status = _run_seeds_stacked(args, seeds, base)
+    else:
+        for seed in seeds:
+            one = copy.copy(args)
+            one.seeds, one.seed, one.out = None, seed, str(base / f"seed{seed}")
+            print(f"\n== seed {seed}: {one.out}")
+            status = max(status, cmd_run(one))
     if status == 0:
         from inrbench.compare import compare
 
         print(f"\n{len(seeds)} seeds in {base}:\n{compare([str(base)])}")
+    return status
+
+
+def _run_seeds_stacked(args, seeds: list[int], base: Path) -> int:
+    """The seeds of one run trained as one stacked model where the model allows it
+    (:func:`inrbench.run.stacked.train_runs`), each into ``base/seed<N>/`` as if alone;
+    1 when a seed failed."""
+    from inrbench.cli.bench import check_stack_size
+    from inrbench.config.validation import check_buildable
+    from inrbench.run.folder import holds_results
+    from inrbench.run.stacked import train_runs
+
+    cfgs = []
+    for seed in seeds:
+        out = base / f"seed{seed}"
+        if holds_results(out):
+            raise InrbenchError(f"{out} already holds a run; pass --resume to continue it "
+                                f"or choose another --out")
+        cfg = _compose_from(args, {
+            "task.steps": args.steps, "task.name": args.task, "trainer.seed": seed,
+            "trainer.out": str(out), "trainer.logger": args.logger, **_parallel_flags(args)})
+        check_buildable(cfg)
+        cfgs.append(cfg)
+    print(f"\n== seeds {', '.join(map(str, seeds))}: {base}")
+    status = 0
+    for seed, result in zip(seeds, train_runs(cfgs, max_members=check_stack_size(
+            args.stack_size))):
+        if isinstance(result, Exception):
+            print(f"inrbench: seed {seed} failed: {result}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"seed {seed}: {_summary_line(result)}")
     return status
 
 
@@ -415,8 +456,11 @@ def cmd_run_members(args, exp, rows, out: Path, extra: dict) -> int:
         n = entry["aggregate"]["n"]
         print(f"\n[{entry['id']}] {n} of {len(entry['members'])} members finished")
 
+    from inrbench.cli.bench import check_stack_size
+
     results = run_members(exp, rows, out, args.overrides, extra, args.vary, seeds,
-                          on_done=done)
+                          on_done=done, stack=args.stack,
+                          max_members=check_stack_size(args.stack_size))
     failed = [r for r in results if r["status"] != "ok"]
     print(f"\n{exp.name}: {len(results) - len(failed)} of {len(results)} rows complete; "
           f"results: {out}")

@@ -59,7 +59,17 @@ def add_command(sub) -> None:
                    "(default the middle of task.targets, e.g. 30 dB)")
     b.add_argument("--in-process", action="store_true", help="train in this process instead "
                    "of one child process per run (peak memory then includes earlier runs')")
+    b.add_argument("--no-stack", dest="stack", action="store_false",
+                   help="train every run alone, not the seeds/signals/rungs of one config as "
+                   "one stacked model (the same records; stacking is only faster)")
+    b.add_argument("--stack-size", type=int, metavar="N", help="at most N runs in one "
+                   "stacked model (default: as many as keep a step within 2^18 samples)")
     b.add_argument("overrides", nargs="*", help="config overrides key=value for every run")
+    s = sub.add_parser("stack-runs", help="(used by bench) train the runs of a stack plan")
+    s.add_argument("plan", help="the plan file a bench wrote")
+    s.add_argument("--result", required=True, help="where to write each run's outcome")
+    s.add_argument("--model", help="the module:Class model the bench's command line named")
+    s.add_argument("--stack-size", type=int, metavar="N")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -86,6 +96,20 @@ def with_out(argv: list[str], folder: Path) -> list[str]:
             continue
         kept.append(a)
     return [*kept, "--out", str(folder)]
+
+
+def cmd_stack_runs(args) -> int:
+    from inrbench.bench_stacks import run_plan_file
+
+    return run_plan_file(Path(args.plan), Path(args.result), check_stack_size(args.stack_size))
+
+
+def check_stack_size(n: int | None) -> int | None:
+    """``--stack-size N``: None (the default rule) or N >= 1."""
+    if n is not None and n < 1:
+        raise ConfigError(f"--stack-size must be an integer >= 1 (runs in one stacked "
+                          f"model), got {n}")
+    return n
 
 
 def cmd_bench(args) -> int:
@@ -125,7 +149,8 @@ def cmd_bench(args) -> int:
         done = bench(models, sigs, root, budget=args.budget,
                      steps=args.steps, seeds=parse_seeds(args.seeds), overrides=args.overrides,
                      quality=args.quality, on_run=line, isolate=not args.in_process,
-                     experiment=args.experiment, rows=rows, new=args.new, ladder=ladder)
+                     experiment=args.experiment, rows=rows, new=args.new, ladder=ladder,
+                     stack=args.stack, max_members=check_stack_size(args.stack_size))
     except Interrupted as e:  # --in-process: the same command continues the bench
         # ROOT/<signal>/<model>[/<budget>]/seed<N>, ROOT/<data>/seed<N>/<row>
         folder = Path(e.out).parents[3 if ladder else 2]
@@ -144,4 +169,4 @@ def cmd_bench(args) -> int:
 
 
 #: ``{command: handler}`` as ``inrbench.cli.main`` dispatches
-COMMANDS = {COMMAND: cmd_bench}
+COMMANDS = {COMMAND: cmd_bench, "stack-runs": cmd_stack_runs}
