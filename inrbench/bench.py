@@ -35,7 +35,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from inrbench.bench_stacks import run_group, stack_groups
+from inrbench.bench_stacks import run_group, stack_groups, stack_size
 from inrbench.config import compose, row_config
 from inrbench.config.campaign import campaign_folder
 from inrbench.config.experiment import load_experiment, select_rows
@@ -278,10 +278,15 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
             rec = {k: entry[k] for k in ("signal", "model", "seed")}
             rec["budget"] = entry["extra"].get("ladder.budget")
             rec.update(out=str(entry["out"]), status=status, error=error, seconds=seconds,
-                       stacked=len(group))
+                       stacked=stack_size(entry["out"]))
             done.append(rec)
             if on_run:
                 on_run(rec)
     if not any(r["status"] != "failed" for r in done):
         raise InrbenchError(f"every run failed; first: {done[0]['error']}")
+    stacked = sum(1 for r in done if r["stacked"] > 1 and r["status"] != "failed")
+    if stacked:
+        note(f"{stacked} runs trained in stacks: their training time and memory are their "
+             f"stack's (metrics.json 'stack'), so the report ranks neither for them; "
+             f"--no-stack times each run alone")
     return {"root": Path(root), "runs": done, "report": write_report(Path(root), quality)}

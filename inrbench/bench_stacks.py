@@ -47,6 +47,16 @@ def stack_groups(entries: list[dict], stack: bool = True,
     return list(groups.values())
 
 
+def stack_size(out: Path) -> int:
+    """How many runs the run in ``out`` trained with (its metrics.json ``stack``; 1 alone,
+    or when it has no record)."""
+    try:
+        return int((json.loads((Path(out) / "metrics.json").read_text()).get("stack")
+                    or {}).get("of", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 1
+
+
 def _plan_member(e: dict) -> dict:
     return {"model": e["model"], "data": e["data"], "overrides": list(e["overrides"]),
             "extra": {k: v for k, v in e["extra"].items()},

@@ -371,9 +371,12 @@ def _parallel_flags(args) -> dict:
 
 
 def _summary_line(summary: dict) -> str:
+    stack = summary.get("stack")
+    took = (f"in {summary['wall_s']:.0f} s" if stack is None else
+            f"stacked with {stack['of'] - 1} more in {stack['wall_s']:.0f} s")
     return (f"{summary['model']} on {summary['data']}: {summary['metric']} final "
             f"{summary[summary['metric']]:.2f}, best PSNR {summary['best_psnr']:.2f} dB, "
-            f"{summary['steps']} steps in {summary['wall_s']:.0f} s; "
+            f"{summary['steps']} steps {took}; "
             f"params {summary['params']:,}, MACs/sample {_macs(summary)}, "
             f"render {summary['latency_ms']:.1f} ms")
 

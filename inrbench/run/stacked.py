@@ -4,9 +4,10 @@ as one stacked model (:mod:`inrbench.models.stack`), each into its own results f
 A member's folder is an ordinary run's: ``config.yaml``, ``metrics.csv``, ``metrics.json``,
 the reconstruction and ``checkpoints/`` (a fit-task checkpoint of that member alone, so it
 resumes stacked or by itself). Its final scores come from its own model, unstacked, through
-the code a separate run uses. ``metrics.json`` adds ``stack``: member ``i`` of ``n`` and the
-other members' folders; its ``wall_s``/``train_s``/``memory`` are the whole stack's (the
-member trained while the others did), its ``latency_ms`` one member's render.
+the code a separate run uses. ``metrics.json`` adds ``stack``: member ``i`` of ``n``, the
+other members' folders and the stack's clock and memory readings; the member's own
+``wall_s``/``train_s``/``peak_rss_mb`` are None (it trained while the others did, so no
+time or memory is its alone), its ``latency_ms`` is one member's render.
 
 Stacking is an execution detail: a stack that cannot train (a model ``vmap`` cannot batch, a
 member diverging) trains its members one by one instead (:func:`train_runs`), from the
@@ -149,6 +150,24 @@ class MemberCheckpoints(SafeCheckpointIO):
             (out / "checkpoints" / Path(path).name).unlink(missing_ok=True)
 
 
+def _as_member(record: dict, i: int, outs: list[Path]) -> dict:
+    """A stacked member's metrics.json: the clock and memory readings belong to the whole
+    stack, not to one run, so they move under ``stack`` and the run's own fields say None
+    (a report then ranks no stacked run by training time or memory); the member's final
+    evaluation memory, steps and time-to-target steps are its own."""
+    memory = record.get("memory") or {}
+    hits = record.get("time_to_targets")
+    record["stack"] = {"member": i, "of": len(outs), "runs": [str(o) for o in outs],
+                       **{k: record.get(k) for k in ("wall_s", "train_s", "eval_s")},
+                       "memory": memory.get("train"),
+                       "time_to_targets": hits}
+    record.update(wall_s=None, train_s=None, eval_s=None, peak_rss_mb=None,
+                  memory={"train": None, "eval_render": memory.get("eval_render")})
+    if hits is not None:
+        record["time_to_targets"] = [{**h, "train_s": None} for h in hits]
+    return record
+
+
 def _replay_logs(cfg: DictConfig, out: Path, task, results: dict, every: int) -> None:
     """The member's logger (W&B offline, CSV) given what a separate run logs: the profile,
     the training loss and PSNR every ``every`` steps, each evaluation, the latency."""
@@ -273,10 +292,8 @@ def _run_stack(cfgs, outs: list[Path], resume: bool, callbacks: list) -> list[di
                 "memory": {"train": train_memory, "eval_render": eval_memory},
                 "time_to_targets": time_to_targets(member, final, spec,
                                                    int(trainer.global_step), train_s)}
-        record = summary(c, member, model, dm, spec, final, results, trainer, info)
-        record["stack"] = {"member": i, "of": len(cfgs), "runs": [str(o) for o in outs],
-                           "shared": ["wall_s", "train_s", "eval_s", "memory", "peak_rss_mb",
-                                      "time_to_targets"]}
+        record = _as_member(summary(c, member, model, dm, spec, final, results, trainer,
+                                    info), i, outs)
         atomic_write_json(out / "metrics.json", record)
         _replay_logs(c, out, member, results, min(50, steps))
         done.append(record)
