@@ -245,3 +245,21 @@ def test_a_declared_refusal_is_named():
     with pytest.raises(NotStackable, match="differ in names or shapes"):
         StackedModel([torch.nn.Linear(2, 1), torch.nn.Linear(2, 3)])
     assert math.isfinite(1.0)
+
+
+def test_a_member_logs_what_a_run_alone_logs(small_png, tmp_path):
+    def cfg(root, s):
+        c = member_cfg("siren", small_png, root / f"s{s}", s, steps=60)
+        c.trainer.logger = "csv"
+        return c
+
+    run_stack([cfg(tmp_path / "stack", s) for s in (0, 1)])
+    run(cfg(tmp_path / "alone", 1))
+    a = pd.read_csv(tmp_path / "stack" / "s1" / "logs" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "alone" / "s1" / "logs" / "metrics.csv")
+    for col in ("train/loss", "val/psnr", "model/params", "model/latency_ms"):
+        assert a[col].notna().any() and b[col].notna().any(), col
+    steps = [sorted(x.loc[x["train/loss"].notna(), "step"]) for x in (a, b)]
+    assert steps[0] == steps[1]
+    got = [x.loc[x["train/loss"].notna(), "train/loss"].to_numpy() for x in (a, b)]
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-3)

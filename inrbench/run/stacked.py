@@ -168,14 +168,18 @@ def _as_member(record: dict, i: int, outs: list[Path]) -> dict:
     return record
 
 
+#: what a run logs of its profile when it starts (ProfileCallback), under ``model/``
+PROFILED = ("params", "macs", "macs_measured", "flops")
+
+
 def _replay_logs(cfg: DictConfig, out: Path, task, results: dict, every: int) -> None:
     """The member's logger (W&B offline, CSV) given what a separate run logs: the profile,
     the training loss and PSNR every ``every`` steps, each evaluation, the latency."""
     logger = make_logger(cfg, out)
     if not logger:
         return
-    scalars = {f"model/{k}": v for k, v in results.items() if isinstance(v, (int, float))}
-    logger.log_metrics(scalars, step=0)
+    profiled = {k: v for k, v in results.items() if k in PROFILED and isinstance(v, (int, float))}
+    logger.log_metrics({f"model/{k}": v for k, v in profiled.items()}, step=0)
     for row in task.history:
         if (row["step"] + 1) % every == 0:
             logger.log_metrics({f"train/{k}": row[k] for k in ("loss", "psnr") if k in row},
@@ -184,6 +188,9 @@ def _replay_logs(cfg: DictConfig, out: Path, task, results: dict, every: int) ->
         logger.log_metrics({f"val/{k[4:]}": v for k, v in row.items()
                             if k.startswith("val_") and isinstance(v, (int, float))},
                            step=row["step"])
+    if results.get("latency_ms") is not None:
+        last = task.history[-1]["step"] + 1 if task.history else 0
+        logger.log_metrics({"model/latency_ms": results["latency_ms"]}, step=last)
     logger.save()
     logger.finalize("success")
     if cfg.trainer.logger == "wandb":
