@@ -37,13 +37,14 @@ from inrbench.data.base import RandomBlocks, SignalSpec, choose_cells
 from inrbench.errors import ConfigError
 from inrbench.models.base import CoordinateModule, make_grid
 from inrbench.models.registry import MODELS
+from inrbench.models.stack import NotStackable, StackedModel, stack_refusal
 from inrbench.profiling import measured_macs
 from inrbench.profiling.flops import flops_per_sample
 from inrbench.registry import check_kwargs, keyword_parameters
 
 #: the checks, in report order
 CHECKS = ("construct", "forward", "render", "gradients", "state_dict", "yaml_keys",
-          "macs_measured", "macs", "blocks", "fit")
+          "macs_measured", "macs", "blocks", "stack", "fit")
 #: ``render`` vs ``forward`` and ``forward_cells`` vs ``forward``: absolute tolerance relative
 #: to the output's scale (max(1, max |forward|)); float32 sums in another order differ ~1e-6
 RENDER_ATOL = 1e-5
@@ -129,7 +130,10 @@ def smooth_target(shape: Sequence[int], channels: int, seed: int = 0) -> torch.T
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+    if not a.numel():
+        return 0.0
+    wide = torch.complex128 if a.is_complex() or b.is_complex() else torch.float64
+    return float((a.to(wide) - b.to(wide)).abs().max())
 
 
 def _scale(t: torch.Tensor) -> float:
@@ -264,6 +268,36 @@ class _Signal:
         status = "pass" if diff <= tol else "fail"
         return status, (f"level {level}, {want[0]} cells of {list(cell)}: max |forward_cells - "
                         f"forward| = {diff:.3g} (tolerance {tol:.3g})")
+
+    def stack(self):
+        """Two seeds as one stacked model (:mod:`inrbench.models.stack`, how seeds and
+        same-shape signals train together): its render and gradient are each member's own.
+        A model vmap cannot batch is not a failure: its runs train one by one."""
+        other = _build(self.name, self.overrides, self.spec, self.seed + 1)
+        members = [self.model, other]
+        why = stack_refusal(self.model)
+        if why:
+            return "skip", f"not stackable ({why}): its runs train one by one"
+        try:
+            stacked = StackedModel(members)
+            stacked.verify(members, make_grid(self.shape).reshape(-1, self.dim)[:N_COORDS])
+            target = smooth_target(self.shape, self.channels, self.seed)
+            out = stacked.call("render", self.shape)
+        except NotStackable as e:
+            return "skip", f"not stackable ({e}): its runs train one by one"
+        ((out - target) ** 2).mean(dim=tuple(range(1, out.dim()))).sum().backward()
+        worst = 0.0
+        for i, m in enumerate(members):
+            m.zero_grad(set_to_none=True)
+            ((m.render(self.shape) - target) ** 2).mean().backward()
+            for p, q in zip(stacked.params, m.parameters()):
+                if q.grad is None:
+                    continue
+                worst = max(worst, _max_diff(p.grad[i], q.grad) / _scale(q.grad))
+            m.zero_grad(set_to_none=True)
+        status = "pass" if worst <= RENDER_ATOL else "fail"
+        return status, (f"2 seeds stacked: the gradient is each member's own (max relative "
+                        f"difference {worst:.3g}, tolerance {RENDER_ATOL:g})")
 
     def fit(self, steps: int):
         model = copy.deepcopy(self.model).train()

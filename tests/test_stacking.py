@@ -263,3 +263,29 @@ def test_a_member_logs_what_a_run_alone_logs(small_png, tmp_path):
     assert steps[0] == steps[1]
     got = [x.loc[x["train/loss"].notna(), "train/loss"].to_numpy() for x in (a, b)]
     np.testing.assert_allclose(got[0], got[1], rtol=1e-3)
+
+
+def test_state_outside_parameters_is_caught_before_a_stack_trains(small_png, tmp_path,
+                                                                   monkeypatch, capsys):
+    """A plain tensor attribute drawn at construction differs between seeds but would be
+    member 0's for every stacked member: the stack refuses, and the runs go one by one."""
+    (tmp_path / "my_hidden_state.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, in_features=2, out_features=3):\n"
+        "        super().__init__()\n"
+        "        self.proj = torch.randn(in_features, 8)  # not a buffer\n"
+        "        self.out = nn.Linear(8, out_features)\n"
+        "    def forward(self, coords):\n"
+        "        return self.out(torch.sin(coords @ self.proj))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_references({"model": ["my_hidden_state:Net"]})
+    cfgs = [member_cfg("my_hidden_state:Net", small_png, tmp_path / f"s{s}", s, steps=3)
+            for s in (0, 1)]
+    with pytest.raises(NotStackable, match="state outside its parameters and buffers"):
+        run_stack(cfgs)
+    got = train_runs(cfgs)
+    assert all(isinstance(r, dict) and "stack" not in r for r in got)
+    assert ("train one by one: a stacked my_hidden_state:Net computes another function"
+            in capsys.readouterr().out)
+    sys.modules.pop("my_hidden_state", None)

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from inrbench.models.base import model_label
+
 # an op without a batching rule runs member by member: slower, same result; the warning
 # would repeat every step of every stacked run
 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet",
@@ -113,8 +115,28 @@ class StackedModel(nn.Module):
             return vmap(one, in_dims=dims, randomness="error")(tensors, *args)
         except (RuntimeError, ValueError, NotImplementedError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise NotStackable(f"vmap cannot batch {type(shell.model).__name__}.{method}: "
+            raise NotStackable(f"vmap cannot batch {model_label(shell.model)}.{method}: "
                                f"{first}") from e
+
+    def verify(self, models: list[nn.Module], coords: torch.Tensor, atol: float = 1e-4) -> float:
+        """Raise :class:`NotStackable` unless the stacked forward at ``coords`` is each of
+        the first and last of ``models`` (this stack's members, unstacked): a model holding
+        per-member state outside its parameters and buffers (a plain tensor attribute drawn
+        at construction) would otherwise train every member with member 0's. Returns the
+        largest difference (relative to the output's scale)."""
+        picks = sorted({0, len(models) - 1})
+        with torch.no_grad():
+            stacked = self.call("forward", coords.expand(self.n, *coords.shape))
+            worst = 0.0
+            for i in picks:
+                alone = models[i](coords)
+                scale = max(1.0, float(alone.abs().max()))
+                worst = max(worst, float((stacked[i] - alone).abs().max()) / scale)
+        if not worst <= atol:
+            raise NotStackable(f"a stacked {model_label(models[0])} computes another function "
+                               f"than its members alone (difference {worst:.3g}): state "
+                               f"outside its parameters and buffers differs between members")
+        return worst
 
     @torch.no_grad()
     def load_member(self, i: int, model: nn.Module) -> nn.Module:
