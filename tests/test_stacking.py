@@ -289,3 +289,19 @@ def test_state_outside_parameters_is_caught_before_a_stack_trains(small_png, tmp
     assert ("train one by one: a stacked my_hidden_state:Net computes another function"
             in capsys.readouterr().out)
     sys.modules.pop("my_hidden_state", None)
+
+
+@pytest.mark.parametrize("model,sampling", [("siren", ["data.sampling=random",
+                                                       "data.batch_size=256"]),
+                                            ("asmr", ["data.sampling=blocks",
+                                                      "data.batch_size=256"]),
+                                            ("ffn", ["data.sampling=tile", "data.tile=[8,8]"])])
+def test_each_member_draws_its_own_batches(model, sampling, small_png, tmp_path):
+    """Random samples, blocks and tiles: each member's batches are the ones its run alone
+    draws (its seed, its step), so it ends where that run ends."""
+    cfgs = [member_cfg(model, small_png, tmp_path / "stack" / f"s{s}", s, steps=30,
+                       extra=sampling) for s in (0, 1)]
+    records = run_stack(cfgs)
+    run(member_cfg(model, small_png, tmp_path / "alone", 1, steps=30, extra=sampling))
+    assert records[1]["sampling"] == sampling[0].split("=")[1]
+    assert_same_run(tmp_path / "stack" / "s1", tmp_path / "alone")
