@@ -280,7 +280,7 @@ class _Signal:
             return "skip", f"not stackable ({why}): its runs train one by one"
         try:
             stacked = StackedModel(members)
-            stacked.verify(members, make_grid(self.shape).reshape(-1, self.dim)[:N_COORDS])
+            stacked.verify(members, "render", self.shape)
             target = smooth_target(self.shape, self.channels, self.seed)
             out = stacked.call("render", self.shape)
         except NotStackable as e:

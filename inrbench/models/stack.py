@@ -118,18 +118,20 @@ class StackedModel(nn.Module):
             raise NotStackable(f"vmap cannot batch {model_label(shell.model)}.{method}: "
                                f"{first}") from e
 
-    def verify(self, models: list[nn.Module], coords: torch.Tensor, atol: float = 1e-4) -> float:
-        """Raise :class:`NotStackable` unless the stacked forward at ``coords`` is each of
-        the first and last of ``models`` (this stack's members, unstacked): a model holding
-        per-member state outside its parameters and buffers (a plain tensor attribute drawn
-        at construction) would otherwise train every member with member 0's. Returns the
-        largest difference (relative to the output's scale)."""
+    def verify(self, models: list[nn.Module], method: str, *args, atol: float = 1e-4) -> float:
+        """Raise :class:`NotStackable` unless the stacked ``<method>(*args)`` (the training
+        path: ``render`` of the signal's shape, or ``forward`` of coordinates, shared by
+        every member) is that of the first and last of ``models`` (this stack's members,
+        unstacked): a model holding per-member state outside its parameters and buffers (a
+        plain tensor attribute drawn at construction) would otherwise train every member
+        with member 0's. Returns the largest difference (relative to the output's scale)."""
         picks = sorted({0, len(models) - 1})
-        with torch.no_grad():
-            stacked = self.call("forward", coords.expand(self.n, *coords.shape))
+        batched = [a.expand(self.n, *a.shape) if torch.is_tensor(a) else a for a in args]
+        with torch.enable_grad():  # the path training takes (no-grad renders may differ)
+            stacked = self.call(method, *batched).detach()
             worst = 0.0
             for i in picks:
-                alone = models[i](coords)
+                alone = getattr(models[i], method)(*args).detach()
                 scale = max(1.0, float(alone.abs().max()))
                 worst = max(worst, float((stacked[i] - alone).abs().max()) / scale)
         if not worst <= atol:

@@ -248,10 +248,13 @@ def _run_stack(cfgs, outs: list[Path], resume: bool, callbacks: list) -> list[di
     steps = int(cfgs[0].task.steps)
     dms, specs, models, tasks = ([b[k] for b in built] for k in range(4))
     stacked = StackedModel(models)
-    dims = len(specs[0].shape)
-    probe = torch.rand(16, int(getattr(models[0], "in_features", dims)),
-                       generator=torch.Generator().manual_seed(0)) * 2 - 1
-    stacked.verify(models, probe.to(next(stacked.parameters()).device))
+    if getattr(dms[0], "sampling", "full") == "full":
+        stacked.verify(models, "render", tuple(specs[0].shape))
+    else:  # coordinates (random samples, tiles; blocks check their per-sample path)
+        dims = len(specs[0].shape)
+        probe = torch.rand(16, int(getattr(models[0], "in_features", dims)),
+                           generator=torch.Generator().manual_seed(0)) * 2 - 1
+        stacked.verify(models, "forward", probe.to(next(stacked.parameters()).device))
     task = StackedFitTask(tasks, stacked)
     sha = git_sha()
     for cfg, out in zip(cfgs, outs):
