@@ -127,8 +127,16 @@ def test_the_automatic_step_stays_under_accumulation_and_for_a_task_with_its_own
     assert isinstance(task, FitTask) and not task.automatic_optimization
     task.accumulate = 2  # Lightning accumulates the micro-batches, as before
     assert task.automatic_optimization
-    # OFA's training_step returns its loss: Lightning's automatic step takes it
-    assert OFATask.training_step is not FitTask.training_step
+    task.accumulate = 1
+    # a subclass that takes its step otherwise (OFA's training_step returns its loss)
+    assert not OFATask._own_step
+
+    class Clipped(FitTask):
+        def optimizer_step(self, *args, **kwargs):
+            super().optimizer_step(*args, **kwargs)
+
+    assert not Clipped._own_step and FitTask._own_step
+    assert type("Renamed", (FitTask,), {})._own_step  # a subclass that changes no step
 
 
 @pytest.mark.parametrize("first", ["automatic", "own"])

@@ -145,8 +145,8 @@ class FitTask(TakesOwnStep, RunHistory, L.LightningModule):
     row); with one micro-batch a step the task takes the optimizer step itself
     (:meth:`take_step`, the arithmetic and hooks of Lightning's automatic step at a fraction
     of its per-step cost); under gradient accumulation, or for a subclass that overrides
-    :meth:`training_step`, Lightning's automatic optimization takes it from the returned
-    loss, as before."""
+    :meth:`training_step`, ``optimizer_step`` or ``optimizer_zero_grad``, Lightning's
+    automatic optimization takes it from the returned loss, as before."""
 
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, lr: float = 1e-4,
                  lr_min: float = 1e-6, steps: int = 10_000, scheduler: str = "cosine",
@@ -165,9 +165,18 @@ class FitTask(TakesOwnStep, RunHistory, L.LightningModule):
         self.history: list[dict] = []
         self.evals: list[dict] = []
 
+    #: whether this class's step is the one :meth:`take_step` takes (a subclass that
+    #: overrides how a step is taken keeps Lightning's automatic optimization)
+    _own_step = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._own_step = all(getattr(cls, name) is getattr(FitTask, name) for name in
+                            ("training_step", "optimizer_step", "optimizer_zero_grad"))
+
     @property
     def automatic_optimization(self) -> bool:
-        return self.accumulate != 1 or type(self).training_step is not FitTask.training_step
+        return self.accumulate != 1 or not self._own_step
 
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)
