@@ -120,7 +120,7 @@ def test_the_automatic_step_stays_under_accumulation_and_for_a_task_with_its_own
         small_png, tmp_path, tiny_cfg):
     from inrbench.build import build_datamodule, build_model, build_task
 
-    cfg = tiny_cfg(small_png, tmp_path / "o", steps=4)
+    cfg = tiny_cfg(small_png, tmp_path / "o", steps=4, extra_overrides=["data.sampling=full"])
     dm = build_datamodule(cfg)
     model = build_model(cfg, dm.spec())
     task = build_task(cfg, model, dm, dm.spec())
@@ -128,6 +128,14 @@ def test_the_automatic_step_stays_under_accumulation_and_for_a_task_with_its_own
     task.accumulate = 2  # Lightning accumulates the micro-batches, as before
     assert task.automatic_optimization
     task.accumulate = 1
+    # a Trainer built apart that accumulates: Lightning's step, which trains
+    trainer = L.Trainer(max_steps=2, accumulate_grad_batches=2, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, accelerator="cpu")
+    trainer.fit(task, datamodule=dm)
+    assert task.automatic_optimization and trainer.global_step == 2
+    assert len(task.history) == 4  # two micro-batches a step
     # a subclass that takes its step otherwise (OFA's training_step returns its loss)
     assert not OFATask._own_step
 

@@ -144,7 +144,8 @@ class FitTask(TakesOwnStep, RunHistory, L.LightningModule):
     """Fits the model to the signal. :meth:`training_loss` is a step's loss (and its history
     row); with one micro-batch a step the task takes the optimizer step itself
     (:meth:`take_step`, the arithmetic and hooks of Lightning's automatic step at a fraction
-    of its per-step cost); under gradient accumulation, or for a subclass that overrides
+    of its per-step cost); under gradient accumulation (the task's or its Trainer's), or for
+    a subclass that overrides
     :meth:`training_step`, ``optimizer_step`` or ``optimizer_zero_grad``, Lightning's
     automatic optimization takes it from the returned loss, as before."""
 
@@ -176,7 +177,9 @@ class FitTask(TakesOwnStep, RunHistory, L.LightningModule):
 
     @property
     def automatic_optimization(self) -> bool:
-        return self.accumulate != 1 or not self._own_step
+        trainer = self._trainer  # one built apart may accumulate (benchmarks/memory.py)
+        return (getattr(self, "accumulate", 1) != 1 or not self._own_step
+                or (trainer is not None and trainer.accumulate_grad_batches != 1))
 
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)
