@@ -177,3 +177,24 @@ def test_a_checkpoint_resumes_under_either_step_as_an_uninterrupted_run(
     whole_rows, part_rows = _records(tmp_path / "whole"), _records(tmp_path / "part")
     pd.testing.assert_frame_equal(whole_rows[["step", "loss", "lr"]],
                                   part_rows[["step", "loss", "lr"]])
+
+
+def test_the_global_loss_leaves_the_steps_own_loss_as_it_was():
+    """Several processes: the recorded loss is the mean over them, reduced in place by the
+    strategy; under the task's own step ``outputs["loss"]`` is the step's loss itself (what
+    the loggers get), so the reduction works on a copy: the loggers keep this process's loss,
+    as under automatic optimization."""
+    from types import SimpleNamespace
+
+    from inrbench.run.callbacks import GlobalLoss
+
+    def reduce(tensor, reduce_op):  # an all-reduce's mean, in place, as DDP's
+        assert reduce_op == "mean"
+        return tensor.add_(1.0).div_(2)
+
+    loss = torch.tensor(3.0)
+    trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(reduce=reduce))
+    module = SimpleNamespace(history=[{"step": 0, "loss": loss}], flush_history=None)
+    GlobalLoss().on_train_batch_end(trainer, module, {"loss": loss.detach()}, None, 0)
+    assert float(loss) == 3.0
+    assert float(module.history[-1]["loss"]) == 2.0

@@ -154,7 +154,9 @@ class GlobalLoss(NoBatchStart, L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.world_size > 1 and pl_module.history and isinstance(outputs, dict):
-            loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
+            # the reduction is in place: on a copy, so the step's own loss (what the
+            # loggers get, and under the task's own step the very tensor in outputs) stays
+            loss = trainer.strategy.reduce(outputs["loss"].detach().clone(), reduce_op="mean")
             row = pl_module.history[-1]  # a tensor stays on the device until the task's flush
             row["loss"] = loss if hasattr(pl_module, "flush_history") else float(loss)
 
