@@ -21,6 +21,11 @@ few microseconds of the other callbacks' batch-start hooks, no-ops, that run bef
     OMP_NUM_THREADS=1 python benchmarks/step_overhead.py [--model asmr] [--crop 64]
         [--steps 300] [--repeats 5] [--record reports/step-overhead-cpu/asmr.json]
         [--profile 300]  # cProfile of one suite run: the 25 costliest functions
+        [--calls 100]    # Python calls a step, plain and suite (cProfile's count)
+
+``--calls N`` counts the Python function calls (and built-in calls) a step makes, which no
+load on a shared machine changes: a suite run of 2N steps less one of N, over N, against N
+steps of the plain loop.
 """
 
 from __future__ import annotations
@@ -116,6 +121,23 @@ def paired_step_ms(cfg, steps: int) -> tuple[list[float], list[float]]:
     return timer.plain_times[1:], timer.times
 
 
+def calls_per_step(model: str, crop: int, n: int, out: Path) -> dict:
+    """Python calls a step of the plain loop and of the suite (module docstring)."""
+    def counted(fn) -> int:
+        prof = cProfile.Profile()
+        prof.enable()
+        fn()
+        prof.disable()
+        return pstats.Stats(prof).total_calls
+
+    cfg = config(model, crop, n, out / "plain")
+    loop = PlainLoop(cfg, n)
+    plain = counted(lambda: [loop.step_ms() for _ in range(n)]) / n
+    short = counted(lambda: run(config(model, crop, n, out / "short")))
+    long = counted(lambda: run(config(model, crop, 2 * n, out / "long")))
+    return {"plain": round(plain, 1), "suite": round((long - short) / n, 1)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="asmr")
@@ -125,6 +147,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--record", type=Path)
     p.add_argument("--profile", type=int, default=0, help="profile one suite run of N steps")
+    p.add_argument("--calls", type=int, default=0, help="Python calls a step, over N steps")
     args = p.parse_args()
     quiet_libraries()
     torch.set_num_threads(1)
@@ -137,6 +160,9 @@ def main() -> None:
             run(config(args.model, args.crop, args.profile, Path(tmp) / "profile"))
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            return
+        if args.calls:
+            print(json.dumps(calls_per_step(args.model, args.crop, args.calls, Path(tmp))))
             return
         paired_plain, paired_suite = [], []
         for r in range(args.repeats):  # interleaved, so drifting load hits both alike

@@ -5,13 +5,16 @@ loss, the stop on a non-finite loss."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.profilers import PassThroughProfiler
 
 from inrbench.checkpoint import checkpoints_newest_first
 from inrbench.console import note
@@ -19,7 +22,22 @@ from inrbench.errors import Diverged
 from inrbench.profiling import latency_budget, macs_counts, profile, render_latency_ms
 
 
-class KeepCheckpoints(ModelCheckpoint):
+class NoBatchStart:
+    """Mixin, first among a callback's bases, for one that does nothing when a training batch
+    starts: Lightning calls a callback's hook only where it is callable, so ``None`` spares
+    the dispatch, a few microseconds per callback and hook every step."""
+
+    on_train_batch_start = None
+
+
+class NoBatchHooks(NoBatchStart):
+    """:class:`NoBatchStart` for a callback that does nothing when a training batch ends
+    either."""
+
+    on_train_batch_end = None
+
+
+class KeepCheckpoints(NoBatchStart, ModelCheckpoint):
     """``last.ckpt`` plus the newest ``keep`` step checkpoints (older ones are deleted), so a
     corrupt last checkpoint costs at most ``checkpoint_every`` steps."""
 
@@ -28,6 +46,15 @@ class KeepCheckpoints(ModelCheckpoint):
                          every_n_train_steps=every, save_top_k=-1,
                          auto_insert_metric_name=False)
         self.keep = keep
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if self._every_n_train_steps < 1 or trainer.global_step % self._every_n_train_steps:
+            return  # what the base class decides, without its per-step work
+        with warnings.catch_warnings():
+            # its warning under manual optimization (the fitting task's own step): the
+            # checkpoint holds the weights after the step, as under automatic optimization
+            warnings.filterwarnings("ignore", "Using ModelCheckpoint with manual optimization")
+            super().on_train_batch_end(trainer, pl_module, *args)
 
     def _save_checkpoint(self, trainer, filepath):
         super()._save_checkpoint(trainer, filepath)
@@ -38,7 +65,19 @@ class KeepCheckpoints(ModelCheckpoint):
                 old.unlink(missing_ok=True)
 
 
-class ReplanSchedule(L.Callback):
+class NoProfiler(PassThroughProfiler):
+    """The Trainer's default profiler (none), without its cost: Lightning wraps each of the
+    dozens of hook calls of a step in ``profiler.profile(name)``, a generator-based context
+    manager that costs a small model's step a few per cent; this one returns one reusable
+    context that does nothing."""
+
+    _nothing = contextlib.nullcontext()
+
+    def profile(self, action_name: str):
+        return self._nothing
+
+
+class ReplanSchedule(NoBatchHooks, L.Callback):
     """``--resume --steps N`` with another N: from the checkpoint's step k on, the learning rate
     follows the cosine schedule of an N-step run (SGDR's closed form,
     ``lr_t = lr_min + (lr - lr_min) (1 + cos(pi t / N)) / 2``), so the run ends at ``lr_min``
@@ -76,7 +115,7 @@ def _log(trainer: L.Trainer, values: dict) -> None:
                            step=trainer.global_step)
 
 
-class ProfileCallback(L.Callback):
+class ProfileCallback(NoBatchHooks, L.Callback):
     """Logs ``params``, ``macs`` (paper convention), ``macs_measured`` and ``macs_counts`` (each
     convention) when fitting starts."""
 
@@ -90,7 +129,7 @@ class ProfileCallback(L.Callback):
         _log(trainer, stats)
 
 
-class LatencyCallback(L.Callback):
+class LatencyCallback(NoBatchHooks, L.Callback):
     """Median full-signal render time (after warm-up, inference mode) when fitting ends,
     within ``latency_budget`` of the fit's seconds so far (``clock``, a :class:`WallClock`;
     without one, ``budget_s`` alone; ``inrbench.profiling.latency``)."""
@@ -109,18 +148,20 @@ class LatencyCallback(L.Callback):
         _log(trainer, {"latency_ms": stats["latency_ms"]})
 
 
-class GlobalLoss(L.Callback):
+class GlobalLoss(NoBatchStart, L.Callback):
     """Multi-process training: each process computes the loss on its share of the batch;
     the recorded loss is their mean (the loss of the whole batch, as one process sees it)."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.world_size > 1 and pl_module.history and isinstance(outputs, dict):
-            loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
+            # the reduction is in place: on a copy, so the step's own loss (what the
+            # loggers get, and under the task's own step the very tensor in outputs) stays
+            loss = trainer.strategy.reduce(outputs["loss"].detach().clone(), reduce_op="mean")
             row = pl_module.history[-1]  # a tensor stays on the device until the task's flush
             row["loss"] = loss if hasattr(pl_module, "flush_history") else float(loss)
 
 
-class FiniteLoss(L.Callback):
+class FiniteLoss(NoBatchStart, L.Callback):
     """Stops the run at a non-finite loss with :class:`inrbench.errors.Diverged`, which names
     the first step whose loss was not finite and what the folder keeps (the step checkpoints
     written before it, if any); no result is written. Every task returns its loss from
@@ -178,7 +219,7 @@ class FiniteLoss(L.Callback):
                        f"{left}")
 
 
-class WallClock(L.Callback):
+class WallClock(NoBatchHooks, L.Callback):
     """Wall time of ``fit`` (``elapsed``, the final latency renders included) and the training
     time within it (``train_elapsed``: evaluations and the latency renders excluded), both
     carried across resumes in the checkpoint. Each evaluation row a task appends
@@ -251,7 +292,7 @@ class BudgetCosine(torch.optim.lr_scheduler.LRScheduler):
         return {k: v for k, v in super().state_dict().items() if k != "progress"}
 
 
-class Budget(L.Callback):
+class Budget(NoBatchStart, L.Callback):
     """The bounds of a run besides ``task.steps``: ``max_time`` training seconds (evaluations
     excluded, :class:`WallClock`) and the Trainer's ``max_epochs``. When either is set, the
     cosine schedule follows ``p = max(step / horizon, train_s / max_time)`` (``horizon``: the

@@ -38,6 +38,7 @@ from inrbench.run.callbacks import (
     GlobalLoss,
     KeepCheckpoints,
     LatencyCallback,
+    NoProfiler,
     ProfileCallback,
     ReplanSchedule,
     WallClock,
@@ -195,6 +196,7 @@ def _trainer(cfg: DictConfig, task, out: Path, spec: SignalSpec, steps: int, dev
             *extra,
         ],
         plugins=[stacked if stacked is not None else SafeCheckpointIO()],
+        profiler=NoProfiler(),
         # eval_every counts optimizer steps; Lightning's interval counts (micro-)batches
         accumulate_grad_batches=accumulate,
         val_check_interval=min(every, steps) * accumulate,

@@ -15,6 +15,7 @@ for shapes) whose first crossing the run's record lists (time to quality).
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import lightning as L
@@ -25,7 +26,7 @@ from inrbench.data.base import SignalSpec
 from inrbench.metrics import evaluate, prediction_to_signal, psnr_tensor
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.registry import register_task
-from inrbench.tasks.optim import check_optimizer, fit_optimizer
+from inrbench.tasks.optim import TakesOwnStep, check_optimizer, fit_optimizer
 
 
 class RunHistory:
@@ -43,11 +44,13 @@ class RunHistory:
     #: how many leading rows of ``history`` hold floats only
     _flushed: int = 0
 
+    #: plain attributes set every step: Lightning sets the first around each of the dozens
+    #: of hook calls a step makes; nn.Module's __setattr__ (parameter, module and buffer
+    #: checks) would cost a small model's step a few per cent
+    _PLAIN = frozenset({"_current_fx_name", "_step_log", "_flushed", "_flushed_at"})
+
     def __setattr__(self, name, value):
-        # Lightning sets this plain string around each of the dozens of hook calls a step
-        # makes; nn.Module's __setattr__ (parameter, module and buffer checks) would cost a
-        # small model's step a few per cent
-        if name == "_current_fx_name":
+        if name in self._PLAIN:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -137,7 +140,15 @@ class RunHistory:
         return row
 
 
-class FitTask(RunHistory, L.LightningModule):
+class FitTask(TakesOwnStep, RunHistory, L.LightningModule):
+    """Fits the model to the signal. :meth:`training_loss` is a step's loss (and its history
+    row); with one micro-batch a step the task takes the optimizer step itself
+    (:meth:`take_step`, the arithmetic and hooks of Lightning's automatic step at a fraction
+    of its per-step cost); under gradient accumulation (the task's or its Trainer's), or for
+    a subclass that overrides
+    :meth:`training_step`, ``optimizer_step`` or ``optimizer_zero_grad``, Lightning's
+    automatic optimization takes it from the returned loss, as before."""
+
     def __init__(self, model: torch.nn.Module, spec: SignalSpec, lr: float = 1e-4,
                  lr_min: float = 1e-6, steps: int = 10_000, scheduler: str = "cosine",
                  eval_every: int = 1000, accumulate: int = 1, targets=(25.0, 30.0, 35.0),
@@ -154,6 +165,31 @@ class FitTask(RunHistory, L.LightningModule):
         # metrics.csv is complete
         self.history: list[dict] = []
         self.evals: list[dict] = []
+
+    #: whether this class's step is the one :meth:`take_step` takes (a subclass that
+    #: overrides how a step is taken keeps Lightning's automatic optimization)
+    _own_step = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._own_step = all(getattr(cls, name) is getattr(FitTask, name) for name in
+                            ("training_step", "optimizer_step", "optimizer_zero_grad"))
+
+    @property
+    def automatic_optimization(self) -> bool:
+        trainer = self._trainer  # one built apart may accumulate (benchmarks/memory.py)
+        return (getattr(self, "accumulate", 1) != 1 or not self._own_step
+                or (trainer is not None and trainer.accumulate_grad_batches != 1))
+
+    def on_save_checkpoint(self, checkpoint):
+        super().on_save_checkpoint(checkpoint)
+        if not self.automatic_optimization:
+            self.own_step_checkpoint(checkpoint, saving=True)
+
+    def on_load_checkpoint(self, checkpoint):
+        super().on_load_checkpoint(checkpoint)
+        if not self.automatic_optimization:
+            self.own_step_checkpoint(checkpoint, saving=False)
 
     def configure_optimizers(self):
         return fit_optimizer(self.model.parameters(), self.lr, self.optimizer_name,
@@ -179,6 +215,13 @@ class FitTask(RunHistory, L.LightningModule):
         return F.mse_loss(pred, target)
 
     def training_step(self, batch, batch_idx):
+        loss = self.training_loss(batch, batch_idx)
+        if not self.automatic_optimization:
+            self.take_step(loss)
+        return loss
+
+    def training_loss(self, batch, batch_idx) -> torch.Tensor:
+        """This batch's loss, its row appended to ``history`` and handed to the loggers."""
         pred = self._predict(batch)
         loss = self._loss(pred, batch["values"])
         # values stay on the device until flush_history (no host read per step)
@@ -198,6 +241,11 @@ class FitTask(RunHistory, L.LightningModule):
         self.evals.append({"step": int(self.global_step),
                            **{f"val_{k}": v for k, v in metrics.items()}})
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True)
+
+
+# Lightning reads training_step's signature every step (does it take batch_idx?); a function
+# that carries its signature spares inspect rebuilding it, tens of calls a step
+FitTask.training_step.__signature__ = inspect.signature(FitTask.training_step)
 
 
 @register_task("fit")
