@@ -29,7 +29,25 @@ from inrbench.registry import register_task
 from inrbench.tasks.optim import TakesOwnStep, check_optimizer, fit_optimizer
 
 
-class RunHistory:
+class FlushesHistory:
+    """Training values kept on the device until the trainer's logging interval, an
+    evaluation or the end of training, then read back in one go (``flush_history``, the
+    task's own): no host read per step."""
+
+    def flush_at_interval(self) -> None:
+        step, every = int(self.global_step), max(int(self.trainer.log_every_n_steps), 1)
+        if step % every == 0 and step != getattr(self, "_flushed_at", None):
+            self._flushed_at = step
+            self.flush_history()
+
+    def on_validation_start(self):
+        self.flush_history()
+
+    def on_train_end(self):
+        self.flush_history()
+
+
+class RunHistory(FlushesHistory):
     """The records a task keeps across a resume: the best PSNR, one row per training step
     and one per evaluation, saved in (and restored from) every checkpoint, so a resumed run's
     metrics.csv is complete.
@@ -82,16 +100,7 @@ class RunHistory:
         # Lightning's own test of whether this batch's logged values reach the loggers
         if values and getattr(self.trainer._logger_connector, "should_update_logs", True):
             self.log_dict(values, prog_bar=True)
-        step, every = int(self.global_step), max(int(self.trainer.log_every_n_steps), 1)
-        if step % every == 0 and step != getattr(self, "_flushed_at", None):
-            self._flushed_at = step
-            self.flush_history()
-
-    def on_validation_start(self):
-        self.flush_history()
-
-    def on_train_end(self):
-        self.flush_history()
+        self.flush_at_interval()
 
     def on_save_checkpoint(self, checkpoint):
         self.flush_history()

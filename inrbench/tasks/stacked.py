@@ -25,10 +25,11 @@ from torch.func import vmap
 from inrbench.metrics import evaluate, prediction_to_signal, psnr_tensor
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.models.stack import StackedModel
+from inrbench.tasks.fit import FlushesHistory
 from inrbench.tasks.optim import fit_optimizer
 
 
-class StackedFitTask(L.LightningModule):
+class StackedFitTask(FlushesHistory, L.LightningModule):
     """The fitting task of every member of ``members`` (FitTasks of one configuration whose
     models are stacked in ``model``)."""
 
@@ -87,16 +88,7 @@ class StackedFitTask(L.LightningModule):
             member.flush_history()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        step, every = int(self.global_step), max(int(self.trainer.log_every_n_steps), 1)
-        if step % every == 0 and step != getattr(self, "_flushed_at", None):
-            self._flushed_at = step
-            self.flush_history()
-
-    def on_validation_start(self):
-        self.flush_history()
-
-    def on_train_end(self):
-        self.flush_history()
+        self.flush_at_interval()
 
     def validation_step(self, batch, batch_idx):
         # each member's own model renders, through the code a separate run evaluates with
