@@ -17,15 +17,17 @@ A variant's time is the wall clock from its first config to its last ``metrics.j
 process start, imports, building, training, final evaluation, latency and records. Signals
 per second are fits finished over that. Where the time goes: ``train_s`` (the trainer's own
 training time, from each record) against the rest, per fit, and from these two the signals
-per second projected to longer budgets (``projected_*``; a projection, not a measurement). Each stacked member's final PSNR
-is compared with its ``alone`` counterpart (same config, same seed).
+per second projected to longer budgets (``projected_*``; a projection, not a measurement).
+Each stacked member's final PSNR is compared with its ``alone`` counterpart (same config,
+same seed).
 
 The variants of one model run in an interleaved order (alone, stacked, procs, the other
 stacks) with the load average before and after each; threads: one (``OMP_NUM_THREADS=1`` and
 ``torch.set_num_threads(1)``, children included) unless ``--threads``.
 
     OMP_NUM_THREADS=1 python benchmarks/stack_throughput.py [--models asmr,siren,ngp]
-        [--signals 24] [--steps 50] [--procs-signals 6] [--max-members 0,4,8] [--variants procs,alone,stack]
+        [--signals 24] [--steps 50] [--procs-signals 6] [--max-members 0,4,8]
+        [--variants procs,alone,stack]
         [--accelerator cpu|gpu] [--record reports/stack-throughput-cpu/record.json]
 """
 
@@ -219,20 +221,21 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
         for model in models:
-            rows = {}
+            rows: dict = {}
             for variant in record["order"]:
                 n = min(args.procs_signals or args.signals, args.signals) \
                     if variant == "procs" else args.signals
                 rows[variant] = row = measure(variant, model, n, args.steps,
                                               args.accelerator, base / model / variant)
                 row["signals"] = n
+                compare(rows)
+                record["models"][model] = rows
+                save(args.record, record)  # a run cut short keeps the variants it finished
                 print(f"{model:6s} {variant:7s} {row['wall_s']:8.1f} s "
                       f"{row['signals_per_s']:7.3f} signals/s  train "
                       f"{row['train_ms_per_step_per_fit']:7.2f} ms/step/fit, other "
                       f"{row['fixed_s_per_fit']:6.2f} s/fit  load {row['load_before'][0]:.2f}"
                       f"->{row['load_after'][0]:.2f}", flush=True)
-            compare(rows)
-            record["models"][model] = rows
     record["total_s"] = time.perf_counter() - t0
     record["load_end"] = list(os.getloadavg())
     for model, rows in record["models"].items():
@@ -241,11 +244,15 @@ def main(argv=None) -> dict:
                 print(f"{model:6s} {name:7s} x{row.get('ratio_vs_procs', float('nan')):.2f} vs "
                       f"procs, x{row.get('ratio_vs_alone', float('nan')):.2f} vs alone, PSNR "
                       f"max |diff| {row.get('psnr_max_abs_diff_vs_alone', float('nan')):.2e} dB")
-    if args.record:
-        from inrbench.io import atomic_write_json
-        Path(args.record).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(Path(args.record), record)
+    save(args.record, record)
     return record
+
+
+def save(path: str | None, record: dict) -> None:
+    if path:
+        from inrbench.io import atomic_write_json
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(path), record)
 
 
 if __name__ == "__main__":
