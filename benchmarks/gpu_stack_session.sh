@@ -42,6 +42,6 @@ OMP_NUM_THREADS=1 timeout "$T2_LIMIT" python3 -m inrbench.cli run "${T2[@]}" > "
 echo "table2 seeds: exit $?, $(( $(date +%s) - start )) s"; tail -n 15 "$OUT/table2_seeds.log"
 find "$R/table2-seeds" -name metrics.json | sort > "$OUT/table2_seeds_finished.txt"
 echo "finished members: $(wc -l < "$OUT/table2_seeds_finished.txt")"
-grep -l '"stack"' $(cat "$OUT/table2_seeds_finished.txt") 2>/dev/null | wc -l | sed 's/^/stacked members: /'
+echo "stacked members: $(xargs -r grep -l '"stack"' < "$OUT/table2_seeds_finished.txt" | wc -l)"
 tar czf "$OUT/table2_seeds.tgz" --exclude=checkpoints --exclude=wandb --exclude=logs -C "$R" .
 ls -la "$OUT"
