@@ -118,11 +118,11 @@ def measure(variant: str, model: str, n: int, steps: int, accelerator: str,
     wall = time.perf_counter() - t0
     recs = read_records(root, n)
     stacks = sorted({r["stack"]["of"] if "stack" in r else 1 for r in recs})
-    # a stack's records share its train_s: count each stack's once
+    # a stack's training time is under its members' "stack" (theirs alone is None): once
     train = {}
     for i, r in enumerate(recs):
         key = tuple(r["stack"]["runs"]) if "stack" in r else i
-        train[key] = float(r["train_s"])
+        train[key] = float(r["stack"]["train_s"] if "stack" in r else r["train_s"])
     out = {"variant": variant, "wall_s": wall, "signals_per_s": n / wall,
            "load_before": list(load), "load_after": list(os.getloadavg()),
            "train_s": sum(train.values()), "stack_sizes": stacks,
