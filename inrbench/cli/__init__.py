@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                      "stacked models (the same records; stacking is only faster)")
     run.add_argument("--stack-size", type=int, metavar="N",
                      help="at most N runs in one stacked model (default: as many as keep a "
-                     "step within 2^15 samples on a CPU, 2^18 on a GPU)")
+                     "step within 2^14 samples on a CPU, 2^18 on a GPU)")
     run.add_argument("--devices", type=int, help="processes (CPU) or GPUs to train on "
                      "(trainer.devices; >1 needs data.sampling=random or tile)")
     run.add_argument("--num-nodes", type=int, help="machines, each running --devices processes "

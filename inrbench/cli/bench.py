@@ -63,7 +63,7 @@ def add_command(sub) -> None:
                    help="train every run alone, not the seeds/signals/rungs of one config as "
                    "one stacked model (the same records; stacking is only faster)")
     b.add_argument("--stack-size", type=int, metavar="N", help="at most N runs in one "
-                   "stacked model (default: as many as keep a step within 2^15 samples on a "
+                   "stacked model (default: as many as keep a step within 2^14 samples on a "
                    "CPU, 2^18 on a GPU)")
     b.add_argument("overrides", nargs="*", help="config overrides key=value for every run")
     s = sub.add_parser("stack-runs", help="(used by bench) train the runs of a stack plan")

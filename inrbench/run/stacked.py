@@ -229,10 +229,10 @@ def _run_stack(cfgs, outs: list[Path], resume: bool, callbacks: list) -> list[di
 
 #: samples one stacked step may hold, all members together, unless ``max_members`` says
 #: otherwise. On a GPU 2^18: 64 members of a 64x64 crop, 4 of 256x256, a 512x512 image
-#: alone (its own step already fills the card). On a CPU 2^15 (8 crops of 64x64): a CPU
-#: step is compute-bound, and larger stacks leave the caches (reports/stack-throughput-cpu:
-#: SIREN 222 ms a member in one stack of 24 against 123 alone, ASMR fastest in stacks of 8)
-STACK_SAMPLES = {"gpu": 2**18, "cpu": 2**15}
+#: alone (its own step already fills the card). On a CPU 2^14 (4 crops of 64x64): a CPU
+#: step is compute-bound, and larger stacks leave the caches (reports/stack-throughput-cpu,
+#: idle machine: SIREN 64 ms a member in stacks of 4, 118 in stacks of 8, 62 alone)
+STACK_SAMPLES = {"gpu": 2**18, "cpu": 2**14}
 
 
 def samples_per_step(cfg: DictConfig) -> int:
