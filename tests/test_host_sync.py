@@ -2,51 +2,23 @@
 tensor back to the host (every read of a tensor's value, counted through the patched tensor
 methods on the CPU), and the records it keeps are those of a plain PyTorch loop."""
 
-import os
-import sys
 
 import lightning as L
 import pandas as pd
 import pytest
 import torch
+from host_reads import LogEvery, count_reads
 
 from inrbench.run import run
 
-READS = ["item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__"]
 EVERY = 8  # the trainer's logging interval: min(50, steps) -> the runs below set it
 
 
-class _Step(L.Callback):
-    """The step being trained, for attributing each read."""
-
-    def __init__(self):
-        self.step, self.training = None, False
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.step, self.training = int(trainer.global_step), True
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.training = False
 
 
 @pytest.fixture
 def reads(monkeypatch):
-    """(step, method) of every tensor read made while a training batch runs. PyTorch's
-    optimizers read their step counter, which they keep on the host beside any device
-    (``torch.optim.Optimizer``'s non-capturable default), as a plain PyTorch loop does:
-    those reads are no synchronisation and are not counted."""
-    where, seen = _Step(), []
-    for name in READS:
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            caller = sys._getframe(1).f_code.co_filename.replace(os.sep, "/")
-            if where.training and "/torch/optim/" not in caller:
-                seen.append((where.step, _name))
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    return where, seen
+    return count_reads(monkeypatch)
 
 
 @pytest.mark.parametrize("task,extra", [
@@ -65,7 +37,7 @@ def test_no_tensor_is_read_back_between_two_logging_steps(small_png, tmp_path, t
                                     "trainer.checkpoint_every=100",
                                     f"trainer.progress_bar={str(progress_bar).lower()}"])
     cfg.trainer.logger = "none"
-    run(cfg, callbacks=[where, _LogEvery(EVERY)])
+    run(cfg, callbacks=[where, LogEvery(EVERY)])
     # a read belongs to the batch that ends at a logging step (global_step, after the
     # update, a multiple of EVERY): every other batch reads nothing
     off = sorted({(s, m) for s, m in seen if (s + 1) % EVERY})
@@ -76,14 +48,6 @@ def test_no_tensor_is_read_back_between_two_logging_steps(small_png, tmp_path, t
     assert rows["loss"].map(type).eq(float).all()
 
 
-class _LogEvery(L.Callback):
-    """The logging interval of a short test run, set before training starts."""
-
-    def __init__(self, every: int):
-        self.every = every
-
-    def on_fit_start(self, trainer, pl_module):
-        trainer.log_every_n_steps = self.every
 
 
 def _plain_loop(cfg, steps: int) -> tuple[list[float], torch.nn.Module]:

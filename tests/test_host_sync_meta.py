@@ -6,20 +6,15 @@ the logging interval, so keeping the values on the device changes no record."""
 
 from __future__ import annotations
 
-import os
-import sys
-
-import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from host_reads import LogEvery, count_reads
 from PIL import Image
 
 from inrbench.config import compose
 from inrbench.run import run
 
-READS = ["item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__"]
 EVERY = 4  # the trainer's logging interval in the runs below
 
 COMMON = ["data.size=[8,8]", "data.batch_size=3", "data.test_fraction=0.3",
@@ -56,46 +51,13 @@ def _cfg(task: str, folder, out, steps: int, progress_bar: bool = False):
                           "trainer.logger": "none"})
 
 
-class _Step(L.Callback):
-    """The step being trained, for attributing each read."""
-
-    def __init__(self):
-        self.step, self.training = None, False
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.step, self.training = int(trainer.global_step), True
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.training = False
 
 
-class _LogEvery(L.Callback):
-    """The logging interval of a short test run, set before training starts."""
-
-    def __init__(self, every: int):
-        self.every = every
-
-    def on_fit_start(self, trainer, pl_module):
-        trainer.log_every_n_steps = self.every
 
 
 @pytest.fixture
 def reads(monkeypatch):
-    """(step, method) of every tensor read made while a training batch runs; the optimizers'
-    reads of their host-side step counter (PyTorch's default, as a plain loop has them) are
-    no synchronisation and are not counted."""
-    where, seen = _Step(), []
-    for name in READS:
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            caller = sys._getframe(1).f_code.co_filename.replace(os.sep, "/")
-            if where.training and "/torch/optim/" not in caller:
-                seen.append((where.step, _name))
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    return where, seen
+    return count_reads(monkeypatch)
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -105,7 +67,7 @@ def test_no_tensor_is_read_back_between_two_logging_steps(tmp_path, reads, task,
     where, seen = reads
     steps = 3 * EVERY
     cfg = _cfg(task, _images(tmp_path / "imgs"), tmp_path / "o", steps, progress_bar)
-    run(cfg, callbacks=[where, _LogEvery(EVERY)])
+    run(cfg, callbacks=[where, LogEvery(EVERY)])
     # a read belongs to the batch that ends at a logging step (global_step, after the
     # update, a multiple of EVERY): every other batch reads nothing
     off = sorted({(s, m) for s, m in seen if (s + 1) % EVERY})
@@ -124,7 +86,7 @@ def test_the_records_do_not_depend_on_the_logging_interval(tmp_path, task):
     tables = {}
     for every in (1, EVERY):
         out = tmp_path / f"every{every}"
-        summary = run(_cfg(task, folder, out, 2 * EVERY + 1), callbacks=[_LogEvery(every)])
+        summary = run(_cfg(task, folder, out, 2 * EVERY + 1), callbacks=[LogEvery(every)])
         tables[every] = (pd.read_csv(out / "metrics.csv"), summary)
     (a, sa), (b, sb) = tables[1], tables[EVERY]
     pd.testing.assert_frame_equal(a, b, check_exact=True)
