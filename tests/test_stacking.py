@@ -18,6 +18,7 @@ from omegaconf import open_dict
 from inrbench.checkpoint import read_checkpoint
 from inrbench.config import compose
 from inrbench.config.files import load_yaml
+from inrbench.data.base import SignalSpec
 from inrbench.errors import Interrupted
 from inrbench.models.registry import list_models
 from inrbench.models.stack import NotStackable, StackedModel, stack_refusal
@@ -25,6 +26,8 @@ from inrbench.plugins import load_references
 from inrbench.run import run
 from inrbench.run.runner import _build
 from inrbench.run.stacked import run_stack, stack_key, train_runs
+from inrbench.tasks.fit import FitTask
+from inrbench.tasks.stacked import StackedFitTask
 
 #: models whose forward vmap cannot batch (data-dependent shapes): their runs go one by one
 NOT_STACKABLE = {"gaussianimage"}
@@ -310,3 +313,14 @@ def test_each_member_draws_its_own_batches(model, sampling, small_png, tmp_path)
     run(member_cfg(model, small_png, tmp_path / "alone", 1, steps=30, extra=sampling))
     assert records[1]["sampling"] == sampling[0].split("=")[1]
     assert_same_run(tmp_path / "stack" / "s1", tmp_path / "alone")
+
+
+def test_the_members_models_follow_the_stack_to_its_device():
+    """Lightning moves the stacked task to the trainer's device; the members' own models
+    (which evaluate, time the render and give the final scores) go with it."""
+    members = [FitTask(torch.nn.Linear(2, 1), SignalSpec((4, 4), 1)) for _ in range(2)]
+    task = StackedFitTask(members, StackedModel([m.model for m in members]))
+    task.to(torch.float64)
+    assert all(p.dtype == torch.float64 for m in members for p in m.model.parameters())
+    assert all(p.dtype == torch.float64 for p in task.model.parameters())
+    assert task.model._shell[0].model.weight.dtype == torch.float64

@@ -45,6 +45,14 @@ class StackedFitTask(FlushesHistory, L.LightningModule):
     def members(self) -> list:
         return self._members
 
+    def _apply(self, fn, recurse=True):
+        # the members' own models (evaluation, latency, final scores) go where the stack
+        # goes (the trainer's device), as a run's model goes with its task
+        super()._apply(fn, recurse)
+        for member in self._members:
+            member._apply(fn, recurse)
+        return self
+
     def configure_optimizers(self):
         m = self._members[0]
         return fit_optimizer(self.model.parameters(), m.lr, m.optimizer_name,
