@@ -98,3 +98,13 @@ def test_a_bad_stack_size_is_one_line(command, tmp_path, capsys):
     assert err == ["inrbench: error: --stack-size must be an integer >= 1 (runs in one "
                    "stacked model), got 0"]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_stopped_stack_of_a_bench_points_at_the_bench_command(tmp_path):
+    from inrbench.cli import _resume_line
+    from inrbench.errors import Interrupted
+
+    line = _resume_line(Interrupted(15, str(tmp_path / "sig" / "siren" / "seed0"), 7),
+                        ["stack-runs", str(tmp_path / ".stacks" / "x.json"), "--result", "r"])
+    assert line.startswith("stopped by SIGTERM at step 7; each run of the stack keeps")
+    assert line.endswith("rerun the bench command to continue")

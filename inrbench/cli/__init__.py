@@ -631,6 +631,10 @@ def _resume_line(e: Interrupted, argv: list[str]) -> str:
     it was left to the default; a row's or a seed's folder sits under the one to name)."""
     name = signal.Signals(e.signum).name
     argv = [str(a) for a in argv]
+    if argv[:1] == ["stack-runs"]:  # a bench's child: the bench command continues it
+        return (f"stopped by {name} at step {e.step}; each run of the stack keeps its "
+                f"checkpoint (e.g. {Path(e.out) / 'checkpoints'}); rerun the bench command "
+                f"to continue")
     if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
         folder = Path(e.out)
         flags = {a.split("=")[0] for a in argv}
