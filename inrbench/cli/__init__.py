@@ -275,8 +275,10 @@ def _run_seeds_stacked(args, seeds: list[int], base: Path) -> int:
     for seed, result in zip(seeds, train_runs(cfgs, max_members=check_stack_size(
             args.stack_size))):
         if isinstance(result, Exception):
-            print(f"inrbench: seed {seed} failed: {result}", file=sys.stderr)
-            status = 1
+            # the others trained; this seed's error is one line, with a run's exit status
+            print(f"inrbench: error: seed {seed}: {result}", file=sys.stderr)
+            status = max(status, getattr(result, "exit_status", 2)
+                         if isinstance(result, InrbenchError) else 1)
         else:
             print(f"seed {seed}: {_summary_line(result)}")
     return status
