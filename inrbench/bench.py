@@ -35,7 +35,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from inrbench.bench_stacks import run_group, stack_groups, stack_size
+from inrbench.bench_stacks import outcome, run_group, stack_groups, stack_size
 from inrbench.config import compose, row_config
 from inrbench.config.campaign import campaign_folder
 from inrbench.config.experiment import load_experiment, select_rows
@@ -271,8 +271,7 @@ def bench(models: list[str], sigs: list[Signal], root: Path, budget: str | None 
             try:
                 outcomes = [(run_one(group[0], isolate), None)]
             except (InrbenchError, RuntimeError, ValueError) as e:
-                outcomes = [("failed", str(e).splitlines()[0] if str(e)
-                             else type(e).__name__)]
+                outcomes = [outcome(e)]
         seconds = time.perf_counter() - t0
         for entry, (status, error) in zip(group, outcomes):
             rec = {k: entry[k] for k in ("signal", "model", "seed")}

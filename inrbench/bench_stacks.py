@@ -73,7 +73,8 @@ def member_config(m: dict):
                    extra=m["extra"])
 
 
-def _outcome(result) -> tuple[str | None, str | None]:
+def outcome(result) -> tuple[str | None, str | None]:
+    """``("failed", its first line)`` for an exception, ``(None, None)`` for a record."""
     if isinstance(result, Exception):
         text = str(result).strip()
         return "failed", text.splitlines()[0] if text else type(result).__name__
@@ -87,7 +88,7 @@ def run_group(group: list[dict], root: Path, isolate: bool = True,
     how = ["resumed" if holds_results(e["out"]) else "trained" for e in group]
     if not isolate:
         results = train_runs([e["cfg"] for e in group], max_members=max_members)
-        return [_outcome(r) if isinstance(r, Exception) else (h, None)
+        return [outcome(r) if isinstance(r, Exception) else (h, None)
                 for r, h in zip(results, how)]
     folder = root / ".stacks"
     name = uuid.uuid4().hex[:12]
@@ -121,6 +122,6 @@ def run_plan_file(plan: Path, result: Path, max_members: int | None = None) -> i
         raise ConfigError(f"{plan} is not a stack plan written by inrbench bench ({e})") \
             from None
     cfgs = [member_config(m) for m in members]
-    outcomes = [_outcome(r) for r in train_runs(cfgs, max_members=max_members)]
+    outcomes = [outcome(r) for r in train_runs(cfgs, max_members=max_members)]
     atomic_write_json(Path(result), {"results": [{"error": err} for _, err in outcomes]})
     return 1 if any(err for _, err in outcomes) else 0

@@ -104,6 +104,14 @@ def _step_of(path: Path) -> int:
     return int(m.group(1)) if m else -1
 
 
+def prune_step_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` step checkpoints of ``ckpt_dir`` (``last.ckpt``
+    stays)."""
+    steps = [p for p in checkpoints_newest_first(ckpt_dir) if p.name != "last.ckpt"]
+    for old in steps[keep:]:
+        old.unlink(missing_ok=True)
+
+
 def checkpoints_newest_first(ckpt_dir: Path) -> list[Path]:
     steps = sorted((p for p in ckpt_dir.glob("step*.ckpt")), key=_step_of, reverse=True)
     last = ckpt_dir / "last.ckpt"

@@ -51,3 +51,12 @@ def count_reads(monkeypatch) -> tuple[StepWatch, list]:
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     return where, seen
+
+
+def assert_reads_at_logging_steps(seen: list, every: int, steps: int) -> None:
+    """A read belongs to the batch that ends at a logging step (``global_step``, after the
+    update, a multiple of ``every``): every other batch of a ``steps``-step run reads
+    nothing."""
+    off = sorted({(s, m) for s, m in seen if (s + 1) % every})
+    assert not off, f"tensor reads between logging steps: {off[:10]}"
+    assert {s for s, _ in seen} <= {k * every - 1 for k in range(1, steps // every + 1)}

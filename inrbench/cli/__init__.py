@@ -265,9 +265,7 @@ def _run_seeds_stacked(args, seeds: list[int], base: Path) -> int:
         if holds_results(out):
             raise InrbenchError(f"{out} already holds a run; pass --resume to continue it "
                                 f"or choose another --out")
-        cfg = _compose_from(args, {
-            "task.steps": args.steps, "task.name": args.task, "trainer.seed": seed,
-            "trainer.out": str(out), "trainer.logger": args.logger, **_parallel_flags(args)})
+        cfg = _compose_from(args, _run_keys(args, seed=seed, out=str(out)))
         check_buildable(cfg)
         cfgs.append(cfg)
     print(f"\n== seeds {', '.join(map(str, seeds))}: {base}")
@@ -302,8 +300,7 @@ def cmd_run(args) -> int:
         return cmd_run_seeds(args)
     if args.experiment or args.rows:
         return cmd_run_experiment(args)
-    extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
-             "trainer.out": args.out, "trainer.logger": args.logger, **_parallel_flags(args)}
+    extra = _run_keys(args)
     if args.resume:
         if not args.out:
             raise InrbenchError("--resume needs --out DIR, the folder of the run to continue")
@@ -329,8 +326,7 @@ def cmd_run_dry(args) -> int:
     from inrbench.config import row_config
     from inrbench.config.experiment import load_experiment, select_rows
 
-    extra = {"task.steps": args.steps, "task.name": args.task, "trainer.seed": args.seed,
-             "trainer.out": args.out, "trainer.logger": args.logger, **_parallel_flags(args)}
+    extra = _run_keys(args)
     if args.experiment or args.rows:
         _experiment_only(args)
         exp = load_experiment(args.experiment)
@@ -363,6 +359,15 @@ def cmd_run_dry(args) -> int:
         print(f"# {name} (dry run: nothing trained or written)")
         print(OmegaConf.to_yaml(cfg, resolve=True))
     return 0
+
+
+def _run_keys(args, seed=None, out=None) -> dict:
+    """The config keys ``inrbench run``'s flags set (``seed``/``out`` in place of
+    ``--seed``/``--out``: one seed's folder of ``--seeds``)."""
+    return {"task.steps": args.steps, "task.name": args.task,
+            "trainer.seed": args.seed if seed is None else seed,
+            "trainer.out": args.out if out is None else out, "trainer.logger": args.logger,
+            **_parallel_flags(args)}
 
 
 def _parallel_flags(args) -> dict:

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.profilers import PassThroughProfiler
 
-from inrbench.checkpoint import checkpoints_newest_first
+from inrbench.checkpoint import checkpoints_newest_first, prune_step_checkpoints
 from inrbench.console import note
 from inrbench.errors import Diverged
 from inrbench.profiling import latency_budget, macs_counts, profile, render_latency_ms
@@ -59,10 +59,7 @@ class KeepCheckpoints(NoBatchStart, ModelCheckpoint):
     def _save_checkpoint(self, trainer, filepath):
         super()._save_checkpoint(trainer, filepath)
         if trainer.is_global_zero and self.dirpath:
-            steps = [p for p in checkpoints_newest_first(Path(self.dirpath))
-                     if p.name != "last.ckpt"]
-            for old in steps[self.keep:]:
-                old.unlink(missing_ok=True)
+            prune_step_checkpoints(Path(self.dirpath), self.keep)
 
 
 class NoProfiler(PassThroughProfiler):

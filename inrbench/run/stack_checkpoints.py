@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from inrbench.checkpoint import SafeCheckpointIO, checkpoints_newest_first, read_checkpoint
+from inrbench.checkpoint import SafeCheckpointIO, prune_step_checkpoints, read_checkpoint
 from inrbench.models.stack import StackedModel
 
 
@@ -85,10 +85,7 @@ class MemberCheckpoints(SafeCheckpointIO):
         name = Path(path).name
         for i, out in enumerate(self.outs):
             super().save_checkpoint(self.split(checkpoint, i), out / "checkpoints" / name)
-            steps = [p for p in checkpoints_newest_first(out / "checkpoints")
-                     if p.name != "last.ckpt"]
-            for old in steps[self.keep:]:
-                old.unlink(missing_ok=True)
+            prune_step_checkpoints(out / "checkpoints", self.keep)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         name = Path(path).name

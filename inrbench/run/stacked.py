@@ -81,18 +81,16 @@ def _as_member(record: dict, i: int, outs: list[Path]) -> dict:
     return record
 
 
-#: what a run logs of its profile when it starts (ProfileCallback), under ``model/``
-PROFILED = ("params", "macs", "macs_measured", "flops")
-
-
-def _replay_logs(cfg: DictConfig, out: Path, task, results: dict, every: int) -> None:
+def _replay_logs(cfg: DictConfig, out: Path, task, stats: dict, results: dict,
+                 every: int) -> None:
     """The member's logger (W&B offline, CSV) given what a separate run logs: the profile,
     the training loss and PSNR every ``every`` steps, each evaluation, the latency."""
     logger = make_logger(cfg, out)
     if not logger:
         return
-    profiled = {k: v for k, v in results.items() if k in PROFILED and isinstance(v, (int, float))}
-    logger.log_metrics({f"model/{k}": v for k, v in profiled.items()}, step=0)
+    # the profile's numbers, as ProfileCallback logs them when a run starts
+    logger.log_metrics({f"model/{k}": v for k, v in stats.items()
+                        if isinstance(v, (int, float))}, step=0)
     for row in task.history:
         if (row["step"] + 1) % every == 0:
             logger.log_metrics({f"train/{k}": row[k] for k in ("loss", "psnr") if k in row},
@@ -173,8 +171,8 @@ def _run_stack(cfgs, outs: list[Path], resume: bool, callbacks: list) -> list[di
     for cfg, out in zip(cfgs, outs):
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    results = profile(models[0], specs[0].shape)
-    results["macs_counts"] = macs_counts(models[0])
+    stats = profile(models[0], specs[0].shape)
+    results = {**stats, "macs_counts": macs_counts(models[0])}
     cfg = cfgs[0]
     clock = WallClock()
     epochs = cfg.trainer.get("max_epochs")
@@ -222,7 +220,7 @@ def _run_stack(cfgs, outs: list[Path], resume: bool, callbacks: list) -> list[di
         record = _as_member(summary(c, member, model, dm, spec, final, results, trainer,
                                     info), i, outs)
         atomic_write_json(out / "metrics.json", record)
-        _replay_logs(c, out, member, results, min(50, steps))
+        _replay_logs(c, out, member, stats, results, min(50, steps))
         done.append(record)
     return done
 

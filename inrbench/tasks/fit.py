@@ -201,9 +201,12 @@ class FitTask(TakesOwnStep, RunHistory, L.LightningModule):
             self.own_step_checkpoint(checkpoint, saving=False)
 
     def configure_optimizers(self):
-        return fit_optimizer(self.model.parameters(), self.lr, self.optimizer_name,
-                             self.scheduler_name, self.steps, self.lr_min, self.lr_step,
-                             self.lr_gamma)
+        return self.optimizer_for(self.model.parameters())
+
+    def optimizer_for(self, params):
+        """The task's optimizer and schedule over ``params`` (its model's, or a stack's)."""
+        return fit_optimizer(params, self.lr, self.optimizer_name, self.scheduler_name,
+                             self.steps, self.lr_min, self.lr_step, self.lr_gamma)
 
     def _predict(self, batch):
         if batch.get("level") is not None:  # block sampling, shared within each drawn cell

@@ -26,7 +26,6 @@ from inrbench.metrics import evaluate, prediction_to_signal, psnr_tensor
 from inrbench.models.base import EVAL_CHUNK
 from inrbench.models.stack import StackedModel
 from inrbench.tasks.fit import FlushesHistory
-from inrbench.tasks.optim import fit_optimizer
 
 
 class StackedFitTask(FlushesHistory, L.LightningModule):
@@ -54,9 +53,8 @@ class StackedFitTask(FlushesHistory, L.LightningModule):
         return self
 
     def configure_optimizers(self):
-        m = self._members[0]
-        return fit_optimizer(self.model.parameters(), m.lr, m.optimizer_name,
-                             m.scheduler_name, m.steps, m.lr_min, m.lr_step, m.lr_gamma)
+        # the members share one task config: its optimizer over the stacked tensors
+        return self._members[0].optimizer_for(self.model.parameters())
 
     def _predict(self, batch) -> torch.Tensor:
         if batch.get("level") is not None:
